@@ -1,0 +1,275 @@
+"""Provider-neutral domain classes: what users build and what they get back.
+
+Nothing here knows a wire format. Field checks that need no provider and no I/O (empty prompt,
+unknown model, bad duration or aspect ratio) run when a :class:`VideoRequest` is built, so bad
+input fails before anything is sent; provider capability checks live in each provider module.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import os
+from typing import Any
+
+import attrs
+
+from .errors import ValidationError
+
+__all__ = [
+    "RETENTION",
+    "AspectRatio",
+    "Credits",
+    "Model",
+    "Quality",
+    "TaskResult",
+    "TaskState",
+    "TaskStatus",
+    "VideoRequest",
+]
+
+#: How long the providers keep a finished video (both documents say 15 days).
+RETENTION = dt.timedelta(days=15)
+
+
+class TaskState(str, enum.Enum):
+    """Where a task is; compares equal to its plain string (``state == "succeeded"``)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (TaskState.SUCCEEDED, TaskState.FAILED)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Model(str, enum.Enum):
+    SORA_2 = "sora-2"
+    SORA_2_PRO = "sora-2-pro"
+    SORA_2_STABLE = "sora-2-stable"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class AspectRatio(str, enum.Enum):
+    """Canonical ratios; ``landscape``/``portrait`` (sora2api's words) are accepted aliases."""
+
+    LANDSCAPE = "16:9"
+    PORTRAIT = "9:16"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Quality(str, enum.Enum):
+    STANDARD = "standard"
+    HD = "hd"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_ASPECT_ALIASES = {"landscape": AspectRatio.LANDSCAPE, "portrait": AspectRatio.PORTRAIT}
+ALLOWED_DURATIONS = (10, 15)
+
+
+def _allowed(values: Any) -> str:
+    return ", ".join(str(v.value if isinstance(v, enum.Enum) else v) for v in values)
+
+
+def _to_enum(enum_cls: type[enum.Enum], field: str, aliases: dict[str, Any] | None = None) -> Any:
+    names = [*(m.value for m in enum_cls), *(aliases or {})]
+
+    def convert(value: Any) -> Any:
+        if value is None or isinstance(value, enum_cls):
+            return value
+        if isinstance(value, str):
+            key = value.strip().lower()
+            if aliases and key in aliases:
+                return aliases[key]
+            for member in enum_cls:
+                if member.value == key:
+                    return member
+        raise ValidationError(field, value, _allowed(names))
+
+    return convert
+
+
+def _check_prompt(_: Any, __: Any, value: Any) -> None:
+    if not isinstance(value, str):
+        raise ValidationError("prompt", value, "a non-empty string")
+    if not value.strip():
+        raise ValidationError("prompt", value, "a non-empty string", reason="empty prompt")
+
+
+def _check_duration(_: Any, __: Any, value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value not in ALLOWED_DURATIONS:
+        raise ValidationError("duration", value, _allowed(ALLOWED_DURATIONS) + " (seconds)")
+
+
+def _to_duration(value: Any) -> Any:
+    # "15" from a CLI flag or a JSONL file means 15; anything else is left for the check.
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return value
+
+
+def _check_image(_: Any, __: Any, value: Any) -> None:
+    if value is None or isinstance(value, (str, bytes, os.PathLike)):
+        if isinstance(value, (str, bytes)) and not value:
+            raise ValidationError("image", value, "a file path, image bytes or an http(s) URL")
+        return
+    raise ValidationError("image", value, "a file path, image bytes or an http(s) URL")
+
+
+def _check_optional_str(name: str) -> Any:
+    def check(_: Any, __: Any, value: Any) -> None:
+        if value is not None and not isinstance(value, str):
+            raise ValidationError(name, value, "a string")
+
+    return check
+
+
+def _check_optional_bool(_: Any, attribute: Any, value: Any) -> None:
+    if value is not None and not isinstance(value, bool):
+        raise ValidationError(attribute.name, value, "true or false")
+
+
+def _image_repr(value: Any) -> str:
+    if isinstance(value, (bytes, bytearray)):
+        return f"<{len(value)} bytes>"
+    return repr(value)
+
+
+@attrs.frozen
+class VideoRequest:
+    """One video to generate, independent of the provider that will make it.
+
+    ``None`` means "the provider's default". Fields a provider cannot honour are rejected by
+    that provider before anything is sent, never silently dropped.
+    """
+
+    prompt: str = attrs.field(validator=_check_prompt)
+    model: Model | None = attrs.field(
+        default=None, kw_only=True, converter=_to_enum(Model, "model")
+    )
+    aspect_ratio: AspectRatio | None = attrs.field(
+        default=None, kw_only=True, converter=_to_enum(AspectRatio, "aspect_ratio", _ASPECT_ALIASES)
+    )
+    duration: int | None = attrs.field(
+        default=None, kw_only=True, converter=_to_duration, validator=_check_duration
+    )
+    quality: Quality | None = attrs.field(
+        default=None, kw_only=True, converter=_to_enum(Quality, "quality")
+    )
+    #: A local path, raw image bytes, or an http(s) URL.
+    image: str | bytes | os.PathLike[str] | None = attrs.field(
+        default=None, kw_only=True, validator=_check_image, repr=_image_repr
+    )
+    #: sora2api: text drawn on the video.
+    watermark: str | None = attrs.field(
+        default=None, kw_only=True, validator=_check_optional_str("watermark")
+    )
+    #: freesora: whether the video is listed publicly.
+    public: bool | None = attrs.field(default=None, kw_only=True, validator=_check_optional_bool)
+    #: sora2api: where the provider POSTs the completion notice.
+    callback_url: str | None = attrs.field(
+        default=None, kw_only=True, validator=_check_optional_str("callback_url")
+    )
+
+    @property
+    def image_is_url(self) -> bool:
+        return isinstance(self.image, str) and self.image.lower().startswith(
+            ("http://", "https://")
+        )
+
+
+@attrs.frozen
+class TaskStatus:
+    """One observation of a task, decoded from the provider's answer."""
+
+    task_id: str
+    state: TaskState
+    progress: int | None = None
+    video_urls: list[str] = attrs.field(factory=list)
+    error: str | None = None
+    #: freesora reports refunds of failed tasks; None where the provider says nothing.
+    refunded: bool | None = None
+    #: The decoded provider payload (its wire class), for whatever we do not map.
+    raw: Any = attrs.field(default=None, eq=False, repr=False)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state.is_terminal
+
+
+@attrs.frozen
+class TaskResult:
+    """The end of one request: a terminal task, or a request that never became a task."""
+
+    task_id: str | None
+    request: VideoRequest | None
+    state: TaskState
+    video_urls: list[str] = attrs.field(factory=list)
+    error: str | None = None
+    refunded: bool | None = None
+    #: When the provider deletes the files (observed completion + 15 days).
+    expires_at: dt.datetime | None = None
+    #: The exception behind a failure that did not come from the task itself.
+    exception: BaseException | None = attrs.field(default=None, eq=False, repr=False)
+    #: The last status seen, if any.
+    status: TaskStatus | None = attrs.field(default=None, eq=False, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.state is TaskState.SUCCEEDED
+
+    @classmethod
+    def from_status(
+        cls,
+        status: TaskStatus,
+        request: VideoRequest | None = None,
+        *,
+        seen_at: dt.datetime | None = None,
+    ) -> TaskResult:
+        seen = seen_at or dt.datetime.now(dt.timezone.utc)
+        return cls(
+            task_id=status.task_id,
+            request=request,
+            state=status.state,
+            video_urls=list(status.video_urls),
+            error=status.error,
+            refunded=status.refunded,
+            expires_at=seen + RETENTION if status.state is TaskState.SUCCEEDED else None,
+            status=status,
+        )
+
+    @classmethod
+    def from_exception(
+        cls, exc: BaseException, request: VideoRequest | None, task_id: str | None = None
+    ) -> TaskResult:
+        return cls(
+            task_id=task_id,
+            request=request,
+            state=TaskState.FAILED,
+            error=f"{type(exc).__name__}: {exc}",
+            exception=exc,
+        )
+
+
+@attrs.frozen
+class Credits:
+    """An account balance (freesora's get-user-credits)."""
+
+    left_credits: int
+    is_recharged: bool | None = None
+    is_pro: bool | None = None
+    is_vip: bool | None = None

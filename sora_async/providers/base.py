@@ -1,0 +1,170 @@
+"""What every provider module offers: request builders and answer decoders, with no I/O.
+
+A provider turns a :class:`~sora_async.models.VideoRequest` into an :class:`ApiCall` (method,
+path relative to the base URL, JSON body, query) and turns a :class:`RawResponse` back into
+models or into our errors. The transport sends calls and knows nothing of providers; the
+client glues the two together.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Mapping
+from typing import Any, ClassVar, Protocol
+
+import attrs
+
+from ..errors import (
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    InsufficientCreditsError,
+    NotFoundError,
+    RateLimitError,
+    ServerError,
+)
+from ..models import Credits, TaskStatus, VideoRequest
+
+__all__ = [
+    "ApiCall",
+    "Endpoint",
+    "PreparedImage",
+    "Provider",
+    "RawResponse",
+    "error_for_status",
+    "parse_retry_after",
+]
+
+
+class Endpoint:
+    """Logical endpoint names used in errors, logs and the mock's counters."""
+
+    CREATE = "create"
+    STATUS = "status"
+    CREDITS = "credits"
+    DOWNLOAD = "download"
+
+
+@attrs.frozen
+class ApiCall:
+    """One HTTP request to make, relative to the provider's base URL."""
+
+    endpoint: str
+    method: str
+    path: str
+    json: Mapping[str, Any] | None = None
+    params: Mapping[str, str] | None = None
+
+
+@attrs.frozen
+class RawResponse:
+    """What came back: status, headers (lower-cased names) and the whole body."""
+
+    endpoint: str
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    @property
+    def retry_after(self) -> float | None:
+        return parse_retry_after(self.headers.get("retry-after"))
+
+
+@attrs.frozen
+class PreparedImage:
+    """A request's image after local checks: bytes with their MIME type, or a URL."""
+
+    data: bytes | None = attrs.field(default=None, repr=lambda b: f"<{len(b or b'')} bytes>")
+    mime: str | None = None
+    url: str | None = None
+
+    @property
+    def data_url(self) -> str:
+        import base64
+
+        assert self.data is not None and self.mime is not None
+        return f"data:{self.mime};base64,{base64.b64encode(self.data).decode('ascii')}"
+
+
+class Provider(Protocol):
+    """A provider's wire format. Implementations are stateless and do no I/O."""
+
+    name: ClassVar[str]
+    default_base_url: ClassVar[str]
+    #: The documented polling cadence, in seconds (the *base* interval).
+    default_poll_interval: ClassVar[float]
+    supports_credits: ClassVar[bool]
+    supports_callbacks: ClassVar[bool]
+    #: Whether local image bytes can be sent (else only URLs).
+    accepts_image_bytes: ClassVar[bool]
+
+    def check_request(self, request: VideoRequest) -> None:
+        """Raise ValidationError for any field this provider cannot honour."""
+
+    def create_call(self, request: VideoRequest, image: PreparedImage | None) -> ApiCall: ...
+
+    def decode_create(self, response: RawResponse) -> str:
+        """The new task id, or raise APIError / ProtocolError."""
+
+    def status_call(self, task_id: str) -> ApiCall: ...
+
+    def decode_status(self, task_id: str, response: RawResponse) -> TaskStatus: ...
+
+    def credits_call(self) -> ApiCall:
+        """Raise NotSupportedError where the provider has no balance endpoint."""
+
+    def decode_credits(self, response: RawResponse) -> Credits: ...
+
+    def estimate_credits(self, request: VideoRequest) -> int | None:
+        """Credits one request costs, or None where the provider publishes no price."""
+
+
+_STATUS_ERRORS: dict[int, type[APIError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    402: InsufficientCreditsError,
+    403: AuthenticationError,
+    404: NotFoundError,
+    408: ServerError,
+    422: BadRequestError,
+    429: RateLimitError,
+}
+
+
+def error_for_status(
+    status: int,
+    message: str,
+    *,
+    endpoint: str,
+    http_status: int | None,
+    code: int | str | None = None,
+    retry_after: float | None = None,
+) -> APIError:
+    """Map an HTTP status (or an envelope code that uses HTTP numbers) to our error class."""
+    cls: type[APIError] = _STATUS_ERRORS.get(status, ServerError if status >= 500 else APIError)
+    if cls is RateLimitError:
+        return RateLimitError(
+            message, retry_after=retry_after, endpoint=endpoint, http_status=http_status, code=code
+        )
+    return cls(message, endpoint=endpoint, http_status=http_status, code=code)
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), or None."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if seconds != seconds:  # NaN
+        return None
+    return max(0.0, min(seconds, 3600.0))
