@@ -1,0 +1,242 @@
+"""freesora ("AI Video API", freesoragenerator.com): paths, wire classes, state mapping.
+
+Every answer is ``{"code": 0, "message": ..., "data": ...}``; any other code is an error even
+with HTTP 200. Models sora-2, sora-2-pro and sora-2-stable; only sora-2-stable takes a
+duration. Images go inline as a base64 data URL (``imageData``) or by URL (``url``, the legacy
+field). Status strings are matched loosely because the document lists only some of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, ClassVar
+
+import attrs
+
+from ..errors import ProtocolError, ValidationError
+from ..images import image_kind
+from ..models import AspectRatio, Credits, Model, TaskState, TaskStatus, VideoRequest
+from ..pricing import freesora_price
+from ._wire import Codec, check_task_id, dedupe_urls, make_converters, note_unknown, wire
+from .base import ApiCall, Endpoint, PreparedImage, RawResponse
+
+__all__ = [
+    "FreeSora",
+    "FreeSoraCreated",
+    "FreeSoraCredits",
+    "FreeSoraTask",
+]
+
+logger = logging.getLogger(__name__)
+
+CREATE_PATH = "/v1/video/sora-video"
+STATUS_PATH = "/video-generations/check-result"
+CREDITS_PATH = "/get-user-credits"
+
+DEFAULT_MODEL = Model.SORA_2
+#: The only model whose payload takes a duration.
+DURATION_MODEL = Model.SORA_2_STABLE
+
+_STATES: dict[str, TaskState] = {
+    **dict.fromkeys(("pending", "queued", "waiting", "submitted"), TaskState.PENDING),
+    **dict.fromkeys(("running", "processing", "generating", "in_progress"), TaskState.RUNNING),
+    **dict.fromkeys(("succeeded", "success", "completed"), TaskState.SUCCEEDED),
+    **dict.fromkeys(("failed", "error", "cancelled"), TaskState.FAILED),
+}
+_unknown_seen: set[str] = set()
+
+
+# --- wire classes: the ``data`` member of each answer, as the document shows it -------------
+
+
+@attrs.frozen
+class FreeSoraCreated:
+    """``data`` of the create answer. The sample says ``id``, the prose says ``taskId``."""
+
+    id: str | None = None
+    task_id: str | None = attrs.field(default=None, metadata=wire("taskId"))
+
+
+@attrs.frozen
+class FreeSoraTask:
+    """``data`` of check-result."""
+
+    status: str
+    progress: int | float | None = None
+    result_url: str | None = None
+    result_urls: list[str] | None = None
+    failure_reason: str | None = None
+    error_message: str | None = None
+    credits_refunded: bool | None = None
+    # Audit and remix details we carry but never interpret: loosely typed so that a change
+    # in them never breaks a poll.
+    refund_trans_no: str | int | None = None
+    result_pid: str | None = None
+    result_pids: list[str] | None = None
+    metadata: dict[str, Any] | None = None
+
+
+@attrs.frozen
+class FreeSoraCredits:
+    """``data`` of get-user-credits."""
+
+    left_credits: int
+    is_recharged: bool | None = None
+    is_pro: bool | None = None
+    is_vip: bool | None = None
+
+
+_LENIENT, _STRICT = make_converters(FreeSoraCreated, FreeSoraTask, FreeSoraCredits)
+
+
+def _state_of(status: str) -> TaskState:
+    key = status.strip().lower().replace("-", "_").replace(" ", "_")
+    state = _STATES.get(key)
+    if state is None:
+        note_unknown(logger, _unknown_seen, "freesora status", status)
+        return TaskState.RUNNING
+    return state
+
+
+def _progress(value: int | float | None) -> int | None:
+    if value is None or not math.isfinite(value):
+        return None
+    return round(min(max(value, 0), 100))
+
+
+class FreeSora:
+    """The freesora wire format. Stateless; ``strict=True`` refuses undocumented fields."""
+
+    name: ClassVar[str] = "freesora"
+    default_base_url: ClassVar[str] = "https://freesoragenerator.com/api"
+    #: The document asks for a poll every 3-5 seconds.
+    default_poll_interval: ClassVar[float] = 4.0
+    supports_credits: ClassVar[bool] = True
+    supports_callbacks: ClassVar[bool] = False
+    accepts_image_bytes: ClassVar[bool] = True
+
+    def __init__(self, *, strict: bool = False) -> None:
+        self._codec = Codec(
+            provider=self.name,
+            success_code=0,
+            message_keys=("message", "msg"),
+            converter=_STRICT if strict else _LENIENT,
+            strict=strict,
+        )
+
+    def __repr__(self) -> str:
+        return f"FreeSora(strict={self._codec.strict})"
+
+    # --- requests ----------------------------------------------------------------------------
+
+    def check_request(self, request: VideoRequest) -> None:
+        model = request.model or DEFAULT_MODEL
+        if request.duration is not None and model is not DURATION_MODEL:
+            raise ValidationError(
+                "duration",
+                request.duration,
+                f"only with model {DURATION_MODEL.value} (10 or 15); leave it unset for {model}",
+                reason=f"freesora's {model} takes no duration",
+            )
+        for field, value in (
+            ("quality", request.quality),
+            ("watermark", request.watermark),
+            ("callback_url", request.callback_url),
+        ):
+            if value is not None:
+                raise ValidationError(
+                    field, value, "unset (None)", reason=f"freesora does not support {field}"
+                )
+        if request.image is not None:
+            image_kind(request.image, accepts_bytes=True, provider=self.name)
+
+    def create_call(self, request: VideoRequest, image: PreparedImage | None) -> ApiCall:
+        self.check_request(request)
+        model = request.model or DEFAULT_MODEL
+        payload: dict[str, Any] = {"model": model.value, "prompt": request.prompt}
+        payload.update(_image_fields(request, image))
+        if request.aspect_ratio is not None:
+            payload["aspectRatio"] = AspectRatio(request.aspect_ratio).value
+        if request.duration is not None:
+            payload["duration"] = request.duration
+        if request.public is not None:
+            payload["isPublic"] = request.public
+        return ApiCall(endpoint=Endpoint.CREATE, method="POST", path=CREATE_PATH, json=payload)
+
+    def status_call(self, task_id: str) -> ApiCall:
+        check_task_id(task_id)
+        return ApiCall(
+            endpoint=Endpoint.STATUS, method="POST", path=STATUS_PATH, json={"taskId": task_id}
+        )
+
+    def credits_call(self) -> ApiCall:
+        # An empty JSON object rather than no body: the document sends a JSON content type,
+        # and a server that parses the body would choke on an empty one.
+        return ApiCall(endpoint=Endpoint.CREDITS, method="POST", path=CREDITS_PATH, json={})
+
+    def estimate_credits(self, request: VideoRequest) -> int | None:
+        model = request.model or DEFAULT_MODEL
+        # Other models cannot be given a duration, so they run the default length.
+        duration = request.duration if model is DURATION_MODEL else None
+        return freesora_price(model, duration)
+
+    # --- answers -----------------------------------------------------------------------------
+
+    def decode_create(self, response: RawResponse) -> str:
+        created = self._codec.decode(response, FreeSoraCreated)
+        for task_id in (created.id, created.task_id):
+            if task_id and task_id.strip():
+                return task_id.strip()
+        raise ProtocolError(
+            "freesora create answer has no task id (data.id or data.taskId)",
+            endpoint=response.endpoint,
+        )
+
+    def decode_status(self, task_id: str, response: RawResponse) -> TaskStatus:
+        task = self._codec.decode(response, FreeSoraTask)
+        state = _state_of(task.status)
+        error = None
+        if state is TaskState.FAILED:
+            reason = next(
+                (r.strip() for r in (task.failure_reason, task.error_message) if r and r.strip()),
+                None,
+            )
+            error = reason or f"task ended with status {task.status.strip()!r}"
+        return TaskStatus(
+            task_id=task_id,
+            state=state,
+            progress=_progress(task.progress),
+            video_urls=dedupe_urls([task.result_url, *(task.result_urls or ())]),
+            error=error,
+            refunded=task.credits_refunded,
+            raw=task,
+        )
+
+    def decode_credits(self, response: RawResponse) -> Credits:
+        wire_credits = self._codec.decode(response, FreeSoraCredits)
+        return Credits(
+            left_credits=wire_credits.left_credits,
+            is_recharged=wire_credits.is_recharged,
+            is_pro=wire_credits.is_pro,
+            is_vip=wire_credits.is_vip,
+        )
+
+
+def _image_fields(request: VideoRequest, image: PreparedImage | None) -> dict[str, str]:
+    if image is None:
+        if request.image is None:
+            return {}
+        if image_kind(request.image, provider=FreeSora.name) != "url":
+            raise ValidationError(
+                "image",
+                request.image,
+                "an image prepared by sora_async.images.prepare_image()",
+                reason="local image not loaded",
+            )
+        return {"url": str(request.image).strip()}
+    if image.data is not None:
+        return {"imageData": image.data_url}
+    if image.url is not None:
+        return {"url": image.url}
+    return {}
