@@ -1,0 +1,437 @@
+"""The HTTP transport: one aiohttp session, per-call timeouts, retries of safe calls.
+
+This is the one place where aiohttp's exceptions become ours. aiohttp's exceptions and their
+reprs can carry the request (URL, headers, so the Authorization header), so each one is
+translated into a :class:`~sora_async.errors.TransportError` that keeps only the endpoint and a
+message, and the new error is raised *outside* the ``except`` block: it has no ``__context__``
+to leak through, not even one hidden by ``from None``.
+
+The transport knows nothing of providers: it sends an :class:`ApiCall`, hands the
+:class:`RawResponse` to the caller's ``decode`` and retries according to ``safe``:
+
+- ``safe=True`` (status, credits): connect errors, timeouts, dropped connections, malformed
+  answers, 429 and 5xx/408 are retried with backoff, Retry-After honoured, within one deadline.
+- ``safe=False`` (create): only a :class:`ConnectError`, which proves nothing was sent. No
+  provider takes an idempotency key, so anything else must reach the caller unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from importlib import metadata
+from types import SimpleNamespace, TracebackType
+from typing import TypeVar
+
+import aiohttp
+import anyio
+import attrs
+
+from .config import Secret
+from .errors import (
+    APIError,
+    ConfigurationError,
+    ConnectError,
+    ConnectionDroppedError,
+    ProtocolError,
+    RateLimitError,
+    ReadTimeoutError,
+    ServerError,
+    SoraError,
+    TransportError,
+)
+from .providers.base import ApiCall, Endpoint, RawResponse
+from .retry import CREATE_CONNECT, SAFE_CALLS, RetryPolicy, next_retry_delay
+
+__all__ = [
+    "DEFAULT_USER_AGENT",
+    "MAX_ANSWER_BYTES",
+    "CallTimeouts",
+    "Transport",
+    "translate_client_error",
+]
+
+logger = logging.getLogger("sora_async.transport")
+
+T = TypeVar("T")
+_TransportT = TypeVar("_TransportT", bound="Transport")
+
+
+def _version() -> str:
+    try:
+        return metadata.version("sora_async")
+    except metadata.PackageNotFoundError:  # running from a source tree that is not installed
+        return "0"
+
+
+DEFAULT_USER_AGENT = f"sora-async/{_version()}"
+
+#: An API answer is a small JSON envelope; anything bigger is a misrouted request (an HTML page,
+#: a file) and is refused instead of being buffered whole in memory.
+MAX_ANSWER_BYTES = 8 * 1024 * 1024
+
+#: Never give an attempt less than this, even right at the deadline: aiohttp treats a zero
+#: total as "no timeout at all".
+_MIN_ATTEMPT_SECONDS = 1.0
+
+#: What a safe call retries. ProtocolError is here because a malformed body from an idempotent
+#: endpoint is usually a proxy or gateway hiccup; asking again costs nothing.
+_SAFE_RETRYABLE: tuple[type[SoraError], ...] = (
+    TransportError,
+    ProtocolError,
+    RateLimitError,
+    ServerError,
+)
+_UNSAFE_RETRYABLE: tuple[type[SoraError], ...] = (ConnectError,)
+
+
+def _positive_seconds(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"{attribute.name} must be a positive number of seconds, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class CallTimeouts:
+    """Timeouts fitted to each kind of call, in seconds.
+
+    connect:       to open one TCP (+TLS) connection. A healthy host answers in well under a
+                   second; 10 s rides out a lost SYN (retransmitted after 1 s, then 3 s) and a
+                   slow resolver without stalling a poll loop.
+    create:        whole create exchange. Generous because a create that times out has an
+                   unknown outcome and cannot be retried; the body may carry an inline image.
+    status:        whole status or credits exchange. A poll answer is a few hundred bytes; if
+                   it takes 30 s something is wrong and a fresh retry does better than waiting.
+    download_read: longest silence while streaming a file. There is no total: a large video
+                   over a slow link may take minutes and still be healthy.
+    """
+
+    connect: float = attrs.field(default=10.0, validator=_positive_seconds)
+    create: float = attrs.field(default=60.0, validator=_positive_seconds)
+    status: float = attrs.field(default=30.0, validator=_positive_seconds)
+    download_read: float = attrs.field(default=60.0, validator=_positive_seconds)
+
+    def total_for(self, endpoint: str) -> float:
+        """The whole-exchange budget of one API call to ``endpoint``."""
+        return self.create if endpoint == Endpoint.CREATE else self.status
+
+
+class _State(enum.Enum):
+    UNOPENED = "unopened"
+    OPENED = "opened"
+    CLOSED = "closed"
+
+
+@attrs.define
+class _Exchange:
+    """Per-request marker set by a trace hook once a connection is in hand.
+
+    Before that, nothing can have been written to the server, so any failure (even a total
+    timeout spent waiting for a pooled connection) is provably a connect error.
+    """
+
+    connected: bool = False
+
+
+async def _mark_connected(
+    _session: aiohttp.ClientSession, context: SimpleNamespace, _params: object
+) -> None:
+    exchange = getattr(context, "trace_request_ctx", None)
+    if isinstance(exchange, _Exchange):
+        exchange.connected = True
+
+
+def _trace_config() -> aiohttp.TraceConfig:
+    trace = aiohttp.TraceConfig()
+    trace.on_connection_create_end.append(_mark_connected)
+    trace.on_connection_reuseconn.append(_mark_connected)
+    return trace
+
+
+def translate_client_error(
+    exc: BaseException,
+    endpoint: str,
+    *,
+    connected: bool = True,
+    total: float | None = None,
+    connect_timeout: float | None = None,
+) -> SoraError:
+    """Our error for an aiohttp (or timeout) exception, without its request info or headers.
+
+    ``connected=False`` says no connection was ever obtained, which makes any failure a
+    :class:`ConnectError`. The result must be raised outside the ``except`` block that caught
+    ``exc``, or with ``from None``.
+    """
+    if isinstance(exc, (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError)):
+        return ConfigurationError(f"{endpoint}: not a usable http(s) URL")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        if isinstance(exc, (aiohttp.ClientSSLError, aiohttp.ClientConnectorCertificateError)):
+            reason = f"TLS failure: {type(exc).__name__}"
+        else:
+            reason = exc.os_error.strerror or type(exc.os_error).__name__
+        return ConnectError(
+            f"cannot connect to {exc.host}:{exc.port} ({reason})", endpoint=endpoint
+        )
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        limit = f" within {connect_timeout:g}s" if connect_timeout else ""
+        return ConnectError(f"no connection could be made{limit}", endpoint=endpoint)
+    if not connected:
+        return ConnectError(
+            f"no connection could be made ({_what(exc, total)}); nothing was sent",
+            endpoint=endpoint,
+        )
+    if isinstance(exc, aiohttp.SocketTimeoutError):
+        return ReadTimeoutError("the server stopped sending (read timeout)", endpoint=endpoint)
+    if isinstance(exc, asyncio.TimeoutError):
+        return ReadTimeoutError(_what(exc, total), endpoint=endpoint)
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return ConnectionDroppedError(
+            "the server closed the connection before answering", endpoint=endpoint
+        )
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return ConnectionDroppedError("the answer was cut short", endpoint=endpoint)
+    if isinstance(exc, aiohttp.ClientConnectionResetError):
+        return ConnectionDroppedError("the connection was reset", endpoint=endpoint)
+    if isinstance(exc, aiohttp.ClientOSError):
+        reason = exc.strerror or type(exc).__name__
+        return ConnectionDroppedError(f"connection failed: {reason}", endpoint=endpoint)
+    if isinstance(exc, aiohttp.ClientResponseError):
+        # The parser's own words can quote the answer, so only the status is kept.
+        return ProtocolError(f"malformed HTTP answer (status {exc.status})", endpoint=endpoint)
+    return ConnectionDroppedError(f"the exchange failed ({type(exc).__name__})", endpoint=endpoint)
+
+
+def _what(exc: BaseException, total: float | None) -> str:
+    if isinstance(exc, asyncio.TimeoutError):
+        return f"no complete answer within {total:g}s" if total else "timed out"
+    return type(exc).__name__
+
+
+def _describe(error: BaseException) -> str:
+    """Error class and HTTP status only: server messages may echo what we sent."""
+    if isinstance(error, APIError) and error.http_status is not None:
+        return f"{type(error).__name__} (HTTP {error.http_status})"
+    return type(error).__name__
+
+
+async def _read_answer(response: aiohttp.ClientResponse, endpoint: str) -> bytes:
+    if response.content_length is not None and response.content_length > MAX_ANSWER_BYTES:
+        raise ProtocolError(
+            f"answer too large ({response.content_length} bytes, HTTP {response.status})",
+            endpoint=endpoint,
+        )
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            raise ProtocolError(
+                f"answer larger than {MAX_ANSWER_BYTES} bytes (HTTP {response.status})",
+                endpoint=endpoint,
+            )
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+class Transport:
+    """Sends API calls over one aiohttp session; use as ``async with Transport(...) as t:``.
+
+    ``max_connections`` bounds simultaneous HTTP requests (API calls *and* downloads made with
+    :attr:`session`). The API key goes into each API call's Authorization header, never into
+    the session defaults, so requests to other hosts (video storage) never carry it.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: Secret,
+        *,
+        max_connections: int = 20,
+        user_agent: str = DEFAULT_USER_AGENT,
+        timeouts: CallTimeouts | None = None,
+        sleep: Callable[[float], Awaitable[object]] = anyio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not base_url.lower().startswith(("http://", "https://")):
+            raise ConfigurationError(f"base_url must be an http(s) URL, got {base_url!r}")
+        if not isinstance(api_key, Secret):
+            raise TypeError("api_key must be a sora_async.config.Secret")
+        if isinstance(max_connections, bool) or max_connections < 1:
+            raise ConfigurationError(f"max_connections must be >= 1, got {max_connections!r}")
+        self._base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self._max_connections = max_connections
+        self._user_agent = user_agent
+        self._timeouts = timeouts or CallTimeouts()
+        self._sleep = sleep
+        self._clock = clock
+        self._state = _State.UNOPENED
+        self._session: aiohttp.ClientSession | None = None
+
+    def __repr__(self) -> str:
+        return f"Transport(base_url={self._base_url!r}, state={self._state.value})"
+
+    @property
+    def base_url(self) -> str:
+        return self._base_url
+
+    @property
+    def timeouts(self) -> CallTimeouts:
+        return self._timeouts
+
+    @property
+    def max_connections(self) -> int:
+        return self._max_connections
+
+    @property
+    def closed(self) -> bool:
+        return self._state is _State.CLOSED
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The shared aiohttp session, for the downloader. It carries no credentials."""
+        return self._require_open()
+
+    async def __aenter__(self: _TransportT) -> _TransportT:
+        if self._state is _State.OPENED:
+            raise RuntimeError("this Transport is already open")
+        if self._state is _State.CLOSED:
+            raise RuntimeError("this Transport was closed and cannot be reopened")
+        # The session binds to the running loop, so it is made here and not in __init__.
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self._max_connections),
+            headers={"User-Agent": self._user_agent},
+            timeout=aiohttp.ClientTimeout(
+                total=None,
+                sock_connect=self._timeouts.connect,
+                sock_read=self._timeouts.download_read,
+            ),
+            # An SDK keeps no cookies: nothing from the API host can follow us elsewhere.
+            cookie_jar=aiohttp.DummyCookieJar(),
+            trace_configs=[_trace_config()],
+        )
+        self._state = _State.OPENED
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the session. Idempotent; the transport cannot be used afterwards."""
+        session, self._session = self._session, None
+        self._state = _State.CLOSED
+        if session is not None:
+            await session.close()
+
+    def _require_open(self) -> aiohttp.ClientSession:
+        if self._state is _State.UNOPENED or self._session is None:
+            if self._state is _State.CLOSED:
+                raise RuntimeError("this Transport is closed")
+            raise RuntimeError("this Transport is not open: use 'async with Transport(...)'")
+        return self._session
+
+    async def call(
+        self,
+        call: ApiCall,
+        decode: Callable[[RawResponse], T],
+        *,
+        safe: bool,
+        retry: RetryPolicy | None = None,
+    ) -> T:
+        """Send ``call``, hand the whole answer to ``decode`` and return what it returns.
+
+        ``safe=True`` retries failures that cannot do harm when repeated; ``safe=False`` retries
+        only connect errors. ``retry`` overrides the policy (default :data:`SAFE_CALLS` or
+        :data:`CREATE_CONNECT`). The last error is raised when the policy gives up.
+        """
+        session = self._require_open()
+        policy = retry if retry is not None else (SAFE_CALLS if safe else CREATE_CONNECT)
+        retryable = _SAFE_RETRYABLE if safe else _UNSAFE_RETRYABLE
+        started = self._clock()
+        attempt = 0
+        while True:
+            attempt += 1
+            total = self._timeouts.total_for(call.endpoint)
+            if safe and policy.timeout is not None:
+                # One deadline for the whole call: a late attempt gets only what is left.
+                remaining = policy.timeout - (self._clock() - started)
+                total = min(total, max(_MIN_ATTEMPT_SECONDS, remaining))
+            raw: RawResponse | None = None
+            try:
+                raw = await self._exchange(session, call, total, attempt)
+                return decode(raw)
+            except retryable as exc:
+                error: SoraError = exc
+            elapsed = self._clock() - started
+            retry_after = error.retry_after if isinstance(error, RateLimitError) else None
+            if retry_after is None and raw is not None:
+                retry_after = raw.retry_after  # a 503 may carry one as well
+            delay = next_retry_delay(policy, attempt, elapsed=elapsed, retry_after=retry_after)
+            if delay is None:
+                logger.debug(
+                    "%s %s %s: giving up after %d attempt(s) in %.3fs: %s",
+                    call.method, call.endpoint, call.path, attempt, elapsed, _describe(error),
+                )  # fmt: skip
+                raise error
+            logger.debug(
+                "%s %s %s: attempt %d failed (%s), retrying in %.3fs",
+                call.method, call.endpoint, call.path, attempt, _describe(error), delay,
+            )  # fmt: skip
+            await self._sleep(delay)
+
+    async def _exchange(
+        self, session: aiohttp.ClientSession, call: ApiCall, total: float, attempt: int
+    ) -> RawResponse:
+        exchange = _Exchange()
+        started = self._clock()
+        try:
+            async with session.request(
+                call.method,
+                self._base_url + call.path,
+                json=call.json,
+                params=call.params,
+                headers=self._auth_headers(),
+                timeout=aiohttp.ClientTimeout(total=total, sock_connect=self._timeouts.connect),
+                # A redirect would turn a POST into a GET; an API answer is handed over as is.
+                allow_redirects=False,
+                trace_request_ctx=exchange,
+            ) as response:
+                raw = RawResponse(
+                    endpoint=call.endpoint,
+                    status=response.status,
+                    headers={name.lower(): value for name, value in response.headers.items()},
+                    body=await _read_answer(response, call.endpoint),
+                )
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            error = translate_client_error(
+                exc,
+                call.endpoint,
+                connected=exchange.connected,
+                total=total,
+                connect_timeout=self._timeouts.connect,
+            )
+        else:
+            logger.debug(
+                "%s %s %s -> HTTP %d (attempt %d, %.3fs)",
+                call.method, call.endpoint, call.path, raw.status, attempt,
+                self._clock() - started,
+            )  # fmt: skip
+            return raw
+        logger.debug(
+            "%s %s %s -> %s (attempt %d, %.3fs)",
+            call.method, call.endpoint, call.path, _describe(error), attempt,
+            self._clock() - started,
+        )  # fmt: skip
+        raise error
+
+    def _auth_headers(self) -> dict[str, str]:
+        # Built inline at the call site so that no frame of ours holds the key in a local.
+        return {"Authorization": f"Bearer {self._api_key.reveal()}"}
