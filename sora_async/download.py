@@ -1,0 +1,399 @@
+"""Safe streaming downloads: stream to ``.part``, resume with Range, verify, then replace.
+
+A destination file only ever appears whole: bytes go to ``<dest>.part``, the size is checked
+against Content-Length (or the Content-Range total), the file is fsynced and only then renamed
+over ``dest`` with :func:`os.replace`, which is atomic. An interrupted download leaves its
+``.part`` behind and the next call resumes it with ``Range: bytes=N-``.
+
+Result URLs usually point at a storage host and are often signed in the query string, so:
+no Authorization header is ever sent (the session carries none and none is added here), and
+errors show the URL's scheme, host and path but never its query, fragment or user info.
+
+Retries follow a :class:`~sora_async.retry.RetryPolicy`, with one twist suited to large
+files: any attempt that received bytes renews the retry budget (attempts and deadline), so a
+long transfer over a flaky link keeps going as long as it makes progress, and gives up only
+after ``attempts`` tries in a row that brought nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+import time
+from collections.abc import Awaitable, Callable
+from functools import partial
+from pathlib import Path
+
+import aiohttp
+import anyio
+import anyio.to_thread
+import attrs
+from yarl import URL
+
+from .errors import ConfigurationError, DownloadError, SoraError
+from .providers.base import Endpoint, parse_retry_after
+from .retry import SAFE_CALLS, RetryPolicy, next_retry_delay
+from .transport import translate_client_error
+
+__all__ = ["DownloadedFile", "download_file", "redact_url", "video_filename"]
+
+_PART_SUFFIX = ".part"
+_HASH_BLOCK = 1024 * 1024
+_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
+_UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]")
+_SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,10}$")
+#: Leaves room for "_<index>", a hash tag and the suffix within the usual 255-byte name limit.
+_MAX_STEM = 150
+
+
+@attrs.frozen(kw_only=True)
+class DownloadedFile:
+    """A file written whole: where, how big, its SHA-256, and whether a .part was resumed."""
+
+    path: Path
+    size: int
+    sha256: str
+    resumed: bool
+
+
+def redact_url(url: str) -> str:
+    """``scheme://host[:port]/path`` of an http(s) URL, without query, fragment or user info.
+
+    Raises :class:`DownloadError` (naming only the scheme) for anything but http and https.
+    """
+    parsed: URL | None
+    try:
+        parsed = URL(url)
+    except (TypeError, ValueError):  # its message quotes the URL, query and all
+        parsed = None
+    if parsed is None:
+        raise DownloadError("refusing to download: not a valid URL")
+    scheme = parsed.scheme.lower()
+    if scheme not in ("http", "https"):
+        shown = f"a {scheme!r} URL" if scheme else "a URL without a scheme"
+        raise DownloadError(f"refusing to download {shown}: only http and https are allowed")
+    if not parsed.host:
+        raise DownloadError(f"refusing to download: the {scheme} URL has no host")
+    host = parsed.raw_host or ""
+    host = f"[{host}]" if ":" in host else host  # an IPv6 literal
+    port = f":{parsed.explicit_port}" if parsed.explicit_port is not None else ""
+    return f"{scheme}://{host}{port}{parsed.raw_path}"
+
+
+def video_filename(task_id: str, index: int, count: int, suffix: str = ".mp4") -> str:
+    """A safe file name for video ``index`` (0-based) of ``count`` for a task.
+
+    ``<task_id>.mp4`` for a task with one video, ``<task_id>_<index + 1>.mp4`` otherwise.
+    Characters outside ``[A-Za-z0-9._-]`` (path separators included) are removed, as are
+    leading dots (no hidden files, never ``.`` or ``..``); an id that had to be changed gets a
+    short hash of the original, so two different ids never share a name. Never empty.
+    """
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"count must be an int >= 1, got {count!r}")
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < count:
+        raise ValueError(f"index must be an int in 0..{count - 1}, got {index!r}")
+    if not _SUFFIX.match(suffix):
+        raise ValueError(f"suffix must look like '.mp4', got {suffix!r}")
+    stem = _UNSAFE_NAME_CHARS.sub("", task_id).lstrip(".")[:_MAX_STEM]
+    if not stem or stem != task_id:
+        tag = hashlib.sha256(task_id.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+        stem = f"{stem}-{tag}" if stem else f"task-{tag}"
+    number = f"_{index + 1}" if count > 1 else ""
+    return f"{stem}{number}{suffix}"
+
+
+class _Retry(Exception):
+    """One attempt failed in a way that a later attempt may fix."""
+
+    def __init__(
+        self, reason: str, *, retry_after: float | None = None, cause: SoraError | None = None
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+        self.cause = cause
+
+
+class _Restart(Exception):
+    """The server cannot continue our .part (416, or a range that starts elsewhere)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@attrs.frozen
+class _Fetched:
+    """The body ended cleanly: the size it should have, and whether it extended a .part."""
+
+    expected: int | None
+    appended: bool
+
+
+@attrs.define
+class _Progress:
+    """What is on disk in the .part and how much of it the running hash covers."""
+
+    hasher: hashlib._Hash = attrs.field(factory=hashlib.sha256)
+    hashed: int = 0
+    #: Strong ETag of the answer that began the .part: resumes ask If-Range with it, so a
+    #: file that changed on the server comes back whole (200) instead of being spliced.
+    etag: str | None = None
+
+
+def _parse_content_range(value: str | None) -> tuple[int, int, int | None] | None:
+    match = _CONTENT_RANGE.match(value or "")
+    if match is None:
+        return None
+    first, last, total = match.groups()
+    return int(first), int(last), None if total == "*" else int(total)
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _hash_prefix(path: Path, size: int) -> hashlib._Hash:
+    hasher = hashlib.sha256()
+    remaining = size
+    with path.open("rb") as handle:
+        while remaining > 0:
+            block = handle.read(min(_HASH_BLOCK, remaining))
+            if not block:
+                break
+            hasher.update(block)
+            remaining -= len(block)
+    return hasher
+
+
+def _commit(part: Path, dest: Path) -> None:
+    """Make the .part durable, then atomically put it in place of ``dest``."""
+    with part.open("ab") as handle:
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(part, dest)
+    try:
+        directory = os.open(dest.parent, os.O_RDONLY)
+    except OSError:  # not possible on every platform (Windows); the rename is still atomic
+        return
+    try:
+        os.fsync(directory)
+    except OSError:
+        pass
+    finally:
+        os.close(directory)
+
+
+def _is_retryable_status(status: int) -> bool:
+    return status in (408, 425, 429) or status >= 500
+
+
+async def _fetch_once(
+    session: aiohttp.ClientSession,
+    url: str,
+    part: Path,
+    where: str,
+    *,
+    progress: _Progress,
+    client_timeout: aiohttp.ClientTimeout,
+    chunk_size: int,
+    on_progress: Callable[[int, int | None], None] | None,
+) -> _Fetched:
+    """One GET, streamed into the .part; returns when the body ended cleanly."""
+    offset = await anyio.to_thread.run_sync(_file_size, part)
+    # identity: sizes and ranges must be those of the file itself, not of a compressed form.
+    headers = {"Accept-Encoding": "identity"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+        if progress.etag is not None:
+            headers["If-Range"] = progress.etag
+    async with session.get(
+        url, headers=headers, timeout=client_timeout, allow_redirects=True, max_redirects=5
+    ) as response:
+        status = response.status
+        if status == 416:
+            raise _Restart("the server refused to resume (HTTP 416)")
+        if _is_retryable_status(status):
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            raise _Retry(f"HTTP {status}", retry_after=retry_after)
+        if status not in (200, 206):
+            hint = " (the link may have expired)" if status in (403, 404, 410) else ""
+            raise _failed(where, f"HTTP {status}{hint}")
+        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            raise _failed(where, f"the server sent an encoded body ({encoding})")
+        if status == 206:
+            content_range = _parse_content_range(response.headers.get("Content-Range"))
+            if content_range is None:
+                raise _Restart("HTTP 206 without a usable Content-Range")
+            start, _, expected = content_range
+            if start not in (0, offset):
+                raise _Restart(f"asked for bytes from {offset}, got a range from {start}")
+        else:
+            start = 0
+            expected = response.content_length
+        if start == 0:
+            progress.hasher, progress.hashed = hashlib.sha256(), 0
+            etag = response.headers.get("ETag")
+            progress.etag = etag if etag and not etag.startswith("W/") else None
+        elif progress.hashed != start:
+            # A .part from an earlier run: hash what is already there before appending.
+            progress.hasher = await anyio.to_thread.run_sync(_hash_prefix, part, start)
+            progress.hashed = start
+        done = start
+        async with await anyio.open_file(part, "ab" if start else "wb") as handle:
+            async for chunk in response.content.iter_chunked(chunk_size):
+                await handle.write(chunk)
+                progress.hasher.update(chunk)
+                progress.hashed += len(chunk)
+                done += len(chunk)
+                if on_progress is not None:
+                    on_progress(done, expected)
+    return _Fetched(expected=expected, appended=start > 0)
+
+
+async def download_file(
+    session: aiohttp.ClientSession,
+    url: str,
+    dest: str | os.PathLike[str],
+    *,
+    read_timeout: float = 60.0,
+    connect_timeout: float = 10.0,
+    chunk_size: int = 256 * 1024,
+    resume: bool = True,
+    retry: RetryPolicy = SAFE_CALLS,
+    on_progress: Callable[[int, int | None], None] | None = None,
+    sleep: Callable[[float], Awaitable[object]] = anyio.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> DownloadedFile:
+    """Fetch ``url`` into ``dest`` whole and verified; see the module docstring.
+
+    ``resume=False`` ignores (deletes) a ``.part`` left by an earlier run; retries within this
+    call always continue from what this call wrote. ``on_progress(done, total)`` is called
+    after every chunk with the bytes on disk and the expected size (None when unknown).
+    Raises :class:`DownloadError` (with the cause chained) when the file cannot be had whole.
+    """
+    where = redact_url(url)  # before any I/O: only http(s), and a name safe to show
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size!r}")
+    dest = Path(dest)
+    part = dest.with_name(dest.name + _PART_SUFFIX)
+    await anyio.to_thread.run_sync(partial(dest.parent.mkdir, parents=True, exist_ok=True))
+    if not resume:
+        await anyio.to_thread.run_sync(partial(part.unlink, missing_ok=True))
+    client_timeout = aiohttp.ClientTimeout(
+        total=None, connect=None, sock_connect=connect_timeout, sock_read=read_timeout
+    )
+    progress = _Progress()
+    restarts_left = 1
+    failures = 0
+    high_water = await anyio.to_thread.run_sync(_file_size, part)
+    window_started = clock()
+    while True:
+        outcome = await _attempt(
+            session,
+            url,
+            part,
+            where,
+            progress=progress,
+            client_timeout=client_timeout,
+            chunk_size=chunk_size,
+            on_progress=on_progress,
+            connect_timeout=connect_timeout,
+        )
+        if isinstance(outcome, DownloadError):
+            raise outcome
+        if isinstance(outcome, _Restart):
+            if restarts_left <= 0:
+                raise _failed(where, f"{outcome.reason}, even after starting over")
+            restarts_left -= 1
+            await _discard(part, progress)
+            continue
+        if isinstance(outcome, _Fetched):
+            size = await anyio.to_thread.run_sync(_file_size, part)
+            if outcome.expected is None or size == outcome.expected:
+                return await _finish(part, dest, size, progress, resumed=outcome.appended)
+            if size > outcome.expected:
+                # More than the server says the file holds: the .part cannot be trusted.
+                await _discard(part, progress)
+                outcome = _Retry(f"got {size} bytes, more than the {outcome.expected} announced")
+            else:
+                outcome = _Retry(f"short body: got {size} of {outcome.expected} bytes")
+        failures += 1
+        on_disk = await anyio.to_thread.run_sync(_file_size, part)
+        if on_disk > high_water:
+            # The file grew past anything seen before: a slow or flaky transfer, not a dead
+            # one. (Bytes that only refill a restarted .part do not count, so a server that
+            # ignores Range and always breaks off half-way still runs out of attempts.)
+            high_water, failures, window_started = on_disk, 1, clock()
+        delay = next_retry_delay(
+            retry, failures, elapsed=clock() - window_started, retry_after=outcome.retry_after
+        )
+        if delay is None:
+            error = _failed(where, f"{outcome.reason} (gave up after {failures} attempt(s))")
+            raise error from outcome.cause
+        await sleep(delay)
+
+
+async def _attempt(
+    session: aiohttp.ClientSession,
+    url: str,
+    part: Path,
+    where: str,
+    *,
+    progress: _Progress,
+    client_timeout: aiohttp.ClientTimeout,
+    chunk_size: int,
+    on_progress: Callable[[int, int | None], None] | None,
+    connect_timeout: float,
+) -> _Fetched | _Retry | _Restart | DownloadError:
+    """One attempt, its outcome as a value; nothing raised here carries aiohttp's context."""
+    try:
+        return await _fetch_once(
+            session,
+            url,
+            part,
+            where,
+            progress=progress,
+            client_timeout=client_timeout,
+            chunk_size=chunk_size,
+            on_progress=on_progress,
+        )
+    except (_Restart, _Retry) as outcome:
+        return outcome
+    except aiohttp.TooManyRedirects:
+        return _failed(where, "too many redirects")
+    except aiohttp.RedirectClientError:
+        return _failed(where, "redirected to a non-http(s) or invalid URL")
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        failure = translate_client_error(exc, Endpoint.DOWNLOAD, connect_timeout=connect_timeout)
+    except OSError as exc:  # after ClientError: aiohttp's own OSErrors are handled above
+        return _failed(where, f"cannot write {part}: {exc.strerror or type(exc).__name__}")
+    reason = str(failure).removeprefix(f"{Endpoint.DOWNLOAD}: ")
+    if isinstance(failure, ConfigurationError):
+        return _failed(where, reason)
+    return _Retry(reason, cause=failure)
+
+
+def _failed(where: str, reason: str) -> DownloadError:
+    return DownloadError(f"download {where} failed: {reason}")
+
+
+async def _discard(part: Path, progress: _Progress) -> None:
+    await anyio.to_thread.run_sync(partial(part.unlink, missing_ok=True))
+    progress.hasher, progress.hashed, progress.etag = hashlib.sha256(), 0, None
+
+
+async def _finish(
+    part: Path, dest: Path, size: int, progress: _Progress, *, resumed: bool
+) -> DownloadedFile:
+    if progress.hashed != size:  # never expected; re-read rather than report a wrong digest
+        progress.hasher = await anyio.to_thread.run_sync(_hash_prefix, part, size)
+    digest = progress.hasher.hexdigest()
+    await anyio.to_thread.run_sync(_commit, part, dest)
+    return DownloadedFile(path=dest, size=size, sha256=digest, resumed=resumed)
