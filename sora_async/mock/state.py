@@ -19,6 +19,7 @@ from collections import Counter, deque
 from typing import Any
 
 import attrs
+from aiohttp import web
 
 from ..config import Secret
 from ..models import TaskState
@@ -29,7 +30,7 @@ from .files import make_file_bytes
 from .tasks import Outcome, Task, TaskRecord
 from .wire import ApiFailure
 
-__all__ = ["Account", "MockState"]
+__all__ = ["STATE_KEY", "Account", "MockState"]
 
 log = logging.getLogger("sora_async.mock")
 
@@ -309,3 +310,7 @@ class MockState:
         self.counters.faults_fired += 1
         self.counters.faults_by_kind[spec.fault.value] += 1
         log.debug("fault %s fired on %s", spec.fault.value, spec.endpoint)
+
+
+#: Where create_app keeps the state on its application.
+STATE_KEY = web.AppKey("sora_async_mock_state", MockState)
