@@ -157,6 +157,36 @@ async def test_the_session_carries_no_credentials_and_our_user_agent(mock: MockS
         assert DEFAULT_USER_AGENT.startswith("sora-async/")
 
 
+async def test_what_goes_on_the_wire(sleeps: Sleeps) -> None:
+    seen: list[tuple[str, str, dict[str, str], dict[str, str], bytes]] = []
+
+    async def echo(request: web.Request) -> web.Response:
+        body = await request.read()
+        seen.append((request.method, request.path, dict(request.query), dict(request.headers),
+                     body))  # fmt: skip
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", echo)
+    async with TestServer(app, host="127.0.0.1") as server:
+        base = str(server.make_url("/api/v1/sora2")) + "/"  # a trailing slash is tolerated
+        async with Transport(base, Secret(CANARY), user_agent="test-agent/1") as transport:
+            status = ApiCall(Endpoint.STATUS, "GET", "/record-info", params={"taskId": "t 1"})
+            create = ApiCall(Endpoint.CREATE, "POST", "/generate", json={"prompt": "p"})
+            await transport.call(status, decode_json, safe=True)
+            await transport.call(create, decode_json, safe=False)
+    (get_method, get_path, get_query, get_headers, get_body), post = seen
+    assert (get_method, get_path, get_query, get_body) == (
+        "GET", "/api/v1/sora2/record-info", {"taskId": "t 1"}, b""
+    )  # fmt: skip
+    assert get_headers["Authorization"] == f"Bearer {CANARY}"
+    assert get_headers["User-Agent"] == "test-agent/1"
+    assert post[0:2] == ("POST", "/api/v1/sora2/generate")
+    assert json.loads(post[4]) == {"prompt": "p"}
+    assert post[3]["Content-Type"] == "application/json"
+    assert post[3]["Authorization"] == f"Bearer {CANARY}"
+
+
 # -- error translation -------------------------------------------------------------------
 
 
