@@ -150,15 +150,17 @@ def resolve_settings(
     cap = (
         DEFAULT_MAX_CONCURRENT_TASKS
         if cap_raw is None
-        else _positive_int(cap_raw, "max_concurrent_tasks", _source(max_concurrent_tasks,
-                                                                     ENV_MAX_CONCURRENT_TASKS))
+        else _positive_int(
+            cap_raw, "max_concurrent_tasks", _source(max_concurrent_tasks, ENV_MAX_CONCURRENT_TASKS)
+        )
     )
     interval_raw = _pick(poll_interval, env, ENV_POLL_INTERVAL)
     interval = (
         None
         if interval_raw is None
-        else _positive_float(interval_raw, "poll_interval", _source(poll_interval,
-                                                                    ENV_POLL_INTERVAL))
+        else _positive_float(
+            interval_raw, "poll_interval", _source(poll_interval, ENV_POLL_INTERVAL)
+        )
     )
     redis = _pick(redis_url, env, ENV_REDIS_URL)
     account_name = _pick(account, env, ENV_ACCOUNT) or f"{provider_name}-{secret.fingerprint()}"

@@ -101,6 +101,23 @@ def _to_enum(enum_cls: type[enum.Enum], field: str, aliases: dict[str, Any] | No
     return convert
 
 
+_to_model = _to_enum(Model, "model")
+_to_aspect_ratio = _to_enum(AspectRatio, "aspect_ratio", _ASPECT_ALIASES)
+_to_quality = _to_enum(Quality, "quality")
+
+
+def _convert_model(value: Any) -> Model | None:
+    return _to_model(value)  # type: ignore[no-any-return]
+
+
+def _convert_aspect_ratio(value: Any) -> AspectRatio | None:
+    return _to_aspect_ratio(value)  # type: ignore[no-any-return]
+
+
+def _convert_quality(value: Any) -> Quality | None:
+    return _to_quality(value)  # type: ignore[no-any-return]
+
+
 def _check_prompt(_: Any, __: Any, value: Any) -> None:
     if not isinstance(value, str):
         raise ValidationError("prompt", value, "a non-empty string")
@@ -158,18 +175,14 @@ class VideoRequest:
     """
 
     prompt: str = attrs.field(validator=_check_prompt)
-    model: Model | None = attrs.field(
-        default=None, kw_only=True, converter=_to_enum(Model, "model")
-    )
+    model: Model | None = attrs.field(default=None, kw_only=True, converter=_convert_model)
     aspect_ratio: AspectRatio | None = attrs.field(
-        default=None, kw_only=True, converter=_to_enum(AspectRatio, "aspect_ratio", _ASPECT_ALIASES)
+        default=None, kw_only=True, converter=_convert_aspect_ratio
     )
     duration: int | None = attrs.field(
         default=None, kw_only=True, converter=_to_duration, validator=_check_duration
     )
-    quality: Quality | None = attrs.field(
-        default=None, kw_only=True, converter=_to_enum(Quality, "quality")
-    )
+    quality: Quality | None = attrs.field(default=None, kw_only=True, converter=_convert_quality)
     #: A local path, raw image bytes, or an http(s) URL.
     image: str | bytes | os.PathLike[str] | None = attrs.field(
         default=None, kw_only=True, validator=_check_image, repr=_image_repr

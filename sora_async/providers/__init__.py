@@ -5,8 +5,15 @@ from __future__ import annotations
 from ..errors import ConfigurationError
 from .base import ApiCall, Endpoint, PreparedImage, Provider, RawResponse
 
-__all__ = ["PROVIDER_NAMES", "ApiCall", "Endpoint", "PreparedImage", "Provider", "RawResponse",
-           "get_provider"]
+__all__ = [
+    "PROVIDER_NAMES",
+    "ApiCall",
+    "Endpoint",
+    "PreparedImage",
+    "Provider",
+    "RawResponse",
+    "get_provider",
+]
 
 PROVIDER_NAMES = ("freesora", "sora2api")
 
@@ -21,6 +28,4 @@ def get_provider(name: str) -> Provider:
         from .sora2api import Sora2Api
 
         return Sora2Api()
-    raise ConfigurationError(
-        f"unknown provider {name!r}: allowed {', '.join(PROVIDER_NAMES)}"
-    )
+    raise ConfigurationError(f"unknown provider {name!r}: allowed {', '.join(PROVIDER_NAMES)}")

@@ -8,7 +8,9 @@ client glues the two together.
 
 from __future__ import annotations
 
+import base64
 import email.utils
+import math
 import time
 from collections.abc import Mapping
 from typing import Any, ClassVar, Protocol
@@ -81,8 +83,6 @@ class PreparedImage:
 
     @property
     def data_url(self) -> str:
-        import base64
-
         assert self.data is not None and self.mime is not None
         return f"data:{self.mime};base64,{base64.b64encode(self.data).decode('ascii')}"
 
@@ -165,6 +165,6 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         if when is None:
             return None
         seconds = when.timestamp() - (time.time() if now is None else now)
-    if seconds != seconds:  # NaN
+    if math.isnan(seconds):
         return None
     return max(0.0, min(seconds, 3600.0))
