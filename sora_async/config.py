@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -110,7 +111,7 @@ def _positive_float(value: Any, setting: str, source: str) -> float:
         raise ConfigurationError(
             f"{setting} must be a positive number of seconds, got {value!r} (from {source})"
         ) from None
-    if not number > 0 or number != number or number == float("inf"):
+    if not (number > 0 and math.isfinite(number)):
         raise ConfigurationError(f"{setting} must be a positive number of seconds, got {value!r}")
     return number
 

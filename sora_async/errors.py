@@ -197,9 +197,8 @@ class WaitTimeoutError(SoraError, TimeoutError):
         self.task_id = task_id
         self.timeout = timeout
         self.last_state = last_state
-        super().__init__(
-            f"task {task_id} not finished after {timeout:g}s (last state: {last_state or 'unknown'})"
-        )
+        last = last_state or "unknown"
+        super().__init__(f"task {task_id} not finished after {timeout:g}s (last state: {last})")
 
 
 class DownloadError(SoraError):
