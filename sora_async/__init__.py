@@ -1,1 +1,90 @@
-"""sora_async: an asyncio-native SDK for the Sora 2 text-to-video APIs."""
+"""sora_async: an asyncio-native SDK for the Sora 2 text-to-video APIs.
+
+One provider-neutral client over two providers (``freesora``, ``sora2api``), a governor that
+keeps the account's task slots full and never over-full, polling that notices completion early
+without hammering the server, and a bulk CLI that never pays twice for a prompt.
+"""
+
+from .callbacks import CallbackReceiver
+from .client import SoraClient
+from .config import Secret
+from .errors import (
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    ConnectError,
+    ConnectionDroppedError,
+    CreateOutcomeUnknownError,
+    DownloadError,
+    InsufficientCreditsError,
+    NotFoundError,
+    NotSupportedError,
+    ProtocolError,
+    RateLimitError,
+    ReadTimeoutError,
+    ServerError,
+    SoraError,
+    TaskFailedError,
+    TransportError,
+    ValidationError,
+    WaitTimeoutError,
+)
+from .events import EventKind, Job, TaskEvent
+from .fanout import GenerationRun
+from .governor import Governor, GovernorStatistics, LocalGovernor
+from .models import (
+    AspectRatio,
+    Credits,
+    Model,
+    Quality,
+    TaskResult,
+    TaskState,
+    TaskStatus,
+    VideoRequest,
+)
+from .polling import PollSchedule
+
+__all__ = [
+    "APIError",
+    "AspectRatio",
+    "AuthenticationError",
+    "BadRequestError",
+    "CallbackReceiver",
+    "ConfigurationError",
+    "ConnectError",
+    "ConnectionDroppedError",
+    "CreateOutcomeUnknownError",
+    "Credits",
+    "DownloadError",
+    "EventKind",
+    "GenerationRun",
+    "Governor",
+    "GovernorStatistics",
+    "InsufficientCreditsError",
+    "Job",
+    "LocalGovernor",
+    "Model",
+    "NotFoundError",
+    "NotSupportedError",
+    "PollSchedule",
+    "ProtocolError",
+    "Quality",
+    "RateLimitError",
+    "ReadTimeoutError",
+    "Secret",
+    "ServerError",
+    "SoraClient",
+    "SoraError",
+    "TaskEvent",
+    "TaskFailedError",
+    "TaskResult",
+    "TaskState",
+    "TaskStatus",
+    "TransportError",
+    "ValidationError",
+    "VideoRequest",
+    "WaitTimeoutError",
+]
+
+__version__ = "0.1.0"

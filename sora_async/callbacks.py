@@ -180,6 +180,7 @@ class CallbackReceiver:
         self._bound_base: str | None = None
         self._bound_port: int | None = None
         self._mount_app: web.Application | None = None
+        self._mounted = False
         self._access_log_class: type[AbstractAccessLogger] | None = None
 
     # -- addresses --------------------------------------------------------------------------
@@ -220,6 +221,11 @@ class CallbackReceiver:
     def is_running(self) -> bool:
         return self._runner is not None
 
+    @property
+    def is_mounted(self) -> bool:
+        """Whether the route was handed to another application (``mount()`` or ``app``)."""
+        return self._mounted
+
     def _base_url(self) -> str:
         if self._public_url is not None:
             return self._public_url
@@ -243,6 +249,7 @@ class CallbackReceiver:
                 "the application it is mounted in"
             )
         app.add_routes(self.routes())
+        self._mounted = True
 
     @property
     def app(self) -> web.Application:
@@ -253,6 +260,7 @@ class CallbackReceiver:
         """
         if self._mount_app is None:
             self._mount_app = self._make_app()
+        self._mounted = True
         return self._mount_app
 
     @property
@@ -269,6 +277,7 @@ class CallbackReceiver:
         # makes the standalone app agree with it.
         app = web.Application(client_max_size=self._max_body_bytes)
         app.add_routes(self.routes())
+        self._mounted = True
         return app
 
     # -- standalone lifecycle ---------------------------------------------------------------

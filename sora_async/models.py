@@ -14,7 +14,7 @@ from typing import Any
 
 import attrs
 
-from .errors import ValidationError
+from .errors import TaskFailedError, ValidationError
 
 __all__ = [
     "RETENTION",
@@ -236,6 +236,12 @@ class TaskResult:
     refunded: bool | None = None
     #: When the provider deletes the files (observed completion + 15 days).
     expires_at: dt.datetime | None = None
+    #: The caller's key for this request (in ``generate_many``: its input position).
+    key: Any = None
+    #: Files written for this result (``generate_many(download_to=...)``).
+    files: list[str] = attrs.field(factory=list)
+    #: Why the files could not be fetched, for a task that itself succeeded.
+    download_error: str | None = None
     #: The exception behind a failure that did not come from the task itself.
     exception: BaseException | None = attrs.field(default=None, eq=False, repr=False)
     #: The last status seen, if any.
@@ -243,7 +249,16 @@ class TaskResult:
 
     @property
     def ok(self) -> bool:
-        return self.state is TaskState.SUCCEEDED
+        """The task succeeded and, where files were asked for, they were written whole."""
+        return self.state is TaskState.SUCCEEDED and self.download_error is None
+
+    def raise_for_state(self) -> TaskResult:
+        """Return self when ok; raise TaskFailedError otherwise (for code that prefers raising)."""
+        if not self.ok:
+            raise TaskFailedError(
+                self.task_id or "<never created>", self.error or self.download_error
+            )
+        return self
 
     @classmethod
     def from_status(
@@ -251,6 +266,7 @@ class TaskResult:
         status: TaskStatus,
         request: VideoRequest | None = None,
         *,
+        key: Any = None,
         seen_at: dt.datetime | None = None,
     ) -> TaskResult:
         seen = seen_at or dt.datetime.now(dt.timezone.utc)
@@ -263,11 +279,17 @@ class TaskResult:
             refunded=status.refunded,
             expires_at=seen + RETENTION if status.state is TaskState.SUCCEEDED else None,
             status=status,
+            key=key,
         )
 
     @classmethod
     def from_exception(
-        cls, exc: BaseException, request: VideoRequest | None, task_id: str | None = None
+        cls,
+        exc: BaseException,
+        request: VideoRequest | None,
+        task_id: str | None = None,
+        *,
+        key: Any = None,
     ) -> TaskResult:
         return cls(
             task_id=task_id,
@@ -275,6 +297,7 @@ class TaskResult:
             state=TaskState.FAILED,
             error=f"{type(exc).__name__}: {exc}",
             exception=exc,
+            key=key,
         )
 
 

@@ -1,0 +1,253 @@
+"""generate_many: governed fan-out of many requests, yielding results in completion order.
+
+Shape of a run: one feeder pulls the input lazily and starts one worker per job, but only
+after taking a *work token*; there are ``2 x cap`` tokens, so live coroutines and pulled-but-
+unfinished inputs stay O(cap) however long the input is. A worker creates the task (taking an
+account slot from the governor, so at most ``cap`` tasks are alive), polls it to the end (which
+frees the slot), optionally downloads its files, and hands the result to the consumer through a
+bounded stream; its token comes back once the result is delivered.
+
+The run lives in the client's task group, not in the consumer's frame: an async generator
+cannot own a task group safely (leaving the ``async for`` early closes it from another task).
+Stopping (``break``, an exception or cancellation in the consumer, ``aclose()``) cancels the
+feeder and the pollers at once, so no new task is created; a create already on the wire is
+shielded until its answer is recorded. Tasks alive on the server at that moment are logged,
+kept in ``run.unfinished`` and in ``client.unfinished_tasks``, and their slots are returned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.abc
+import attrs
+
+from .errors import SoraError, ValidationError, WaitTimeoutError
+from .events import EventHook, EventKind, Job, TaskEvent, emit
+from .models import TaskResult, VideoRequest
+
+if TYPE_CHECKING:
+    from .client import SoraClient
+
+__all__ = ["GenerationRun"]
+
+logger = logging.getLogger("sora_async")
+
+
+class GenerationRun:
+    """An async iterator of results (and an async context manager) for one fan-out."""
+
+    def __init__(
+        self,
+        client: SoraClient,
+        requests: Iterable[VideoRequest | Job] | AsyncIterable[VideoRequest | Job],
+        *,
+        timeout: float | None,
+        on_event: EventHook | None,
+        download_to: Path | None,
+        filename: Any,
+    ) -> None:
+        self._client = client
+        self._requests = requests
+        self._timeout = timeout
+        self._on_event = on_event
+        self._download_to = download_to
+        self._filename = filename
+        cap = client.governor.total
+        self._tokens = anyio.Semaphore(2 * cap)
+        self._send, self._receive = anyio.create_memory_object_stream[TaskResult](cap)
+        self._scope = anyio.CancelScope()
+        self._done = anyio.Event()
+        self._started = False
+        self._stopping = False
+        self._error: BaseException | None = None
+        self._live: dict[str, Job] = {}
+        self._unfinished: dict[str, Job] = {}
+        self._submitted = 0
+
+    # -- consumer side -----------------------------------------------------------------------
+
+    def __aiter__(self) -> AsyncIterator[TaskResult]:
+        return self
+
+    async def __anext__(self) -> TaskResult:
+        self._start()
+        try:
+            return await self._receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            await self._done.wait()
+            if self._error is not None:
+                error, self._error = self._error, None
+                raise error from None
+            raise StopAsyncIteration from None
+
+    async def __aenter__(self) -> GenerationRun:
+        self._start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop the run (no new creates) and wait until its live tasks have been reported."""
+        self.stop()
+        if self._started:
+            with anyio.CancelScope(shield=True):
+                await self._done.wait()
+        self._receive.close()
+
+    def stop(self) -> None:
+        """Stop creating at once; pollers are cancelled and live tasks reported. Not awaited."""
+        self._stopping = True
+        self._scope.cancel()
+
+    def __del__(self) -> None:
+        # `break` out of `async for` drops the last reference without calling aclose().
+        if self._started and not self._done.is_set():
+            with contextlib.suppress(Exception):  # best effort, even at interpreter shutdown
+                self.stop()
+
+    @property
+    def unfinished(self) -> dict[str, Job]:
+        """Tasks alive on the server when the run stopped early: task id -> job."""
+        return dict(self._unfinished)
+
+    @property
+    def submitted(self) -> int:
+        """Jobs pulled from the input so far."""
+        return self._submitted
+
+    # -- producer side -----------------------------------------------------------------------
+
+    def _start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self._client._spawn(self._main)
+
+    async def _main(self) -> None:
+        try:
+            with self._scope:
+                async with anyio.create_task_group() as group:
+                    async for job in self._jobs():
+                        await self._tokens.acquire()
+                        group.start_soon(self._work, job)
+        except Exception as exc:
+            # The input itself failed (a generator raised): running jobs were cancelled;
+            # the consumer gets the error after the results already delivered.
+            logger.error("generate_many stopped: the input raised %s", type(exc).__name__)
+            self._error = exc
+        finally:
+            self._report_unfinished()
+            self._send.close()
+            self._done.set()
+
+    async def _jobs(self) -> AsyncIterator[Job]:
+        position = 0
+
+        def wrap(item: Any) -> Job:
+            if isinstance(item, Job):
+                return item if item.key is not None else attrs.evolve(item, key=position)
+            return Job(item, key=position)
+
+        # Pull one item per free token only: the input is never read ahead of the work.
+        if isinstance(self._requests, AsyncIterable):
+            async for item in self._requests:
+                yield wrap(item)
+                position += 1
+        else:
+            for item in self._requests:
+                yield wrap(item)
+                position += 1
+
+    async def _work(self, job: Job) -> None:
+        self._submitted += 1
+        client = self._client
+        hook = self._on_event
+        task_id = job.task_id
+        result: TaskResult | None = None
+        try:
+            try:
+                if not isinstance(job.request, VideoRequest):
+                    raise ValidationError(
+                        "requests", job.request, "VideoRequest or Job items", reason="bad item"
+                    )
+                if task_id is None:
+                    task_id = await client._create(job, hook)
+                else:
+                    await client.adopt(task_id, job.request)
+                self._live[task_id] = job
+                result = await client._wait(attrs.evolve(job, task_id=task_id), self._timeout, hook)
+                self._live.pop(task_id, None)
+                if result.ok and self._download_to is not None:
+                    result = await self._fetch_files(result, job)
+            except WaitTimeoutError as exc:
+                # Still alive on the server: report it like an early stop would.
+                assert task_id is not None
+                self._unfinish(task_id, job)
+                result = TaskResult.from_exception(exc, job.request, task_id, key=job.key)
+            except SoraError as exc:
+                result = TaskResult.from_exception(exc, job.request, task_id, key=job.key)
+            except Exception as exc:  # a bug must not abort the batch: fail this one job
+                logger.exception("unexpected error in job %r", job.key)
+                result = TaskResult.from_exception(exc, job.request, task_id, key=job.key)
+            kind = EventKind.SUCCEEDED if result.ok else EventKind.FAILED
+            await emit(hook, TaskEvent(kind, job.key, job.request, result.task_id, result=result))
+            await self._send.send(result)
+        except anyio.get_cancelled_exc_class():
+            if task_id is not None and task_id in self._live:
+                self._unfinish(task_id, job)
+            raise
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass  # the consumer went away; the result is in the event hook and the logs
+        finally:
+            self._live.pop(task_id or "", None)
+            self._tokens.release()
+
+    def _unfinish(self, task_id: str, job: Job) -> None:
+        self._unfinished[task_id] = job
+        self._client._abandon(task_id)
+
+    async def _fetch_files(self, result: TaskResult, job: Job) -> TaskResult:
+        assert self._download_to is not None
+        hook = self._on_event
+
+        async def on_file(file: Any) -> None:
+            await emit(
+                hook,
+                TaskEvent(
+                    EventKind.DOWNLOADED,
+                    job.key,
+                    job.request,
+                    result.task_id,
+                    result=result,
+                    file=file,
+                ),
+            )
+
+        try:
+            files = await self._client._download(result, self._download_to, self._filename, on_file)
+        except SoraError as exc:
+            return attrs.evolve(result, download_error=f"{type(exc).__name__}: {exc}")
+        return attrs.evolve(result, files=[os.fspath(file.path) for file in files])
+
+    def _report_unfinished(self) -> None:
+        if self._unfinished:
+            logger.warning(
+                "generate_many stopped early with %d task(s) still alive on the server "
+                "(not abandoned: see run.unfinished / client.unfinished_tasks): %s",
+                len(self._unfinished),
+                ", ".join(sorted(self._unfinished)),
+            )
