@@ -1,0 +1,5 @@
+"""``python -m sora_async``: the same as the ``sora-async`` console script."""
+
+from .cli import main
+
+raise SystemExit(main())

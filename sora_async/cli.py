@@ -1,0 +1,354 @@
+"""The ``sora-async`` command line: argument parsing and the small commands.
+
+Usage and configuration errors print one line on stderr and exit 2, never a traceback.
+Exit codes: 0 all succeeded, 1 a task failed, 2 usage/configuration, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import anyio
+import attrs
+
+from .client import SoraClient
+from .config import (
+    ENV_CALLBACK_LISTEN,
+    ENV_CALLBACK_PUBLIC_URL,
+)
+from .errors import ConfigurationError, SoraError, ValidationError
+from .models import AspectRatio, Model, Quality, TaskResult, TaskStatus, VideoRequest
+from .providers import PROVIDER_NAMES
+
+__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "main"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+PROG = "sora-async"
+
+
+class UsageError(Exception):
+    """Bad command line: one line on stderr, exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse prints the whole usage block; the contract asks for one line.
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="Generate Sora 2 videos through freesora or sora2api, safely and fast.",
+    )
+    parser.add_argument("--provider", choices=PROVIDER_NAMES, help="env SORA_PROVIDER")
+    parser.add_argument("--api-key", help="env SORA_API_KEY (prefer the environment)")
+    parser.add_argument("--base-url", help="env SORA_BASE_URL (default: the provider's)")
+    parser.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        help="account task cap, env SORA_MAX_CONCURRENT_TASKS (default 20)",
+    )
+    parser.add_argument(
+        "--poll-interval", type=_positive_float, help="base poll interval in seconds"
+    )
+    parser.add_argument("--redis-url", help="shared governor (not available in this version)")
+    parser.add_argument("--account", help="account name for the shared governor")
+    parser.add_argument(
+        "--callback-listen", metavar="HOST:PORT", help="sora2api completion callbacks"
+    )
+    parser.add_argument("--callback-public-url", metavar="URL", help="public URL of the above")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    gen = sub.add_parser("generate", help="generate one video and download it")
+    gen.add_argument("prompt")
+    _add_request_options(gen)
+    gen.add_argument("--out", type=Path, help="download the video into this directory")
+    gen.add_argument("--timeout", type=_positive_float, help="give up waiting after S seconds")
+
+    batch = sub.add_parser("batch", help="generate many videos from a file, resumably")
+    batch.add_argument("file", type=Path, help="plain text (one prompt per line) or .jsonl")
+    batch.add_argument("--out", type=Path, required=True, help="directory for videos + manifest")
+    batch.add_argument("--journal", type=Path, help="journal path (default: inside --out)")
+    batch.add_argument(
+        "--resubmit-unknown",
+        action="store_true",
+        help="create again the items whose earlier create had an unknown outcome (may pay twice)",
+    )
+    batch.add_argument("--max-credits", type=_positive_int, help="refuse to spend more")
+    batch.add_argument("--dry-run", action="store_true", help="print the estimate, send nothing")
+    batch.add_argument("--quiet", action="store_true", help="no progress display")
+    batch.add_argument("--timeout", type=_positive_float, help="per-task wait limit in seconds")
+    _add_request_options(batch, defaults_only=True)
+
+    status = sub.add_parser("status", help="print one task's status as JSON")
+    status.add_argument("task_id")
+
+    sub.add_parser("credits", help="print the account balance as JSON (freesora)")
+
+    mock = sub.add_parser("mock-server", help="serve both providers' APIs locally")
+    mock.add_argument("--host", default="127.0.0.1")
+    mock.add_argument("--port", type=int, default=8765)
+    mock.add_argument("--task-seconds", type=_non_negative_float, default=5.0)
+    mock.add_argument("--failure-rate", type=_fraction, default=0.0)
+    mock.add_argument("--cap", type=_positive_int, default=20, help="live tasks per account")
+    mock.add_argument("--seed", type=int, default=0)
+
+    demo = sub.add_parser("demo", help="the main job end to end on the embedded mock server")
+    demo.add_argument("--out", type=Path, help="keep the videos here (default: a temp dir)")
+    demo.add_argument("--count", type=_positive_int, default=12, help="number of prompts")
+
+    sub.add_parser("bench", help="benchmark harness (not available in this version)")
+    return parser
+
+
+def _add_request_options(parser: argparse.ArgumentParser, *, defaults_only: bool = False) -> None:
+    what = "default for lines that do not set it" if defaults_only else None
+
+    def helptext(text: str) -> str:
+        return f"{text} ({what})" if what else text
+
+    parser.add_argument("--model", choices=[m.value for m in Model], help=helptext("model"))
+    parser.add_argument(
+        "--aspect-ratio",
+        choices=[*(a.value for a in AspectRatio), "landscape", "portrait"],
+        help=helptext("aspect ratio"),
+    )
+    parser.add_argument("--duration", type=int, choices=(10, 15), help=helptext("seconds"))
+    parser.add_argument("--quality", choices=[q.value for q in Quality], help=helptext("quality"))
+    if not defaults_only:
+        parser.add_argument("--image", help="image-to-video: a local file or an http(s) URL")
+        parser.add_argument("--watermark", help="watermark text (sora2api)")
+
+
+def request_defaults(args: argparse.Namespace) -> dict[str, Any]:
+    """VideoRequest fields given on the command line (None values left out)."""
+    fields = {
+        "model": args.model,
+        "aspect_ratio": args.aspect_ratio,
+        "duration": args.duration,
+        "quality": args.quality,
+        "image": getattr(args, "image", None),
+        "watermark": getattr(args, "watermark", None),
+    }
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+def client_from_args(args: argparse.Namespace, **overrides: Any) -> SoraClient:
+    """A SoraClient from the global flags (flag > environment > default)."""
+    env = dict(os.environ)
+    if args.callback_listen:
+        env[ENV_CALLBACK_LISTEN] = args.callback_listen
+    if args.callback_public_url:
+        env[ENV_CALLBACK_PUBLIC_URL] = args.callback_public_url
+    options: dict[str, Any] = {
+        "provider": args.provider,
+        "api_key": args.api_key,
+        "base_url": args.base_url,
+        "max_concurrent_tasks": args.concurrency,
+        "poll_interval": args.poll_interval,
+        "redis_url": args.redis_url,
+        "account": args.account,
+        "env": env,
+    }
+    options.update(overrides)
+    return SoraClient(**options)
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def status_json(status: TaskStatus) -> dict[str, Any]:
+    return {
+        "task_id": status.task_id,
+        "state": status.state.value,
+        "progress": status.progress,
+        "video_urls": list(status.video_urls),
+        "error": status.error,
+        "refunded": status.refunded,
+    }
+
+
+def result_json(result: TaskResult, files: Sequence[Path] = ()) -> dict[str, Any]:
+    return {
+        "task_id": result.task_id,
+        "state": result.state.value,
+        "video_urls": list(result.video_urls),
+        "error": result.error,
+        "refunded": result.refunded,
+        "expires_at": result.expires_at.isoformat() if result.expires_at else None,
+        "files": [str(path) for path in files] or list(result.files),
+    }
+
+
+async def _cmd_generate(args: argparse.Namespace) -> int:
+    request = VideoRequest(args.prompt, **request_defaults(args))
+    async with client_from_args(args) as client:
+
+        def progress(status: TaskStatus) -> None:
+            shown = f" {status.progress}%" if status.progress is not None else ""
+            print(f"{status.task_id}: {status.state.value}{shown}", file=sys.stderr)
+
+        task_id = await client.create(request)
+        print(f"created {task_id}", file=sys.stderr)
+        result = await client.wait(task_id, timeout=args.timeout, on_progress=progress)
+        files: list[Path] = []
+        if result.ok and args.out is not None:
+            files = await client.download(result, args.out)
+        _print_json(result_json(result, files))
+        return EXIT_OK if result.ok else EXIT_FAILED
+
+
+async def _cmd_status(args: argparse.Namespace) -> int:
+    async with client_from_args(args) as client:
+        _print_json(status_json(await client.status(args.task_id)))
+    return EXIT_OK
+
+
+async def _cmd_credits(args: argparse.Namespace) -> int:
+    async with client_from_args(args) as client:
+        _print_json(attrs.asdict(await client.credits()))
+    return EXIT_OK
+
+
+async def _cmd_mock_server(args: argparse.Namespace) -> int:
+    from .mock import MockConfig, MockServer, serve
+
+    config = MockConfig(
+        task_seconds=args.task_seconds,
+        failure_rate=args.failure_rate,
+        cap=args.cap,
+        seed=args.seed,
+    )
+
+    def ready(server: MockServer) -> None:
+        print(f"freesora base URL: {server.freesora_url}", flush=True)
+        print(f"sora2api base URL: {server.sora2api_url}", flush=True)
+        print("any API key is accepted; Ctrl-C stops", file=sys.stderr, flush=True)
+
+    try:
+        await serve(args.host, args.port, config, ready=ready)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot listen on {args.host}:{args.port}: {exc.strerror}"
+        ) from None
+    return EXIT_OK
+
+
+async def _cmd_batch(args: argparse.Namespace) -> int:
+    from .bulk import run_batch
+
+    return int(await run_batch(args))
+
+
+async def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return await run_demo(args)
+
+
+async def _cmd_bench(args: argparse.Namespace) -> int:
+    raise ConfigurationError(
+        "bench: the benchmark harness is not part of this version (see benchmarks/ in the repo)"
+    )
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], Any]] = {
+    "generate": _cmd_generate,
+    "batch": _cmd_batch,
+    "status": _cmd_status,
+    "credits": _cmd_credits,
+    "mock-server": _cmd_mock_server,
+    "demo": _cmd_demo,
+    "bench": _cmd_bench,
+}
+
+
+def _configure_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if verbosity < 2:
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit status."""
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
+    _configure_logging(args.verbose)
+    command = _COMMANDS[args.command]
+    try:
+        return int(anyio.run(command, args))
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (ConfigurationError, ValidationError, UsageError) as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except SoraError as exc:
+        return _fail(str(exc), EXIT_FAILED)
+    except Exception as exc:  # never a traceback for the user; -vv logs it
+        logging.getLogger("sora_async").debug("unexpected error", exc_info=True)
+        return _fail(f"unexpected {type(exc).__name__}: {exc}", EXIT_FAILED)
