@@ -10,7 +10,7 @@ import enum
 import logging
 import os
 import time
-from collections.abc import AsyncIterable, Iterable, Mapping
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from functools import partial
 from pathlib import Path
 from types import TracebackType
@@ -41,7 +41,7 @@ from .errors import (
     TransportError,
     ValidationError,
 )
-from .events import EventHook, EventKind, Job, TaskEvent, emit
+from .events import CreateSkipped, EventHook, EventKind, Job, TaskEvent, emit
 from .governor import Governor, LocalGovernor, Slot
 from .images import prepare_image
 from .models import Credits, TaskResult, TaskStatus, VideoRequest
@@ -315,7 +315,14 @@ class SoraClient:
         """
         return await self._create(Job(request))
 
-    async def _create(self, job: Job, hook: EventHook | None = None) -> str:
+    async def _create(
+        self,
+        job: Job,
+        hook: EventHook | None = None,
+        may_send: Callable[[], bool] | None = None,
+    ) -> str:
+        """Create ``job``'s task. ``may_send()`` is asked right before each attempt: False
+        (a run draining after Ctrl-C) gives the slot back and raises CreateSkipped."""
         self._require_open()
         if not isinstance(job.request, VideoRequest):
             raise ValidationError("request", job.request, "a VideoRequest")
@@ -326,10 +333,12 @@ class SoraClient:
         try:
             while True:
                 assert slot is not None
-                await emit(hook, TaskEvent(EventKind.CREATING, job.key, job.request))
-                # Shielded: once the request may have left, we must learn its answer and
-                # record the task id even if the caller is being cancelled.
+                if may_send is not None and not may_send():
+                    raise CreateSkipped("the run stopped creating before this job was sent")
+                # Shielded from the intent record to the task id record: a cancellation can
+                # neither fall between the two nor lose the answer of a request that left.
                 with anyio.CancelScope(shield=True):
+                    await emit(hook, TaskEvent(EventKind.CREATING, job.key, job.request))
                     try:
                         task_id = await self._transport.call(
                             call, self._provider.decode_create, safe=False

@@ -12,7 +12,11 @@ import attrs
 from .download import DownloadedFile
 from .models import TaskResult, TaskStatus, VideoRequest
 
-__all__ = ["EventHook", "EventKind", "Job", "TaskEvent", "emit"]
+__all__ = ["CreateSkipped", "EventHook", "EventKind", "Job", "TaskEvent", "emit"]
+
+
+class CreateSkipped(Exception):
+    """A job was not created because its run stopped creating (drain after Ctrl-C)."""
 
 
 class EventKind(str, enum.Enum):

@@ -30,7 +30,7 @@ import anyio.abc
 import attrs
 
 from .errors import SoraError, ValidationError, WaitTimeoutError
-from .events import EventHook, EventKind, Job, TaskEvent, emit
+from .events import CreateSkipped, EventHook, EventKind, Job, TaskEvent, emit
 from .models import TaskResult, VideoRequest
 
 if TYPE_CHECKING:
@@ -64,6 +64,8 @@ class GenerationRun:
         self._tokens = anyio.Semaphore(2 * cap)
         self._send, self._receive = anyio.create_memory_object_stream[TaskResult](cap)
         self._scope = anyio.CancelScope()
+        self._feeder_scope = anyio.CancelScope()
+        self._draining = False
         self._done = anyio.Event()
         self._started = False
         self._stopping = False
@@ -108,6 +110,19 @@ class GenerationRun:
                 await self._done.wait()
         self._receive.close()
 
+    def drain(self) -> None:
+        """Stop creating, but let the tasks already created run to the end (first Ctrl-C).
+
+        Jobs not yet sent are dropped without a result; the iteration ends when the tasks
+        that exist are terminal (and downloaded, with ``download_to``).
+        """
+        self._draining = True
+        self._feeder_scope.cancel()
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
     def stop(self) -> None:
         """Stop creating at once; pollers are cancelled and live tasks reported. Not awaited."""
         self._stopping = True
@@ -141,9 +156,10 @@ class GenerationRun:
         try:
             with self._scope:
                 async with anyio.create_task_group() as group:
-                    async for job in self._jobs():
-                        await self._tokens.acquire()
-                        group.start_soon(self._work, job)
+                    with self._feeder_scope:
+                        async for job in self._jobs():
+                            await self._tokens.acquire()
+                            group.start_soon(self._work, job)
         except Exception as exc:
             # The input itself failed (a generator raised): running jobs were cancelled;
             # the consumer gets the error after the results already delivered.
@@ -185,7 +201,10 @@ class GenerationRun:
                         "requests", job.request, "VideoRequest or Job items", reason="bad item"
                     )
                 if task_id is None:
-                    task_id = await client._create(job, hook)
+                    try:
+                        task_id = await client._create(job, hook, self._may_send)
+                    except CreateSkipped:
+                        return
                 else:
                     await client.adopt(task_id, job.request)
                 self._live[task_id] = job
@@ -215,6 +234,9 @@ class GenerationRun:
         finally:
             self._live.pop(task_id or "", None)
             self._tokens.release()
+
+    def _may_send(self) -> bool:
+        return not self._draining
 
     def _unfinish(self, task_id: str, job: Job) -> None:
         self._unfinished[task_id] = job
