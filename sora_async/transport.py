@@ -239,8 +239,10 @@ async def _read_answer(response: aiohttp.ClientResponse, endpoint: str) -> bytes
 class Transport:
     """Sends API calls over one aiohttp session; use as ``async with Transport(...) as t:``.
 
-    ``max_connections`` bounds simultaneous HTTP requests (API calls *and* downloads made with
-    :attr:`session`). The API key goes into each API call's Authorization header, never into
+    ``max_connections`` bounds simultaneous HTTP requests (status and credits calls *and*
+    downloads made with :attr:`session`). Creates use a second pool of fresh, never reused
+    connections with the same bound (the governor keeps them to the account cap anyway), so a
+    stale keep-alive connection can never turn a create into an unknown outcome. The API key goes into each API call's Authorization header, never into
     the session defaults, so requests to other hosts (video storage) never carry it.
     """
 
@@ -270,6 +272,10 @@ class Transport:
         self._clock = clock
         self._state = _State.UNOPENED
         self._session: aiohttp.ClientSession | None = None
+        # Creates go over a connection of their own, opened for that request: on a pooled
+        # keep-alive connection that the server had silently closed, a create would fail as
+        # "dropped" and look like an unknown outcome (paid or not?) when nothing was sent.
+        self._create_session: aiohttp.ClientSession | None = None
 
     def __repr__(self) -> str:
         return f"Transport(base_url={self._base_url!r}, state={self._state.value})"
@@ -301,15 +307,23 @@ class Transport:
         if self._state is _State.CLOSED:
             raise RuntimeError("this Transport was closed and cannot be reopened")
         # The session binds to the running loop, so it is made here and not in __init__.
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            sock_connect=self._timeouts.connect,
+            sock_read=self._timeouts.download_read,
+        )
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self._max_connections),
             headers={"User-Agent": self._user_agent},
-            timeout=aiohttp.ClientTimeout(
-                total=None,
-                sock_connect=self._timeouts.connect,
-                sock_read=self._timeouts.download_read,
-            ),
+            timeout=timeout,
             # An SDK keeps no cookies: nothing from the API host can follow us elsewhere.
+            cookie_jar=aiohttp.DummyCookieJar(),
+            trace_configs=[_trace_config()],
+        )
+        self._create_session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self._max_connections, force_close=True),
+            headers={"User-Agent": self._user_agent},
+            timeout=timeout,
             cookie_jar=aiohttp.DummyCookieJar(),
             trace_configs=[_trace_config()],
         )
@@ -326,10 +340,12 @@ class Transport:
 
     async def aclose(self) -> None:
         """Close the session. Idempotent; the transport cannot be used afterwards."""
-        session, self._session = self._session, None
+        sessions = (self._session, self._create_session)
+        self._session = self._create_session = None
         self._state = _State.CLOSED
-        if session is not None:
-            await session.close()
+        for session in sessions:
+            if session is not None:
+                await session.close()
 
     def _require_open(self) -> aiohttp.ClientSession:
         if self._state is _State.UNOPENED or self._session is None:
@@ -366,7 +382,9 @@ class Transport:
                 total = min(total, max(_MIN_ATTEMPT_SECONDS, remaining))
             raw: RawResponse | None = None
             try:
-                raw = await self._exchange(session, call, total, attempt)
+                raw = await self._exchange(
+                    session if safe else self._create_session or session, call, total, attempt
+                )
                 return decode(raw)
             except retryable as exc:
                 error: SoraError = exc

@@ -248,22 +248,33 @@ async def test_timeout_while_waiting_for_a_pooled_connection_is_a_connect_error(
     mock: MockServer,
 ) -> None:
     """With one connection busy, a call that never got one provably sent nothing."""
-    mock.inject(Endpoint.CREATE, Fault.SLOW, delay=30)
-    timeouts = CallTimeouts(create=60, status=0.2)
+    mock.inject(Endpoint.CREDITS, Fault.SLOW, delay=30)
+    timeouts = CallTimeouts(status=0.2)
     async with (
         Transport(
             mock.freesora_url, Secret(CANARY), max_connections=1, timeouts=timeouts
         ) as transport,
         anyio.create_task_group() as group,
     ):
-        group.start_soon(lambda: transport.call(CREATE, decode_json, safe=False))
+
+        async def hold_the_connection() -> None:
+            # The pooled session itself (downloads use it too), with a long timeout.
+            async with transport.session.post(
+                mock.freesora_url + CREDITS.path,
+                json={},
+                headers={"Authorization": f"Bearer {CANARY}"},
+                timeout=aiohttp.ClientTimeout(total=60),
+            ) as response:
+                await response.read()
+
+        group.start_soon(hold_the_connection)
         # The mock's counter is the only sign that the slow request holds the connection.
-        while mock.counters.requests[Endpoint.CREATE] == 0:  # noqa: ASYNC110
+        while mock.counters.requests[Endpoint.CREDITS] == 0:  # noqa: ASYNC110
             await anyio.sleep(0.01)
         with pytest.raises(ConnectError, match="nothing was sent"):
             await transport.call(CREDITS, decode_json, safe=True, retry=NO_RETRY)
         group.cancel_scope.cancel()
-    assert mock.counters.requests[Endpoint.CREDITS] == 0
+    assert mock.counters.requests[Endpoint.CREDITS] == 1
 
 
 async def test_a_malformed_http_answer_is_a_protocol_error() -> None:
