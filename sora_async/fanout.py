@@ -42,7 +42,89 @@ logger = logging.getLogger("sora_async")
 
 
 class GenerationRun:
-    """An async iterator of results (and an async context manager) for one fan-out."""
+    """An async iterator of results (and an async context manager) for one fan-out.
+
+    A handle on the run's engine. The engine works in the client's task group and never refers
+    back to this handle, so the handle is collected as soon as the consumer lets go of it
+    (``break`` out of ``async for`` calls nothing on the iterator), and that stops the run.
+    """
+
+    def __init__(
+        self,
+        client: SoraClient,
+        requests: Iterable[VideoRequest | Job] | AsyncIterable[VideoRequest | Job],
+        *,
+        timeout: float | None,
+        on_event: EventHook | None,
+        download_to: Path | None,
+        filename: Any,
+    ) -> None:
+        self._engine = _Engine(
+            client,
+            requests,
+            timeout=timeout,
+            on_event=on_event,
+            download_to=download_to,
+            filename=filename,
+        )
+
+    def __aiter__(self) -> AsyncIterator[TaskResult]:
+        return self
+
+    async def __anext__(self) -> TaskResult:
+        return await self._engine.next()
+
+    async def __aenter__(self) -> GenerationRun:
+        self._engine.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._engine.aclose()
+
+    async def aclose(self) -> None:
+        """Stop the run (no new creates) and wait until its live tasks have been reported."""
+        await self._engine.aclose()
+
+    def drain(self) -> None:
+        """Stop creating, but let the tasks already created run to the end (first Ctrl-C).
+
+        Jobs not yet sent are dropped without a result; the iteration ends when the tasks
+        that exist are terminal (and downloaded, with ``download_to``).
+        """
+        self._engine.drain()
+
+    @property
+    def draining(self) -> bool:
+        return self._engine.draining
+
+    def stop(self) -> None:
+        """Stop creating at once; pollers are cancelled and live tasks reported. Not awaited."""
+        self._engine.stop()
+
+    def __del__(self) -> None:
+        # The consumer let go without aclose() (break, exception, cancellation).
+        engine = getattr(self, "_engine", None)
+        if engine is not None:
+            engine.abandon()
+
+    @property
+    def unfinished(self) -> dict[str, Job]:
+        """Tasks alive on the server when the run stopped early: task id -> job."""
+        return self._engine.unfinished
+
+    @property
+    def submitted(self) -> int:
+        """Jobs pulled from the input so far."""
+        return self._engine.submitted
+
+
+class _Engine:
+    """The state and the work of one run; see the module docstring."""
 
     def __init__(
         self,
@@ -76,11 +158,8 @@ class GenerationRun:
 
     # -- consumer side -----------------------------------------------------------------------
 
-    def __aiter__(self) -> AsyncIterator[TaskResult]:
-        return self
-
-    async def __anext__(self) -> TaskResult:
-        self._start()
+    async def next(self) -> TaskResult:
+        self.start()
         try:
             return await self._receive.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
@@ -90,20 +169,7 @@ class GenerationRun:
                 raise error from None
             raise StopAsyncIteration from None
 
-    async def __aenter__(self) -> GenerationRun:
-        self._start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
     async def aclose(self) -> None:
-        """Stop the run (no new creates) and wait until its live tasks have been reported."""
         self.stop()
         if self._started:
             with anyio.CancelScope(shield=True):
@@ -111,11 +177,6 @@ class GenerationRun:
         self._receive.close()
 
     def drain(self) -> None:
-        """Stop creating, but let the tasks already created run to the end (first Ctrl-C).
-
-        Jobs not yet sent are dropped without a result; the iteration ends when the tasks
-        that exist are terminal (and downloaded, with ``download_to``).
-        """
         self._draining = True
         self._feeder_scope.cancel()
 
@@ -124,14 +185,13 @@ class GenerationRun:
         return self._draining
 
     def stop(self) -> None:
-        """Stop creating at once; pollers are cancelled and live tasks reported. Not awaited."""
         self._stopping = True
         self._scope.cancel()
 
-    def __del__(self) -> None:
-        # `break` out of `async for` drops the last reference without calling aclose().
+    def abandon(self) -> None:
+        """The handle was dropped: stop a run that is still going (best effort, not awaited)."""
         if self._started and not self._done.is_set():
-            with contextlib.suppress(Exception):  # best effort, even at interpreter shutdown
+            with contextlib.suppress(Exception):  # even at interpreter shutdown
                 self.stop()
 
     @property
@@ -146,7 +206,7 @@ class GenerationRun:
 
     # -- producer side -----------------------------------------------------------------------
 
-    def _start(self) -> None:
+    def start(self) -> None:
         if self._started:
             return
         self._started = True
