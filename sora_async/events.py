@@ -30,6 +30,9 @@ class EventKind(str, enum.Enum):
     PROGRESS = "progress"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    #: The task succeeded and its files are about to be fetched (``download_to`` runs only);
+    #: ``event.result`` holds its video URLs. SUCCEEDED follows once the files are written.
+    DOWNLOADING = "downloading"
     #: One result file was written whole.
     DOWNLOADED = "downloaded"
 

@@ -319,6 +319,11 @@ class _Engine:
                 ),
             )
 
+        # A journal learns "succeeded, fetching" before the first byte is written.
+        await emit(
+            hook,
+            TaskEvent(EventKind.DOWNLOADING, job.key, job.request, result.task_id, result=result),
+        )
         try:
             files = await self._client._download(result, self._download_to, self._filename, on_file)
         except SoraError as exc:
