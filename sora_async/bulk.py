@@ -1,0 +1,857 @@
+"""``sora-async batch FILE --out DIR``: bulk generation that survives crashes and Ctrl-C.
+
+The run, in order:
+
+1. **Validate** the input (:mod:`.batch_input`), streamed: every line becomes a request and
+   passes the provider's checks (``client.prepare``), while the file is fingerprinted. Any bad
+   line stops here with its line number (exit 2) before anything is written or sent.
+2. **Open the journal** (:mod:`.journal`; default ``DIR/.sora-journal.sqlite3``). A journal of
+   another input file, provider or base URL is refused (exit 2).
+3. **Register and plan**: a second streamed read adds every item to the journal (items known
+   from an earlier run are kept as they are, and must have the same request) and counts what
+   is left to create, to resume and already done, with the estimated credits.
+4. **Cost guard**: refuse what ``--max-credits`` or the balance (freesora) cannot pay for;
+   ``--dry-run`` stops here.
+5. **Run** ``client.generate_many`` over the journal's items, lazily: an item with a task is
+   adopted (polled, never created again), an item never sent is created, an item whose create
+   had an unknown outcome is left alone unless ``--resubmit-unknown``. The event hook writes
+   the journal at each step: the intent inside the create's cancellation shield before the
+   request leaves, the task id right after the answer, the success before its files are
+   fetched, each file's size and SHA-256 once it is whole, then "succeeded".
+6. **Report**: ``DIR/manifest.jsonl`` (rewritten atomically now and then, and at the end), a
+   summary of every failure, and the exit status (0 all succeeded, 1 any not, 2 usage or
+   configuration, 130 interrupted).
+
+Ctrl-C once drains (no new creates; created tasks finish and download); twice stops at once.
+Every journal write is committed before the step it records goes on, so stopping at once, or
+``kill -9``, loses nothing: the next run resumes, and a create that was on the wire becomes
+"unknown" instead of being sent again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import array
+import contextlib
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import anyio
+import anyio.lowlevel
+import attrs
+
+from .batch_input import INPUT_FIELDS, BatchInputError, InputItem, InputReader, request_from_fields
+from .download import video_filename
+from .errors import (
+    AuthenticationError,
+    ConfigurationError,
+    InsufficientCreditsError,
+    NotSupportedError,
+    SoraError,
+)
+from .events import EventKind, Job, TaskEvent
+from .journal import (
+    ItemState,
+    Journal,
+    JournalError,
+    JournalItem,
+    JournalMismatchError,
+    JournalTransitionError,
+    default_journal_path,
+    request_to_json,
+)
+from .models import TaskResult, TaskState, VideoRequest
+from .progress import Display, Phase, QuietDisplay, Tracker, open_display
+
+if TYPE_CHECKING:
+    from .client import SoraClient
+    from .fanout import GenerationRun
+
+__all__ = ["MANIFEST_NAME", "Plan", "run_batch", "write_manifest"]
+
+logger = logging.getLogger("sora_async")
+
+MANIFEST_NAME = "manifest.jsonl"
+#: Seconds between manifest rewrites during a run (at least; a big journal waits longer).
+MANIFEST_INTERVAL = 10.0
+#: Display redraws per second.
+REFRESH_INTERVAL = 0.25
+#: Items registered per journal transaction.
+REGISTER_CHUNK = 500
+#: Validation yields to the event loop (signals, cancellation) this often.
+CHECKPOINT_EVERY = 200
+#: Problems listed one by one at the start and in the final summary.
+SHOWN_PROBLEMS = 20
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130
+
+_S = ItemState
+_TO_CREATE = (_S.PENDING, _S.NOT_CREATED)
+_LIVE = (_S.CREATED, _S.RUNNING, _S.DOWNLOADING)
+# Errors that will refuse every create of this batch the same way: stop creating at once.
+_STOP_CREATING = (InsufficientCreditsError, AuthenticationError)
+_MANIFEST_HEAD = ("index", "line", "prompt", "task_id", "state", "files", "error", "refunded")
+
+
+@attrs.define
+class Plan:
+    """What a run has to do, counted while registering the input."""
+
+    total: int = 0
+    to_create: int = 0
+    to_resume: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    #: Unknown-outcome items left alone (no --resubmit-unknown).
+    unknown: int = 0
+    #: Unknown-outcome items that will be sent again (also counted in to_create).
+    resubmit: int = 0
+    #: Credits the items to create cost, by the provider's published prices.
+    estimate: int = 0
+    #: Items to create whose provider publishes no price.
+    unpriced: int = 0
+
+
+def request_from_json(request_json: str) -> VideoRequest:
+    """The request a journal recorded (see :func:`~sora_async.journal.request_to_json`)."""
+    fields = json.loads(request_json)
+    return request_from_fields({name: fields.get(name) for name in INPUT_FIELDS})
+
+
+def _one_line(text: str | None, limit: int = 300) -> str:
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def _refund_text(refunded: bool | None) -> str:
+    if refunded is None:
+        return "refund not reported"
+    return "refunded" if refunded else "not refunded"
+
+
+def _fsync_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def write_manifest(
+    journal: Journal,
+    path: Path,
+    *,
+    lines: Sequence[int] = (),
+    notes: dict[int, str] | None = None,
+) -> None:
+    """Write ``manifest.jsonl`` from the journal, atomically (temporary file, fsync, replace).
+
+    One object per item, in input order: the journal's row with the input ``line`` and this
+    run's ``note`` (why an item is not done, when the journal's state does not say it).
+    """
+    notes = notes or {}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_name = os.fspath(path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp"))
+    # os.open rather than mkstemp: the manifest gets the umask's usual mode, not 0600.
+    fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            for row in journal.manifest_rows():
+                index = row["index"]
+                row["line"] = lines[index] if index < len(lines) else None
+                row["note"] = notes.get(index)
+                ordered = {key: row[key] for key in _MANIFEST_HEAD}
+                ordered.update(row)
+                out.write(json.dumps(ordered, ensure_ascii=False) + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
+        raise
+    _fsync_dir(path.parent)
+
+
+async def run_batch(args: argparse.Namespace) -> int:
+    """The ``batch`` command; returns the exit status (usage errors raise ConfigurationError)."""
+    return await _Batch(args).run()
+
+
+class _Batch:
+    """One invocation of ``sora-async batch``."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        from .cli import request_defaults
+
+        self.args = args
+        self.input_path = Path(args.file)
+        self.out = Path(args.out)
+        self.journal_path = (
+            Path(args.journal) if args.journal is not None else default_journal_path(self.out)
+        )
+        self.manifest_path = self.out / MANIFEST_NAME
+        self.defaults = request_defaults(args)
+        self.resubmit: bool = args.resubmit_unknown
+        self.max_credits: int | None = args.max_credits
+        self.dry_run: bool = args.dry_run
+        self.quiet: bool = args.quiet
+        self.timeout: float | None = args.timeout
+        self.client: SoraClient | None = None
+        self.journal: Journal | None = None
+        self.run_handle: GenerationRun | None = None
+        self.tracker = Tracker(0)
+        self.display: Display = QuietDisplay()
+        self.total = 0
+        self.width = 5
+        #: The input line of each item, by index (for the manifest and messages).
+        self.lines = array.array("L")
+        #: Why an item is not done, when the journal's state alone does not say it.
+        self.notes: dict[int, str] = {}
+        #: Items whose intent is recorded and whose create has no answer yet.
+        self.intents: set[int] = set()
+        #: Unknown-outcome items fed to the run for sending again (--resubmit-unknown).
+        self.resubmits: set[int] = set()
+        self.reserved = 0
+        self.interrupts = 0
+        self.stopped_creating: str | None = None
+        self.fatal: BaseException | None = None
+        self.prepare_scope = anyio.CancelScope()
+
+    # -- the whole command --------------------------------------------------------------------
+
+    async def run(self) -> int:
+        failure: BaseException | None = None
+        code = EXIT_FAILED
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._watch_signals)
+                try:
+                    code = await self._main()
+                except Exception as exc:  # re-raised below, outside the task group
+                    failure = exc
+                finally:
+                    group.cancel_scope.cancel()
+        finally:
+            self.display.stop()
+            if self.journal is not None:
+                self.journal.close()
+        if failure is not None:
+            raise failure
+        return code
+
+    async def _main(self) -> int:
+        from .cli import client_from_args
+
+        client = client_from_args(self.args)
+        self.client = client
+        async with client:
+            plan: Plan | None = None
+            with self.prepare_scope:
+                plan = await self._prepare(client)
+            if plan is None or self.interrupts:
+                self._error("interrupted before anything was sent")
+                return EXIT_INTERRUPTED
+            if self.dry_run:
+                self._say("dry run: nothing was sent")
+                return EXIT_OK
+            return await self._execute(client, plan)
+
+    # -- validate, register, plan ------------------------------------------------------------
+
+    async def _prepare(self, client: SoraClient) -> Plan:
+        reader = InputReader(self.input_path, self.defaults)
+        count, fingerprint = await self._validate(client, reader)
+        if count == 0:
+            raise BatchInputError(self.input_path, None, "no prompts (the file has no items)")
+        self.total = count
+        self.width = max(5, len(str(count - 1)))
+        self.journal = self._open_journal(client, fingerprint)
+        plan = await self._plan(client, reader, fingerprint)
+        await self._check_cost(client, plan)
+        return plan
+
+    async def _validate(self, client: SoraClient, reader: InputReader) -> tuple[int, str]:
+        for item in reader:
+            try:
+                await client.prepare(item.request)
+                client.estimate_credits(item.request)
+            except SoraError as exc:
+                # Everything prepare() raises is about this request; nothing was sent.
+                raise BatchInputError(reader.path, item.line, str(exc)) from None
+            if item.index % CHECKPOINT_EVERY == 0:
+                await anyio.lowlevel.checkpoint()
+        assert reader.count is not None and reader.fingerprint is not None
+        return reader.count, reader.fingerprint
+
+    def _open_journal(self, client: SoraClient, fingerprint: str) -> Journal | None:
+        if self.dry_run and not self.journal_path.exists():
+            return None  # a dry run leaves no trace
+        if not self.dry_run:
+            try:
+                self.out.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigurationError(
+                    f"--out {self.out}: cannot create the directory: {exc.strerror or exc}"
+                ) from None
+        return Journal.open(
+            self.journal_path,
+            input_fingerprint=fingerprint,
+            provider=client.provider,
+            base_url=client.settings.base_url,
+        )
+
+    async def _plan(self, client: SoraClient, reader: InputReader, fingerprint: str) -> Plan:
+        plan = Plan()
+        chunk: list[InputItem] = []
+        for item in reader:
+            chunk.append(item)
+            if len(chunk) >= REGISTER_CHUNK:
+                self._plan_chunk(client, chunk, plan)
+                chunk = []
+                await anyio.lowlevel.checkpoint()
+        if chunk:
+            self._plan_chunk(client, chunk, plan)
+        if reader.fingerprint != fingerprint or plan.total != self.total:
+            raise BatchInputError(
+                self.input_path,
+                None,
+                "the file changed while the batch was starting; leave it unchanged while "
+                "a batch runs (a changed file needs another --out directory)",
+            )
+        return plan
+
+    def _plan_chunk(self, client: SoraClient, chunk: list[InputItem], plan: Plan) -> None:
+        journal = self.journal
+        rows = [(item.index, item.request.prompt, request_to_json(item.request)) for item in chunk]
+        for item in chunk:
+            self.lines.append(item.line)
+        added = 0
+        if journal is not None and not self.dry_run:
+            added = journal.add_items(rows)
+        for item, (_, _, request_json) in zip(chunk, rows, strict=True):
+            state = _S.PENDING
+            if journal is not None and added < len(chunk):
+                known = journal.get(item.index)
+                if known is not None:
+                    self._check_same_request(known, item, request_json)
+                    state = known.state
+            self._count(client, plan, item.request, state)
+
+    def _check_same_request(self, known: JournalItem, item: InputItem, request_json: str) -> None:
+        if known.request_json == request_json and known.prompt == item.request.prompt:
+            return
+        then, now = known.request, json.loads(request_json)
+        changed = [
+            f"{name}: {then.get(name)!r} then, {now.get(name)!r} now"
+            for name in sorted(set(then) | set(now))
+            if then.get(name) != now.get(name)
+        ]
+        raise JournalMismatchError(
+            f"{self.input_path}:{item.line}: the journal {self.journal_path} recorded this item "
+            f"with other request fields ({'; '.join(changed)}). Resume with the same options "
+            "(--model, --aspect-ratio, --duration, --quality), or use another --out directory "
+            "(or --journal PATH) for a new batch."
+        )
+
+    def _count(
+        self, client: SoraClient, plan: Plan, request: VideoRequest, state: ItemState
+    ) -> None:
+        plan.total += 1
+        if state in _TO_CREATE or (state is _S.UNKNOWN and self.resubmit):
+            plan.to_create += 1
+            plan.resubmit += state is _S.UNKNOWN
+            price = client.estimate_credits(request)
+            if price is None:
+                plan.unpriced += 1
+            else:
+                plan.estimate += price
+        elif state in _LIVE:
+            plan.to_resume += 1
+        elif state is _S.SUCCEEDED:
+            plan.succeeded += 1
+        elif state is _S.FAILED:
+            plan.failed += 1
+        else:  # unknown (and "creating", which opening the journal already turned unknown)
+            plan.unknown += 1
+
+    async def _check_cost(self, client: SoraClient, plan: Plan) -> None:
+        loud = self.dry_run or not self.quiet
+        if loud:
+            self._say(
+                f"batch: {plan.total} item(s) in {self.input_path}: {plan.to_create} to create, "
+                f"{plan.to_resume} to resume, {plan.succeeded} already succeeded, "
+                f"{plan.failed} failed, {plan.unknown} unknown"
+            )
+        priced = plan.unpriced == 0
+        if plan.to_create == 0:
+            estimate_text = "estimate: nothing to create, no credits to spend"
+        elif priced:
+            estimate_text = (
+                f"estimate: {plan.estimate} credits for the {plan.to_create} item(s) to create "
+                f"({client.provider} price table)"
+            )
+        elif plan.unpriced == plan.to_create:
+            estimate_text = (
+                f"estimate: {client.provider} publishes no prices; "
+                f"{plan.to_create} item(s) to create"
+            )
+        else:
+            estimate_text = (
+                f"estimate: at least {plan.estimate} credits; {plan.unpriced} of the "
+                f"{plan.to_create} item(s) to create have no published price"
+            )
+        balance = await self._balance(client) if plan.to_create else None
+        if balance is not None:
+            estimate_text += f"; balance {balance} credits"
+        if loud:
+            self._say(estimate_text)
+        problems = []
+        if plan.to_create and self.max_credits is not None:
+            if not priced:
+                problems.append(
+                    f"--max-credits {self.max_credits}: {client.provider} publishes no prices, "
+                    "so the spend cannot be capped; run without --max-credits"
+                )
+            elif plan.estimate > self.max_credits:
+                problems.append(
+                    f"--max-credits {self.max_credits}: the {plan.to_create} item(s) to create "
+                    f"cost an estimated {plan.estimate} credits; raise the cap or split the input"
+                )
+        if plan.to_create and balance is not None and plan.estimate > balance:
+            problems.append(
+                f"cannot pay for this batch: the {plan.to_create} item(s) to create cost an "
+                f"estimated {plan.estimate} credits and the balance is {balance}; top up or "
+                "split the input"
+            )
+        if problems and self.dry_run:
+            for problem in problems:
+                self._say(f"a real run would be refused: {problem}")
+        elif problems:
+            raise ConfigurationError(problems[0])
+
+    async def _balance(self, client: SoraClient) -> int | None:
+        try:
+            return (await client.credits()).left_credits
+        except NotSupportedError:
+            return None
+        except AuthenticationError as exc:
+            raise ConfigurationError(f"the API key was refused: {exc}") from None
+        except SoraError as exc:
+            self._warn(f"could not read the balance ({exc}); going on without the check")
+            return None
+
+    # -- the run -----------------------------------------------------------------------------
+
+    async def _execute(self, client: SoraClient, plan: Plan) -> int:
+        tracker = self.tracker = Tracker(plan.total)
+        tracker.seed(Phase.QUEUED, plan.to_create)
+        tracker.seed(Phase.RUNNING, plan.to_resume)
+        tracker.seed(Phase.SUCCEEDED, plan.succeeded)
+        tracker.seed(Phase.FAILED, plan.failed)
+        tracker.seed(Phase.UNKNOWN, plan.unknown)
+        self._report_unknown(plan)
+        self._write_manifest()
+        if plan.to_create or plan.to_resume:
+            self.display = open_display(tracker, quiet=self.quiet)
+            self.display.start()
+            run = client.generate_many(
+                self._jobs(),
+                on_event=self._on_event,
+                download_to=self.out,
+                filename=self._filename,
+                timeout=self.timeout,
+            )
+            self.run_handle = run
+            if self.interrupts:
+                run.drain()
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._tick)
+                try:
+                    async with run:
+                        async for _ in run:
+                            pass  # every outcome was handled by the event hook
+                finally:
+                    group.cancel_scope.cancel()
+            self.display.stop()
+        self._write_manifest()
+        return self._finish()
+
+    def _jobs(self) -> Iterator[Job]:
+        """The run's input, read lazily from the journal in index order."""
+        assert self.journal is not None
+        for index in range(self.total):
+            item = self.journal.get(index)
+            if item is None:
+                continue
+            state = item.state
+            if state in _LIVE and item.task_id is not None:
+                yield Job(request_from_json(item.request_json), key=index, task_id=item.task_id)
+                continue
+            if not (state in _TO_CREATE or (state is _S.UNKNOWN and self.resubmit)):
+                continue
+            request = request_from_json(item.request_json)
+            price = self._price(request)
+            if self.max_credits is not None and self.reserved + (price or 0) > self.max_credits:
+                # Only reachable if the estimate changed since planning: never overspend.
+                self.notes[index] = f"not sent: it would exceed --max-credits {self.max_credits}"
+                continue
+            self.reserved += price or 0
+            if state is _S.UNKNOWN:
+                self.resubmits.add(index)
+            yield Job(request, key=index)
+
+    def _price(self, request: VideoRequest) -> int | None:
+        assert self.client is not None
+        return self.client.estimate_credits(request)
+
+    def _filename(self, result: TaskResult, index: int, count: int) -> str:
+        assert result.task_id is not None
+        return f"{result.key:0{self.width}d}_{video_filename(result.task_id, index, count)}"
+
+    async def _tick(self) -> None:
+        next_manifest = time.monotonic() + MANIFEST_INTERVAL
+        while True:
+            await anyio.sleep(REFRESH_INTERVAL)
+            self.display.refresh()
+            if time.monotonic() >= next_manifest:
+                started = time.monotonic()
+                self._write_manifest()
+                took = time.monotonic() - started
+                next_manifest = time.monotonic() + max(MANIFEST_INTERVAL, 20 * took)
+
+    # -- the event hook: one journal write per step -------------------------------------------
+
+    def _on_event(self, event: TaskEvent) -> None:
+        index: int = event.key
+        try:
+            if event.kind is EventKind.CREATING:
+                self._creating(index, event)
+            elif event.kind is EventKind.CREATED:
+                self._created(index, event)
+            elif event.kind is EventKind.PROGRESS:
+                self._progress(index, event)
+            elif event.kind is EventKind.DOWNLOADING:
+                self._downloading(index, event)
+            elif event.kind is EventKind.DOWNLOADED:
+                self._downloaded(index, event)
+            elif event.kind is EventKind.SUCCEEDED:
+                self._succeeded(index, event)
+            elif event.kind is EventKind.FAILED:
+                self._failed(index, event)
+        except JournalTransitionError as exc:
+            if event.kind is EventKind.CREATING:
+                raise  # the journal refuses this create: it must not be sent
+            logger.warning("journal: %s", exc)
+            self.notes[index] = _one_line(str(exc))
+        except JournalError as exc:
+            self._journal_failed(exc)
+            raise
+
+    def _creating(self, index: int, event: TaskEvent) -> None:
+        assert self.journal is not None and event.request is not None
+        if index in self.intents:
+            return  # the same create again after a 429: its intent stands
+        if index in self.resubmits:
+            self.resubmits.discard(index)
+            self.journal.resubmit_unknown(index)
+        request = event.request
+        self.journal.record_intent(
+            index, request_to_json(request), request.prompt, self._price(request)
+        )
+        self.intents.add(index)
+        self.tracker.move(index, Phase.CREATING)
+
+    def _created(self, index: int, event: TaskEvent) -> None:
+        assert self.journal is not None and event.task_id is not None
+        self.journal.record_created(index, event.task_id)
+        self.intents.discard(index)
+        self.tracker.move(index, Phase.RUNNING)
+
+    def _progress(self, index: int, event: TaskEvent) -> None:
+        assert self.journal is not None and event.status is not None
+        # Only state changes are written (one fsync each); progress is for the display.
+        self.journal.record_status(index, event.status.state)
+        self.tracker.move(index, Phase.RUNNING, start=Phase.RUNNING)
+        self.tracker.set_progress(index, event.status.progress)
+
+    def _downloading(self, index: int, event: TaskEvent) -> None:
+        assert self.journal is not None and event.result is not None
+        self.journal.record_terminal(
+            index, TaskState.SUCCEEDED, video_urls=list(event.result.video_urls)
+        )
+        self.tracker.move(index, Phase.DOWNLOADING, start=Phase.RUNNING)
+
+    def _downloaded(self, index: int, event: TaskEvent) -> None:
+        assert self.journal is not None and event.file is not None
+        path = Path(event.file.path)
+        try:
+            relative = path.relative_to(self.out)
+        except ValueError:
+            relative = Path(os.path.relpath(path, self.out))
+        self.journal.record_download(index, relative, event.file.size, event.file.sha256)
+
+    def _succeeded(self, index: int, event: TaskEvent) -> None:
+        assert self.journal is not None and event.result is not None
+        result = event.result
+        label = self._label(index)
+        if result.download_error is not None:
+            note = f"download failed: {_one_line(result.download_error)}; a re-run resumes it"
+            self.notes[index] = note
+            self.tracker.move(index, Phase.FAILED, start=Phase.RUNNING)
+            self.display.item(f"{label} {result.task_id}: {note}", problem=True)
+            return
+        # DOWNLOADING recorded the success; every file is recorded whole by now.
+        self.journal.mark_done(index)
+        self.notes.pop(index, None)
+        self.tracker.move(index, Phase.SUCCEEDED, start=Phase.RUNNING)
+        files = ", ".join(os.path.relpath(f, self.out) for f in result.files)
+        self.display.item(f"{label} succeeded {result.task_id}: {files}")
+
+    def _failed(self, index: int, event: TaskEvent) -> None:
+        assert self.journal is not None and event.result is not None
+        result = event.result
+        label = self._label(index)
+        error = _one_line(result.error)
+        if result.task_id is None:
+            self._create_failed(index, result)
+            return
+        if result.exception is None:
+            # The task itself failed on the server.
+            self.journal.record_terminal(
+                index, TaskState.FAILED, error=result.error, refunded=result.refunded
+            )
+            self.tracker.move(index, Phase.FAILED, start=Phase.RUNNING)
+            self.display.item(
+                f"{label} failed {result.task_id}: {error} ({_refund_text(result.refunded)})",
+                problem=True,
+            )
+            return
+        # Polling gave up (timeout, auth, network): the task lives on; a re-run picks it up.
+        note = f"not seen finished: {error}; a re-run polls it again"
+        self.notes[index] = note
+        self.tracker.move(index, Phase.FAILED, start=Phase.RUNNING)
+        self.display.item(f"{label} {result.task_id}: {note}", problem=True)
+
+    def _create_failed(self, index: int, result: TaskResult) -> None:
+        assert self.journal is not None
+        label = self._label(index)
+        error = _one_line(result.error)
+        exc = result.exception
+        if isinstance(exc, JournalError) or index not in self.intents:
+            # Refused before the request left (by the journal, or a check at send time).
+            self.notes[index] = f"not sent: {error}"
+            self.tracker.move(index, Phase.FAILED)
+            self.display.item(f"{label} not sent: {error}", problem=True)
+            return
+        self.intents.discard(index)
+        if isinstance(exc, _STOP_CREATING):
+            # Every other create would be refused alike: stop, keep the item for a re-run.
+            state = self.journal.record_not_created(index, exc, terminal=False)
+            self._stop_creating(f"{type(exc).__name__}: {error}")
+        elif exc is None:
+            state = self.journal.record_unknown(index, error)  # no proof that nothing was made
+        else:
+            state = self.journal.record_create_error(index, exc)
+        if state is _S.UNKNOWN:
+            self.tracker.move(index, Phase.UNKNOWN)
+            self.display.item(
+                f"{label} unknown: {error}; not sent again without --resubmit-unknown",
+                problem=True,
+            )
+        elif state is _S.NOT_CREATED:
+            self.notes[index] = f"not created: {error}; a re-run sends it again"
+            self.tracker.move(index, Phase.FAILED)
+            self.display.item(f"{label} {self.notes[index]}", problem=True)
+        else:
+            self.tracker.move(index, Phase.FAILED)
+            self.display.item(f"{label} failed (not created): {error}", problem=True)
+
+    def _label(self, index: int) -> str:
+        return f"[{index:0{self.width}d}]"
+
+    # -- stopping ----------------------------------------------------------------------------
+
+    def _stop_creating(self, reason: str) -> None:
+        if self.stopped_creating is None:
+            self.stopped_creating = reason
+            self._warn(f"stopped creating: {reason}; the tasks already created run to the end")
+        self.tracker.draining = True
+        if self.run_handle is not None:
+            self.run_handle.drain()
+
+    def _journal_failed(self, exc: JournalError) -> None:
+        if self.fatal is None:
+            self.fatal = exc
+            self._error(f"the journal cannot be written ({exc}); stopping")
+        if self.run_handle is not None:
+            self.run_handle.stop()
+
+    async def _watch_signals(self) -> None:
+        with contextlib.ExitStack() as stack:
+            try:
+                signals = stack.enter_context(anyio.open_signal_receiver(signal.SIGINT))
+            except (NotImplementedError, RuntimeError, ValueError):
+                return  # no handlers here (not the main thread, or Windows): Ctrl-C raises
+            async for _ in signals:
+                self._interrupted()
+
+    def _interrupted(self) -> None:
+        self.interrupts += 1
+        if self.interrupts > 1:
+            self._hard_exit()
+        if self.run_handle is None:
+            self.prepare_scope.cancel()
+            return
+        self.run_handle.drain()
+        self.tracker.draining = True
+        counts = self.tracker.counts
+        live = counts[Phase.CREATING] + counts[Phase.RUNNING] + counts[Phase.DOWNLOADING]
+        self._warn(
+            f"interrupted: no new creates; waiting for {live} created task(s) to finish and "
+            "download (Ctrl-C again stops at once; running the same command again resumes)"
+        )
+
+    def _hard_exit(self) -> NoReturn:
+        """The second Ctrl-C: stop now. The journal has every step already committed."""
+        with contextlib.suppress(Exception):
+            self.display.stop()
+        in_flight = len(self.intents)
+        counts = self.tracker.counts
+        live = counts[Phase.RUNNING] + counts[Phase.DOWNLOADING]
+        if self.journal is not None:
+            with contextlib.suppress(Exception):
+                self._write_manifest()
+            with contextlib.suppress(Exception):
+                self.journal.close()
+        message = "interrupted again: stopped at once; run the same command again to resume"
+        if live:
+            message += f" ({live} task(s) still running on the server are picked up then)"
+        if in_flight:
+            message += (
+                f"; {in_flight} create(s) had no answer yet and will be reported as unknown "
+                "(they may exist and be paid for)"
+            )
+        self._error(message)
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(EXIT_INTERRUPTED)
+
+    # -- reporting ---------------------------------------------------------------------------
+
+    def _write_manifest(self) -> None:
+        if self.journal is None or self.journal.closed:
+            return
+        try:
+            write_manifest(self.journal, self.manifest_path, lines=self.lines, notes=self.notes)
+        except OSError as exc:
+            self._warn(f"cannot write {self.manifest_path}: {exc.strerror or exc}")
+
+    def _report_unknown(self, plan: Plan) -> None:
+        assert self.journal is not None
+        if plan.resubmit:
+            self._warn(
+                f"--resubmit-unknown: sending {plan.resubmit} item(s) again whose earlier "
+                "create had an unknown outcome; each may be paid for twice"
+            )
+        if not plan.unknown:
+            return
+        self._warn(
+            f"{plan.unknown} item(s) have an unknown create outcome: the create was sent but "
+            "its answer was lost, so the task may exist and be paid for. They are not sent "
+            "again; check the provider's console, then use --resubmit-unknown to send them "
+            "again (which may pay twice):"
+        )
+        self._list(self.journal.unknown(), lambda item: _one_line(item.error, 160))
+
+    def _list(self, items: Sequence[JournalItem], detail: Any) -> None:
+        for item in items[:SHOWN_PROBLEMS]:
+            print(f"  {self._describe(item)}: {detail(item)}", file=sys.stderr)
+        if len(items) > SHOWN_PROBLEMS:
+            print(
+                f"  ... and {len(items) - SHOWN_PROBLEMS} more (see {self.manifest_path})",
+                file=sys.stderr,
+            )
+
+    def _describe(self, item: JournalItem) -> str:
+        line = self.lines[item.index] if item.index < len(self.lines) else None
+        where = f" line {line}" if line is not None else ""
+        return f"{self._label(item.index)}{where} {json.dumps(_one_line(item.prompt, 60))}"
+
+    def _finish(self) -> int:
+        assert self.journal is not None
+        summary = self.journal.summary()
+        succeeded = summary[_S.SUCCEEDED.value]
+        not_done = self.total - succeeded
+        if not self.quiet:
+            parts = [f"{succeeded}/{self.total} succeeded"]
+            parts += [
+                f"{summary[state.value]} {state.value}"
+                for state in (_S.FAILED, _S.UNKNOWN)
+                if summary[state.value]
+            ]
+            left = sum(summary[s.value] for s in (*_TO_CREATE, *_LIVE, _S.CREATING))
+            if left:
+                parts.append(f"{left} not finished")
+            self._say(f"batch: {', '.join(parts)}; manifest: {self.manifest_path}")
+        reported = self.journal.items(_S.FAILED, _S.UNKNOWN)
+        for index in sorted(self.notes):
+            item = self.journal.get(index)
+            if item is not None and item.state not in (_S.FAILED, _S.UNKNOWN, _S.SUCCEEDED):
+                reported.append(item)
+        if reported:
+            self._warn(f"{len(reported)} item(s) did not succeed:")
+            self._list(reported, self._problem)
+        unsent = summary[_S.PENDING.value] + summary[_S.NOT_CREATED.value]
+        if self.fatal is not None:
+            return EXIT_FAILED
+        if self.interrupts:
+            self._warn(
+                f"interrupted: {unsent} item(s) not created yet; run the same command again "
+                "to finish the batch"
+            )
+            return EXIT_INTERRUPTED
+        if self.stopped_creating is not None and unsent:
+            self._warn(
+                f"{unsent} item(s) not created because creating stopped "
+                f"({self.stopped_creating}); fix that and run the same command again"
+            )
+        return EXIT_OK if not_done == 0 else EXIT_FAILED
+
+    def _problem(self, item: JournalItem) -> str:
+        note = self.notes.get(item.index)
+        if item.state is _S.FAILED:
+            head = f"failed{f' ({item.task_id})' if item.task_id else ' (not created)'}"
+            refund = f" ({_refund_text(item.refunded)})" if item.task_id else ""
+            return f"{head}: {_one_line(item.error, 160)}{refund}"
+        if item.state is _S.UNKNOWN:
+            return (
+                f"unknown: {_one_line(item.error, 160)} (may have been charged; "
+                "--resubmit-unknown sends it again)"
+            )
+        return f"{item.state.value}: {note}"
+
+    def _say(self, text: str) -> None:
+        """A line of the run's output (stdout)."""
+        if isinstance(self.display, QuietDisplay):
+            print(text, flush=True)
+        else:
+            self.display.note(text)
+
+    def _warn(self, text: str) -> None:
+        print(f"sora-async: {text}", file=sys.stderr, flush=True)
+
+    def _error(self, text: str) -> None:
+        print(f"sora-async: {text}", file=sys.stderr, flush=True)
