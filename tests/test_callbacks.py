@@ -516,6 +516,8 @@ async def test_token_never_logged(
     caplog: pytest.LogCaptureFixture, session: aiohttp.ClientSession
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    # Another test may have run the CLI in-process, which quiets the access log.
+    caplog.set_level(logging.DEBUG, logger="aiohttp.access")
     async with CallbackReceiver(max_body_bytes=CAP) as rec:
         token = token_of(rec)
         url = rec.callback_url
