@@ -151,7 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, help="keep the videos here (default: a temp dir)")
     demo.add_argument("--count", type=_positive_int, default=12, help="number of prompts")
 
-    sub.add_parser("bench", help="benchmark harness (not available in this version)")
+    from .bench import add_arguments as add_bench_arguments
+
+    add_bench_arguments(sub.add_parser("bench", help="measure fan-out against the ideal schedule"))
     return parser
 
 
@@ -302,9 +304,9 @@ async def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 async def _cmd_bench(args: argparse.Namespace) -> int:
-    raise ConfigurationError(
-        "bench: the benchmark harness is not part of this version (see benchmarks/ in the repo)"
-    )
+    from .bench import run_command
+
+    return await run_command(args)
 
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace], Any]] = {
