@@ -296,7 +296,9 @@ class _Engine:
             self._tokens.release()
 
     def _may_send(self) -> bool:
-        return not self._draining
+        # Stopping too: a worker handed a slot just before stop() resumes without being
+        # cancelled (the cancellation reaches it at its next await, inside the create shield).
+        return not (self._draining or self._stopping)
 
     def _unfinish(self, task_id: str, job: Job) -> None:
         self._unfinished[task_id] = job
