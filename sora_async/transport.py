@@ -242,8 +242,10 @@ class Transport:
     ``max_connections`` bounds simultaneous HTTP requests (status and credits calls *and*
     downloads made with :attr:`session`). Creates use a second pool of fresh, never reused
     connections with the same bound (the governor keeps them to the account cap anyway), so a
-    stale keep-alive connection can never turn a create into an unknown outcome. The API key goes into each API call's Authorization header, never into
-    the session defaults, so requests to other hosts (video storage) never carry it.
+    stale keep-alive connection can never turn a create into an unknown outcome.
+
+    The API key goes into each API call's Authorization header, never into the session
+    defaults, so requests to other hosts (video storage) never carry it.
     """
 
     def __init__(
