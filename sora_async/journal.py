@@ -1,0 +1,1278 @@
+"""The durable batch journal: no finished video is lost and no prompt is paid for twice.
+
+``sora-async batch`` runs for hours and may be killed at any moment. Every state change of every
+input item is one short SQLite transaction (WAL mode, ``synchronous=FULL``) committed before the
+method returns, so whatever a method reported as done survives a crash or ``kill -9``.
+
+Item states (:class:`ItemState`) and who moves an item between them::
+
+    pending ──record_intent──> creating ──record_created──> created ──record_status──> running
+       ^                         │  │  │                       │                         │
+       │        record_not_created │  │ record_unknown          └──────record_terminal────┤
+       │         (retry) v         │  v                                                   v
+       └──record_intent── not_created  unknown ──record_created (id learnt later)──> created
+       ^                           │     │                                  downloading / failed
+       │   record_not_created      │     └──resubmit_unknown──> pending          │
+       │   (definite rejection) v  │                                  record_download, mark_done
+       └──requeue_rejected── failed (no task id)                                 v
+                                                                              succeeded
+
+- ``creating`` means the intent is committed and the create request is being sent. An item found
+  in ``creating`` when the journal is opened was interrupted between sending and recording the
+  answer: it becomes ``unknown`` at once, because the task may exist and been paid for.
+- ``unknown`` is never created again by itself: only :meth:`Journal.resubmit_unknown` (the CLI's
+  ``--resubmit-unknown``) puts it back to ``pending``.
+- A definite rejection (400, 401/403, 402, 404, or a request the SDK refused before sending) is
+  terminal ``failed`` with the reason: sending the same request again would be refused again, and
+  a 402 must stop spending, not loop. :meth:`Journal.requeue_rejected` re-queues such an item
+  explicitly (after a top-up or a key fix). Only "nothing was sent" (connect error) and "too
+  busy" (429) are re-queued automatically as ``not_created``. See :func:`classify_create_error`.
+- ``downloading`` means the task succeeded and its files are being fetched; ``succeeded`` means
+  every file is recorded whole (:meth:`Journal.mark_done`), so the manifest's ``succeeded`` is
+  the user's "I have the video".
+- A task id is write-once: once an item has one it is never replaced or cleared, and every task
+  id ever recorded is also kept in an append-only event log.
+
+Threading: the journal is synchronous and meant to be called directly from the event loop; each
+call is one small transaction (a few milliseconds, dominated by one fsync). Calling it through
+``anyio.to_thread.run_sync`` is also safe: the connection is opened with
+``check_same_thread=False`` and every call holds the journal's lock, so the connection is used
+by one thread at a time. The process holds SQLite's exclusive lock for the journal's whole life,
+so a second ``batch`` process on the same journal is refused (:class:`JournalLockedError`)
+instead of creating the same prompts twice.
+
+The journal never sees the API key: it stores prompts, request fields, task ids, states,
+errors, URLs and file hashes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import enum
+import hashlib
+import json
+import os
+import sqlite3
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import attrs
+
+from .errors import (
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    ConnectError,
+    InsufficientCreditsError,
+    NotFoundError,
+    NotSupportedError,
+    RateLimitError,
+    SoraError,
+    ValidationError,
+)
+from .models import RETENTION, TaskState, VideoRequest
+
+__all__ = [
+    "DEFAULT_JOURNAL_NAME",
+    "SCHEMA_VERSION",
+    "CreateOutcome",
+    "FileRecord",
+    "ItemState",
+    "Journal",
+    "JournalError",
+    "JournalEvent",
+    "JournalItem",
+    "JournalLockedError",
+    "JournalMismatchError",
+    "JournalOpenError",
+    "JournalTransitionError",
+    "JournalVersionError",
+    "classify_create_error",
+    "default_journal_path",
+    "fingerprint_bytes",
+    "request_to_json",
+]
+
+#: The journal's file name inside the batch output directory.
+DEFAULT_JOURNAL_NAME = ".sora-journal.sqlite3"
+#: The layout this module writes; a journal with a higher number is refused.
+SCHEMA_VERSION = 1
+# PRAGMA application_id marks the file as ours ("SorA"), so a foreign SQLite file is refused.
+_APPLICATION_ID = 0x536F7241
+
+
+class JournalError(SoraError):
+    """The journal cannot do what was asked (closed, or its file failed to read or write)."""
+
+
+class JournalOpenError(JournalError, ConfigurationError):
+    """The journal file cannot be used for this run."""
+
+
+class JournalMismatchError(JournalOpenError):
+    """The journal belongs to another batch (input file, provider or base URL differ)."""
+
+
+class JournalLockedError(JournalOpenError):
+    """Another process has the journal open."""
+
+
+class JournalVersionError(JournalOpenError):
+    """The journal was written by a newer sora_async (or is not a sora_async journal)."""
+
+
+class JournalTransitionError(JournalError):
+    """The operation is not allowed in the item's current state.
+
+    Mostly a guard against paying twice (creating an item that already has a task or whose
+    create may have happened) or against losing a task id.
+    """
+
+    def __init__(self, index: int, state: ItemState | None, message: str) -> None:
+        self.index = index
+        self.state = state
+        super().__init__(f"item {index}: {message}")
+
+
+class ItemState(str, enum.Enum):
+    """Where an input item is; compares equal to its plain string."""
+
+    PENDING = "pending"
+    CREATING = "creating"
+    NOT_CREATED = "not_created"
+    UNKNOWN = "unknown"
+    CREATED = "created"
+    RUNNING = "running"
+    DOWNLOADING = "downloading"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_S = ItemState
+_SENDABLE = (_S.PENDING, _S.NOT_CREATED)
+# A column value for Journal._move meaning "the current value plus one".
+_INCREMENT = object()
+
+
+class CreateOutcome(str, enum.Enum):
+    """What a failed create call means for the item (see :func:`classify_create_error`)."""
+
+    #: Nothing was created and sending again may work: re-queued as ``not_created``.
+    RETRY = "retry"
+    #: Nothing was created and sending the same again would be refused: terminal ``failed``.
+    REJECTED = "rejected"
+    #: A task may exist: ``unknown``, never re-sent without an explicit resubmit.
+    UNKNOWN = "unknown"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_RETRY_ERRORS: tuple[type[BaseException], ...] = (ConnectError, RateLimitError)
+_REJECTED_ERRORS: tuple[type[BaseException], ...] = (
+    BadRequestError,
+    AuthenticationError,
+    InsufficientCreditsError,
+    NotFoundError,
+    ValidationError,
+    NotSupportedError,
+    ConfigurationError,
+)
+
+
+def classify_create_error(exc: BaseException) -> CreateOutcome:
+    """Decide what an exception raised by a create call says about the task.
+
+    Only errors that prove nothing was created count as not created: a connect error (nothing
+    sent) and 429 are ``RETRY``; 400, 401/403, 402, 404 and errors raised before sending are
+    ``REJECTED``. Everything else (read timeout, dropped connection, 5xx, an undecodable answer,
+    an unmapped API error, cancellation, a foreign exception) is ``UNKNOWN``, because the
+    server may have created, and charged for, the task.
+    """
+    if isinstance(exc, _RETRY_ERRORS):
+        return CreateOutcome.RETRY
+    if isinstance(exc, _REJECTED_ERRORS):
+        return CreateOutcome.REJECTED
+    return CreateOutcome.UNKNOWN
+
+
+def _describe(error: BaseException | str) -> str:
+    if isinstance(error, BaseException):
+        text = str(error)
+        return f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return error
+
+
+@attrs.frozen
+class FileRecord:
+    """One downloaded file, recorded only once it is whole on disk."""
+
+    path: str
+    size: int
+    sha256: str
+    recorded_at: str
+
+
+@attrs.frozen
+class JournalEvent:
+    """One entry of the append-only history of an item."""
+
+    seq: int
+    index: int
+    at: str
+    event: str
+    from_state: ItemState | None
+    to_state: ItemState
+    task_id: str | None
+    detail: str | None
+
+
+@attrs.frozen
+class JournalItem:
+    """A snapshot of one input item."""
+
+    index: int
+    prompt: str
+    request_json: str
+    state: ItemState
+    task_id: str | None
+    progress: int | None
+    error: str | None
+    refunded: bool | None
+    estimated_credits: int | None
+    video_urls: tuple[str, ...]
+    files: tuple[FileRecord, ...]
+    create_attempts: int
+    resubmits: int
+    added_at: str
+    intent_at: str | None
+    task_created_at: str | None
+    finished_at: str | None
+    done_at: str | None
+    updated_at: str
+
+    @property
+    def request(self) -> dict[str, Any]:
+        """The request fields as recorded."""
+        value: dict[str, Any] = json.loads(self.request_json)
+        return value
+
+    @property
+    def expires_at(self) -> str | None:
+        """When the provider deletes the videos (seen succeeded + 15 days)."""
+        if self.state not in (_S.DOWNLOADING, _S.SUCCEEDED) or self.finished_at is None:
+            return None
+        finished = dt.datetime.fromisoformat(self.finished_at)
+        return (finished + RETENTION).isoformat(timespec="seconds")
+
+    def manifest_row(self) -> dict[str, Any]:
+        """This item as one line of ``manifest.jsonl`` (JSON-ready)."""
+        return {
+            "index": self.index,
+            "prompt": self.prompt,
+            "state": self.state.value,
+            "task_id": self.task_id,
+            "files": [f.path for f in self.files],
+            "error": self.error,
+            "refunded": self.refunded,
+            "estimated_credits": self.estimated_credits,
+            "video_urls": list(self.video_urls),
+            "expires_at": self.expires_at,
+            "create_attempts": self.create_attempts,
+            "resubmits": self.resubmits,
+            "file_details": [
+                {"path": f.path, "size": f.size, "sha256": f.sha256} for f in self.files
+            ],
+        }
+
+
+def default_journal_path(out_dir: str | os.PathLike[str]) -> Path:
+    """Where ``batch --out DIR`` keeps its journal unless ``--journal`` says otherwise."""
+    return Path(out_dir) / DEFAULT_JOURNAL_NAME
+
+
+def fingerprint_bytes(data: bytes) -> str:
+    """A stable fingerprint of the batch input file's bytes, for :meth:`Journal.open`."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def request_to_json(request: VideoRequest) -> str:
+    """The request's fields as canonical JSON for :meth:`Journal.record_intent`.
+
+    Image bytes are stored as their size and hash, not the bytes; a path is stored as text.
+    """
+    fields: dict[str, Any] = {}
+    for field in attrs.fields(VideoRequest):
+        value = getattr(request, field.name)
+        if isinstance(value, enum.Enum):
+            value = value.value
+        elif isinstance(value, (bytes, bytearray)):
+            value = {"bytes": len(value), "sha256": hashlib.sha256(value).hexdigest()}
+        elif isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        fields[field.name] = value
+    return _canonical_json(fields)
+
+
+def _canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+_STATE_LIST = ", ".join(f"'{state.value}'" for state in ItemState)
+_SCHEMA = f"""
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE items (
+    idx               INTEGER PRIMARY KEY CHECK (idx >= 0),
+    prompt            TEXT NOT NULL,
+    request           TEXT NOT NULL,
+    state             TEXT NOT NULL CHECK (state IN ({_STATE_LIST})),
+    task_id           TEXT UNIQUE,
+    progress          INTEGER,
+    error             TEXT,
+    refunded          INTEGER,
+    estimated_credits INTEGER,
+    video_urls        TEXT NOT NULL DEFAULT '[]',
+    create_attempts   INTEGER NOT NULL DEFAULT 0,
+    resubmits         INTEGER NOT NULL DEFAULT 0,
+    added_at          TEXT NOT NULL,
+    intent_at         TEXT,
+    task_created_at   TEXT,
+    finished_at       TEXT,
+    done_at           TEXT,
+    updated_at        TEXT NOT NULL
+);
+CREATE INDEX items_by_state ON items (state, idx);
+CREATE TABLE files (
+    idx         INTEGER NOT NULL REFERENCES items (idx),
+    path        TEXT NOT NULL UNIQUE,
+    size        INTEGER NOT NULL CHECK (size >= 0),
+    sha256      TEXT NOT NULL,
+    recorded_at TEXT NOT NULL,
+    PRIMARY KEY (idx, path)
+);
+CREATE TABLE events (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    idx        INTEGER NOT NULL,
+    at         TEXT NOT NULL,
+    event      TEXT NOT NULL,
+    from_state TEXT,
+    to_state   TEXT NOT NULL,
+    task_id    TEXT,
+    detail     TEXT
+);
+CREATE INDEX events_by_item ON events (idx, seq);
+-- Defence in depth: whatever the code above does, a task id can never be lost.
+CREATE TRIGGER task_id_write_once BEFORE UPDATE OF task_id ON items
+WHEN OLD.task_id IS NOT NULL AND NEW.task_id IS NOT OLD.task_id
+BEGIN SELECT RAISE(ABORT, 'a task id is write-once'); END;
+CREATE TRIGGER items_with_task_kept BEFORE DELETE ON items
+WHEN OLD.task_id IS NOT NULL
+BEGIN SELECT RAISE(ABORT, 'an item with a task id is never deleted'); END;
+CREATE TRIGGER events_append_only_update BEFORE UPDATE ON events
+BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
+CREATE TRIGGER events_append_only_delete BEFORE DELETE ON events
+BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
+"""
+
+_INTERRUPTED = (
+    "interrupted: the create request may have been sent before the previous run stopped "
+    "(intent recorded, no task id); the task may exist and be paid for"
+)
+
+
+def _is_lock_error(exc: sqlite3.Error) -> bool:
+    name = getattr(exc, "sqlite_errorname", "")
+    return name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in str(exc)
+
+
+def _norm_base_url(url: str | None) -> str | None:
+    return None if url is None else url.strip().rstrip("/")
+
+
+def _fsync_dir(directory: Path) -> None:
+    # Makes a new or renamed directory entry survive a power loss; not possible everywhere.
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _check_index(index: int) -> int:
+    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+        raise ValueError(f"index must be a non-negative int, got {index!r}")
+    return index
+
+
+def _check_text(name: str, value: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _check_request_json(request_json: str) -> str:
+    try:
+        value = json.loads(request_json)
+    except (TypeError, ValueError):
+        raise ValueError("request_json must be a JSON object (see request_to_json)") from None
+    if not isinstance(value, dict):
+        raise ValueError("request_json must be a JSON object (see request_to_json)")
+    return _canonical_json(value)
+
+
+def _clean_relpath(relpath: str | os.PathLike[str]) -> str:
+    text = os.fspath(relpath).replace(os.sep, "/")
+    pure = PurePosixPath(text)
+    parts = [p for p in pure.parts if p not in ("", ".")]
+    if not parts or pure.is_absolute() or ".." in parts or ":" in parts[0]:
+        raise ValueError(f"a file path must be relative to the output directory: {relpath!r}")
+    return "/".join(parts)
+
+
+def _check_sha256(value: str) -> str:
+    text = value.lower() if isinstance(value, str) else ""
+    if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+        raise ValueError(f"sha256 must be 64 hex digits, got {value!r}")
+    return text
+
+
+class Journal:
+    """The SQLite journal of one batch. Build it with :meth:`Journal.open`."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, meta: Mapping[str, str]) -> None:
+        self._conn: sqlite3.Connection | None = conn
+        self._lock = threading.RLock()
+        self.path = path
+        self.input_fingerprint = meta["input_fingerprint"]
+        self.provider = meta["provider"]
+        self.base_url: str | None = json.loads(meta["base_url"])
+
+    # -- opening and closing ------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        input_fingerprint: str,
+        provider: str,
+        base_url: str | None,
+    ) -> Journal:
+        """Create the journal at ``path`` or reopen it for resuming.
+
+        Refuses (:class:`JournalMismatchError`) a journal made for another input file, provider
+        or base URL (``None`` means the provider's default; pass the same form each run),
+        a journal of a newer schema (:class:`JournalVersionError`) and a journal another
+        process holds (:class:`JournalLockedError`). Items interrupted in ``creating`` become
+        ``unknown`` before this returns.
+        """
+        _check_text("input_fingerprint", input_fingerprint)
+        _check_text("provider", provider)
+        db_path = Path(path)
+        try:
+            db_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise JournalOpenError(f"cannot create the journal's directory: {exc}") from None
+        try:
+            conn = sqlite3.connect(
+                db_path, isolation_level=None, check_same_thread=False, timeout=0
+            )
+        except sqlite3.Error as exc:
+            raise JournalOpenError(f"cannot open the journal {db_path}: {exc}") from None
+        try:
+            meta, created = cls._prepare(conn, db_path, input_fingerprint, provider, base_url)
+        except BaseException:
+            conn.close()
+            raise
+        if created:
+            _fsync_dir(db_path.parent)
+        return cls(conn, db_path, meta)
+
+    @staticmethod
+    def _prepare(
+        conn: sqlite3.Connection,
+        path: Path,
+        input_fingerprint: str,
+        provider: str,
+        base_url: str | None,
+    ) -> tuple[dict[str, str], bool]:
+        try:
+            # Exclusive locking: this process keeps the file locked until close (no second
+            # batch on the same journal), and WAL then needs no shared-memory file.
+            conn.execute("PRAGMA locking_mode=EXCLUSIVE")
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise JournalOpenError(f"the journal {path} cannot use WAL mode (got {mode})")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            if _is_lock_error(exc):
+                raise JournalLockedError(
+                    f"the journal {path} is in use by another process (is another "
+                    "'sora-async batch' running on this --out directory?); wait for it to "
+                    "finish, or use another --out directory or --journal path"
+                ) from None
+            raise JournalOpenError(f"cannot use {path} as a journal: {exc}") from None
+        try:
+            meta, created = Journal._check_or_create(
+                conn, path, input_fingerprint, provider, base_url
+            )
+            now = _now()
+            interrupted = conn.execute(
+                "SELECT idx FROM items WHERE state = ? ORDER BY idx", (_S.CREATING.value,)
+            ).fetchall()
+            for (idx,) in interrupted:
+                conn.execute(
+                    "UPDATE items SET state = ?, error = ?, updated_at = ? WHERE idx = ?",
+                    (_S.UNKNOWN.value, _INTERRUPTED, now, idx),
+                )
+                _log(
+                    conn,
+                    idx,
+                    now,
+                    "interrupted",
+                    old=_S.CREATING,
+                    new=_S.UNKNOWN,
+                    detail=_INTERRUPTED,
+                )
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise JournalOpenError(f"cannot use {path} as a journal: {exc}") from None
+            raise
+        return meta, created
+
+    @staticmethod
+    def _check_or_create(
+        conn: sqlite3.Connection,
+        path: Path,
+        input_fingerprint: str,
+        provider: str,
+        base_url: str | None,
+    ) -> tuple[dict[str, str], bool]:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
+        tables = int(conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0])
+        wanted = {
+            "input_fingerprint": input_fingerprint,
+            "provider": provider,
+            "base_url": json.dumps(_norm_base_url(base_url)),
+        }
+        if version == 0 and app_id == 0 and tables == 0:
+            for statement in _SCHEMA.split(";\n"):
+                if statement.strip():
+                    conn.execute(statement)
+            meta = {**wanted, "schema_version": str(SCHEMA_VERSION), "created_at": _now()}
+            conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", sorted(meta.items()))
+            # Pragmas take no parameters; both values are int constants of this module.
+            conn.execute(f"PRAGMA application_id={_APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            return meta, True
+        if app_id != _APPLICATION_ID:
+            raise JournalVersionError(
+                f"{path} is an SQLite file but not a sora-async journal; "
+                "use another --out directory or --journal path"
+            )
+        if version > SCHEMA_VERSION:
+            raise JournalVersionError(
+                f"the journal {path} has schema version {version}, written by a newer "
+                f"sora_async (this one reads up to {SCHEMA_VERSION}); upgrade sora_async to "
+                "resume it, or use another --out directory or --journal path"
+            )
+        if version < SCHEMA_VERSION:
+            raise JournalVersionError(
+                f"the journal {path} has schema version {version}, which this sora_async "
+                "cannot read; use another --out directory or --journal path"
+            )
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        _check_same_batch(path, meta, wanted)
+        return meta, False
+
+    def close(self) -> None:
+        """Close the connection (idempotent). Nothing is lost by not calling it."""
+        with self._lock:
+            if self._conn is not None:
+                conn, self._conn = self._conn, None
+                conn.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._conn is None
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<Journal {str(self.path)!r} provider={self.provider!r} {state}>"
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _require_conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise JournalError(f"the journal {self.path} is closed")
+        return self._conn
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One transaction, committed (and fsynced) before the block's caller returns."""
+        with self._lock:
+            conn = self._require_conn()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise JournalError(f"journal write failed: {exc}") from None
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise JournalError(f"journal write failed: {exc}") from None
+                raise
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            conn = self._require_conn()
+            try:
+                yield conn
+            except sqlite3.Error as exc:
+                raise JournalError(f"journal read failed: {exc}") from None
+
+    @staticmethod
+    def _state_of(conn: sqlite3.Connection, index: int) -> tuple[ItemState | None, str | None]:
+        row = conn.execute("SELECT state, task_id FROM items WHERE idx = ?", (index,)).fetchone()
+        if row is None:
+            return None, None
+        return ItemState(row[0]), row[1]
+
+    @staticmethod
+    def _move(
+        conn: sqlite3.Connection,
+        index: int,
+        event: str,
+        *,
+        old: ItemState,
+        new: ItemState,
+        columns: Mapping[str, Any] | None = None,
+        task_id: str | None = None,
+        detail: str | None = None,
+    ) -> ItemState:
+        now = _now()
+        values = {"state": new.value, "updated_at": now, **(columns or {})}
+        parts: list[str] = []
+        params: list[Any] = []
+        for name, value in values.items():
+            # Column names are literals of this module, never callers' data.
+            if value is _INCREMENT:
+                parts.append(f"{name} = {name} + 1")
+            else:
+                parts.append(f"{name} = ?")
+                params.append(value)
+        conn.execute(f"UPDATE items SET {', '.join(parts)} WHERE idx = ?", (*params, index))  # noqa: S608
+        if old is not new or event != "status":
+            _log(conn, index, now, event, old=old, new=new, task_id=task_id, detail=detail)
+        return new
+
+    # -- registering input ---------------------------------------------------------------------
+
+    def add_items(self, items: Iterable[tuple[int, str, str]]) -> int:
+        """Register input items ``(index, prompt, request_json)`` as ``pending``.
+
+        Items already in the journal are left as they are (that is what resuming means).
+        One transaction for all; returns how many were new.
+        """
+        rows = [
+            (_check_index(index), _check_text("prompt", prompt), _check_request_json(request))
+            for index, prompt, request in items
+        ]
+        with self._write() as conn:
+            now = _now()
+            added = 0
+            for index, prompt, request in rows:
+                cursor = conn.execute(
+                    "INSERT OR IGNORE INTO items (idx, prompt, request, state, added_at,"
+                    " updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (index, prompt, request, _S.PENDING.value, now, now),
+                )
+                if cursor.rowcount:
+                    added += 1
+                    _log(conn, index, now, "added", old=None, new=_S.PENDING)
+            return added
+
+    # -- creates (write-ahead) ----------------------------------------------------------------
+
+    def record_intent(
+        self,
+        index: int,
+        request_json: str,
+        prompt: str,
+        estimated_credits: int | None = None,
+    ) -> ItemState:
+        """Commit "about to create" BEFORE the create request is sent: -> ``creating``.
+
+        Allowed only for an item never sent (``pending``, or absent: it is added) or known not
+        created (``not_created``). Anything else raises :class:`JournalTransitionError`, most
+        importantly an item with a task id or an ``unknown`` one: creating it would pay twice.
+        """
+        _check_index(index)
+        request = _check_request_json(request_json)
+        _check_text("prompt", prompt)
+        if estimated_credits is not None and (
+            isinstance(estimated_credits, bool) or not isinstance(estimated_credits, int)
+        ):
+            raise ValueError(f"estimated_credits must be an int, got {estimated_credits!r}")
+        with self._write() as conn:
+            now = _now()
+            state, task_id = self._state_of(conn, index)
+            if state is None:
+                conn.execute(
+                    "INSERT INTO items (idx, prompt, request, state, added_at, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (index, prompt, request, _S.PENDING.value, now, now),
+                )
+                _log(conn, index, now, "added", old=None, new=_S.PENDING)
+                state = _S.PENDING
+            if state not in _SENDABLE:
+                raise JournalTransitionError(index, state, _refuse_create(state, task_id))
+            columns = {
+                "prompt": prompt,
+                "request": request,
+                "estimated_credits": estimated_credits,
+                "error": None,
+                "intent_at": now,
+                "create_attempts": _INCREMENT,
+            }
+            return self._move(conn, index, "intent", old=state, new=_S.CREATING, columns=columns)
+
+    def record_created(self, index: int, task_id: str) -> ItemState:
+        """Commit the task id right after the create answer: -> ``created``.
+
+        From ``creating``, or from ``unknown`` when the id was learnt later. Recording the same
+        id again is a no-op; a different id for an item that has one is refused.
+        """
+        _check_index(index)
+        _check_text("task_id", task_id)
+        with self._write() as conn:
+            state, current = self._state_of(conn, index)
+            if current is not None:
+                if current == task_id and state is not None:
+                    return state
+                raise JournalTransitionError(
+                    index, state, f"already has task {current!r}; refusing to replace it"
+                )
+            if state not in (_S.CREATING, _S.UNKNOWN):
+                raise JournalTransitionError(
+                    index, state, f"no create in flight (state {_name(state)}) to give an id to"
+                )
+            owner = conn.execute("SELECT idx FROM items WHERE task_id = ?", (task_id,)).fetchone()
+            if owner is not None:
+                raise JournalTransitionError(
+                    index, state, f"task {task_id!r} already belongs to item {owner[0]}"
+                )
+            columns = {"task_id": task_id, "error": None, "task_created_at": _now()}
+            return self._move(
+                conn, index, "created", old=state, new=_S.CREATED, columns=columns, task_id=task_id
+            )
+
+    def record_not_created(
+        self, index: int, error: BaseException | str, *, terminal: bool | None = None
+    ) -> ItemState:
+        """The create is known not to have happened: ``not_created`` or terminal ``failed``.
+
+        ``terminal=None`` decides from the exception (:func:`classify_create_error`: a definite
+        rejection such as 402 is terminal) and treats a plain message as re-queueable.
+        Only call this when nothing can have been created; otherwise use :meth:`record_unknown`.
+        """
+        _check_index(index)
+        if terminal is None:
+            terminal = (
+                isinstance(error, BaseException)
+                and classify_create_error(error) is CreateOutcome.REJECTED
+            )
+        text = _describe(error)
+        new = _S.FAILED if terminal else _S.NOT_CREATED
+        with self._write() as conn:
+            state, _ = self._state_of(conn, index)
+            if state is not _S.CREATING:
+                raise JournalTransitionError(
+                    index, state, f"no create in flight (state {_name(state)})"
+                )
+            event = "rejected" if terminal else "not_created"
+            columns = {"error": text, "finished_at": _now() if terminal else None}
+            return self._move(conn, index, event, old=state, new=new, columns=columns, detail=text)
+
+    def record_unknown(self, index: int, cause: BaseException | str) -> ItemState:
+        """The create may have happened but no task id is known: -> ``unknown``.
+
+        Such an item is reported and never created again unless :meth:`resubmit_unknown`.
+        """
+        _check_index(index)
+        text = _describe(cause)
+        with self._write() as conn:
+            state, _ = self._state_of(conn, index)
+            if state not in (_S.CREATING, _S.UNKNOWN):
+                raise JournalTransitionError(
+                    index, state, f"no create in flight (state {_name(state)})"
+                )
+            columns = {"error": text}
+            return self._move(
+                conn, index, "unknown", old=state, new=_S.UNKNOWN, columns=columns, detail=text
+            )
+
+    def record_create_error(self, index: int, exc: BaseException) -> ItemState:
+        """Record a failed create call by what the exception proves (see classify_create_error)."""
+        outcome = classify_create_error(exc)
+        if outcome is CreateOutcome.UNKNOWN:
+            return self.record_unknown(index, exc)
+        return self.record_not_created(index, exc, terminal=outcome is CreateOutcome.REJECTED)
+
+    def resubmit_unknown(self, index: int) -> ItemState:
+        """Explicitly allow an ``unknown`` item to be created again (it may then cost twice)."""
+        _check_index(index)
+        with self._write() as conn:
+            state, _ = self._state_of(conn, index)
+            if state is not _S.UNKNOWN:
+                raise JournalTransitionError(
+                    index, state, f"only an unknown item can be resubmitted (state {_name(state)})"
+                )
+            columns = {"error": None, "resubmits": _INCREMENT}
+            # The cause of the doubt stays in the event log.
+            previous = conn.execute("SELECT error FROM items WHERE idx = ?", (index,)).fetchone()
+            return self._move(
+                conn,
+                index,
+                "resubmitted",
+                old=state,
+                new=_S.PENDING,
+                columns=columns,
+                detail=previous[0],
+            )
+
+    def requeue_rejected(self, index: int) -> ItemState:
+        """Put an item whose create was definitely rejected back to ``pending``."""
+        _check_index(index)
+        with self._write() as conn:
+            state, task_id = self._state_of(conn, index)
+            if state is not _S.FAILED or task_id is not None:
+                raise JournalTransitionError(
+                    index,
+                    state,
+                    "only a failed item without a task id can be re-queued "
+                    f"(state {_name(state)}, task {task_id!r})",
+                )
+            columns = {"error": None, "finished_at": None}
+            return self._move(conn, index, "requeued", old=state, new=_S.PENDING, columns=columns)
+
+    # -- tasks --------------------------------------------------------------------------------
+
+    def record_status(
+        self, index: int, state: TaskState | str, progress: int | None = None
+    ) -> ItemState:
+        """Record a non-terminal poll result (``pending`` or ``running``).
+
+        An item already terminal is left unchanged (a late answer never moves it back), and
+        ``running`` is never moved back to ``created``. Writes nothing when nothing changed.
+        """
+        _check_index(index)
+        task_state = TaskState(state)
+        if task_state.is_terminal:
+            raise ValueError("a terminal state is recorded with record_terminal")
+        if progress is not None and (
+            isinstance(progress, bool) or not isinstance(progress, int) or not 0 <= progress <= 100
+        ):
+            raise ValueError(f"progress must be an int from 0 to 100, got {progress!r}")
+        with self._write() as conn:
+            current, _ = self._state_of(conn, index)
+            if current in (_S.DOWNLOADING, _S.SUCCEEDED, _S.FAILED):
+                return current
+            if current is None or current not in (_S.CREATED, _S.RUNNING):
+                raise JournalTransitionError(
+                    index, current, f"no task to poll (state {_name(current)})"
+                )
+            new = _S.RUNNING if task_state is TaskState.RUNNING else current
+            old_progress = conn.execute(
+                "SELECT progress FROM items WHERE idx = ?", (index,)
+            ).fetchone()[0]
+            # An answer without progress does not forget the last one seen.
+            progress = old_progress if progress is None else progress
+            if new is current and progress == old_progress:
+                return current
+            return self._move(
+                conn, index, "status", old=current, new=new, columns={"progress": progress}
+            )
+
+    def record_terminal(
+        self,
+        index: int,
+        state: TaskState | str,
+        error: str | None = None,
+        refunded: bool | None = None,
+        video_urls: Sequence[str] = (),
+    ) -> ItemState:
+        """Record the task's end: succeeded -> ``downloading``; failed -> ``failed``.
+
+        Recording the same end again is harmless (a succeeded item's URLs are refreshed when
+        given); the opposite end is refused.
+        """
+        _check_index(index)
+        task_state = TaskState(state)
+        if not task_state.is_terminal:
+            raise ValueError("record_terminal takes succeeded or failed")
+        if isinstance(video_urls, str):
+            raise ValueError("video_urls must be a sequence of URLs, not one string")
+        urls = [_check_text("video url", u) for u in video_urls]
+        succeeded = task_state is TaskState.SUCCEEDED
+        with self._write() as conn:
+            current, task_id = self._state_of(conn, index)
+            if current is None or task_id is None:
+                raise JournalTransitionError(
+                    index, current, f"no task to end (state {_name(current)})"
+                )
+            if current in (_S.DOWNLOADING, _S.SUCCEEDED) and succeeded:
+                if urls and current is _S.DOWNLOADING:
+                    conn.execute(
+                        "UPDATE items SET video_urls = ?, updated_at = ? WHERE idx = ?",
+                        (_canonical_json(urls), _now(), index),
+                    )
+                return current
+            if current is _S.FAILED and not succeeded:
+                return current
+            if current not in (_S.CREATED, _S.RUNNING):
+                raise JournalTransitionError(
+                    index, current, f"already ended as {current.value}, cannot become {task_state}"
+                )
+            new = _S.DOWNLOADING if succeeded else _S.FAILED
+            columns = {
+                "error": error,
+                "refunded": None if refunded is None else int(bool(refunded)),
+                "video_urls": _canonical_json(urls),
+                "finished_at": _now(),
+            }
+            return self._move(
+                conn,
+                index,
+                "terminal",
+                old=current,
+                new=new,
+                columns=columns,
+                task_id=task_id,
+                detail=error,
+            )
+
+    # -- files --------------------------------------------------------------------------------
+
+    def record_download(
+        self, index: int, relpath: str | os.PathLike[str], size: int, sha256: str
+    ) -> ItemState:
+        """Record one file, written whole, at ``relpath`` (relative to the output directory).
+
+        Recording a path again replaces its size and hash (it was fetched again). A path that
+        belongs to another item is refused: two items must never share a file.
+        """
+        _check_index(index)
+        path = _clean_relpath(relpath)
+        digest = _check_sha256(sha256)
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise ValueError(f"size must be a non-negative int, got {size!r}")
+        with self._write() as conn:
+            current, _ = self._state_of(conn, index)
+            known = conn.execute(
+                "SELECT idx, size, sha256 FROM files WHERE path = ?", (path,)
+            ).fetchone()
+            if known is not None and known[0] != index:
+                raise JournalTransitionError(
+                    index, current, f"file {path!r} is already recorded for item {known[0]}"
+                )
+            if current is _S.SUCCEEDED and known is not None and tuple(known[1:]) == (size, digest):
+                return current
+            if current is not _S.DOWNLOADING:
+                raise JournalTransitionError(
+                    index, current, f"not downloading (state {_name(current)})"
+                )
+            now = _now()
+            conn.execute(
+                "INSERT INTO files (idx, path, size, sha256, recorded_at) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (idx, path) DO UPDATE SET size = excluded.size,"
+                " sha256 = excluded.sha256, recorded_at = excluded.recorded_at",
+                (index, path, size, digest, now),
+            )
+            conn.execute("UPDATE items SET updated_at = ? WHERE idx = ?", (now, index))
+            _log(
+                conn, index, now, "file", old=current, new=current, detail=f"{path} {size} {digest}"
+            )
+            return current
+
+    def mark_done(self, index: int) -> ItemState:
+        """Every file of a succeeded task is whole: -> ``succeeded``.
+
+        Refused while fewer files than video URLs are recorded.
+        """
+        _check_index(index)
+        with self._write() as conn:
+            current, _ = self._state_of(conn, index)
+            if current is _S.SUCCEEDED:
+                return current
+            if current is not _S.DOWNLOADING:
+                raise JournalTransitionError(
+                    index, current, f"not downloading (state {_name(current)})"
+                )
+            urls = json.loads(
+                conn.execute("SELECT video_urls FROM items WHERE idx = ?", (index,)).fetchone()[0]
+            )
+            count = conn.execute("SELECT count(*) FROM files WHERE idx = ?", (index,)).fetchone()
+            if count[0] < len(urls):
+                raise JournalTransitionError(
+                    index, current, f"only {count[0]} of {len(urls)} files recorded"
+                )
+            return self._move(
+                conn, index, "done", old=current, new=_S.SUCCEEDED, columns={"done_at": _now()}
+            )
+
+    # -- queries ------------------------------------------------------------------------------
+
+    def durability(self) -> dict[str, str]:
+        """The SQLite settings in force (for diagnostics): WAL, FULL sync, exclusive lock."""
+        with self._read() as conn:
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            sync = conn.execute("PRAGMA synchronous").fetchone()[0]
+            locking = conn.execute("PRAGMA locking_mode").fetchone()[0]
+        sync_names = {0: "off", 1: "normal", 2: "full", 3: "extra"}
+        return {
+            "journal_mode": str(mode).lower(),
+            "synchronous": sync_names.get(int(sync), str(sync)),
+            "locking_mode": str(locking).lower(),
+        }
+
+    def get(self, index: int) -> JournalItem | None:
+        """One item, or None if the journal does not know it."""
+        found = self._select("WHERE idx = ?", (_check_index(index),))
+        return found[0] if found else None
+
+    def items(self, *states: ItemState | str) -> list[JournalItem]:
+        """All items in index order, or those in one of ``states``."""
+        if not states:
+            return self._select("", ())
+        values = tuple(ItemState(s).value for s in states)
+        marks = ", ".join("?" * len(values))
+        return self._select(f"WHERE state IN ({marks})", values)
+
+    def pending_creates(self) -> list[JournalItem]:
+        """Items to create: never sent (``pending``) or known not created (``not_created``)."""
+        return self.items(*_SENDABLE)
+
+    def to_poll(self) -> list[JournalItem]:
+        """Items with a live task (``created``, ``running``): poll them, never create them."""
+        return self.items(_S.CREATED, _S.RUNNING)
+
+    def to_download(self) -> list[JournalItem]:
+        """Succeeded tasks whose files are not all recorded (``downloading``)."""
+        return self.items(_S.DOWNLOADING)
+
+    def unknown(self) -> list[JournalItem]:
+        """Items whose create may have happened without a known task id."""
+        return self.items(_S.UNKNOWN)
+
+    def rejected(self) -> list[JournalItem]:
+        """Failed items that never got a task id (definite rejections of the create)."""
+        return [item for item in self.items(_S.FAILED) if item.task_id is None]
+
+    def summary(self) -> dict[str, int]:
+        """How many items are in each state (every state listed, zeros included)."""
+        with self._read() as conn:
+            counts = dict(conn.execute("SELECT state, count(*) FROM items GROUP BY state"))
+        return {state.value: int(counts.get(state.value, 0)) for state in ItemState}
+
+    def history(self, index: int | None = None) -> list[JournalEvent]:
+        """The append-only event log, of one item or of all, oldest first."""
+        where, params = ("WHERE idx = ?", (_check_index(index),)) if index is not None else ("", ())
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT seq, idx, at, event, from_state, to_state, task_id, detail"  # noqa: S608
+                f" FROM events {where} ORDER BY seq",
+                params,
+            ).fetchall()
+        return [
+            JournalEvent(
+                seq=row[0],
+                index=row[1],
+                at=row[2],
+                event=row[3],
+                from_state=None if row[4] is None else ItemState(row[4]),
+                to_state=ItemState(row[5]),
+                task_id=row[6],
+                detail=row[7],
+            )
+            for row in rows
+        ]
+
+    def task_ids(self) -> dict[int, str]:
+        """Every task id ever recorded, by item index."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT idx, task_id FROM items WHERE task_id IS NOT NULL ORDER BY idx"
+            ).fetchall()
+        return {int(idx): str(task_id) for idx, task_id in rows}
+
+    def manifest_rows(self) -> list[dict[str, Any]]:
+        """One JSON-ready dict per item, in index order (see :meth:`JournalItem.manifest_row`)."""
+        return [item.manifest_row() for item in self.items()]
+
+    def write_manifest(self, path: str | os.PathLike[str]) -> Path:
+        """Write ``manifest.jsonl`` atomically: a temporary file, fsync, then os.replace."""
+        target = Path(path)
+        lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in self.manifest_rows())
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as tmp:
+                tmp.write(lines)
+                tmp.flush()
+                os.fsync(tmp.fileno())
+            os.replace(tmp_name, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp_name)
+            raise
+        _fsync_dir(target.parent)
+        return target
+
+    def _select(self, where: str, params: tuple[Any, ...]) -> list[JournalItem]:
+        with self._read() as conn:
+            conn.row_factory = sqlite3.Row
+            try:
+                rows = conn.execute(
+                    f"SELECT * FROM items {where} ORDER BY idx",  # noqa: S608
+                    params,
+                ).fetchall()
+                if len(rows) == 1:
+                    file_rows = conn.execute(
+                        "SELECT * FROM files WHERE idx = ? ORDER BY path", (rows[0]["idx"],)
+                    ).fetchall()
+                elif rows:
+                    file_rows = conn.execute("SELECT * FROM files ORDER BY idx, path").fetchall()
+                else:
+                    file_rows = []
+            finally:
+                conn.row_factory = None
+        files: dict[int, list[FileRecord]] = {}
+        for f in file_rows:
+            files.setdefault(f["idx"], []).append(
+                FileRecord(
+                    path=f["path"], size=f["size"], sha256=f["sha256"], recorded_at=f["recorded_at"]
+                )
+            )
+        return [_item_from_row(row, files.get(row["idx"], [])) for row in rows]
+
+
+def _item_from_row(row: sqlite3.Row, files: list[FileRecord]) -> JournalItem:
+    refunded = row["refunded"]
+    return JournalItem(
+        index=row["idx"],
+        prompt=row["prompt"],
+        request_json=row["request"],
+        state=ItemState(row["state"]),
+        task_id=row["task_id"],
+        progress=row["progress"],
+        error=row["error"],
+        refunded=None if refunded is None else bool(refunded),
+        estimated_credits=row["estimated_credits"],
+        video_urls=tuple(json.loads(row["video_urls"])),
+        files=tuple(files),
+        create_attempts=row["create_attempts"],
+        resubmits=row["resubmits"],
+        added_at=row["added_at"],
+        intent_at=row["intent_at"],
+        task_created_at=row["task_created_at"],
+        finished_at=row["finished_at"],
+        done_at=row["done_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _log(
+    conn: sqlite3.Connection,
+    index: int,
+    at: str,
+    event: str,
+    *,
+    old: ItemState | None,
+    new: ItemState,
+    task_id: str | None = None,
+    detail: str | None = None,
+) -> None:
+    conn.execute(
+        "INSERT INTO events (idx, at, event, from_state, to_state, task_id, detail)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (index, at, event, None if old is None else old.value, new.value, task_id, detail),
+    )
+
+
+def _name(state: ItemState | None) -> str:
+    return "absent" if state is None else state.value
+
+
+def _refuse_create(state: ItemState, task_id: str | None) -> str:
+    if task_id is not None:
+        return (
+            f"already has task {task_id!r} (state {state.value}); creating it again would pay twice"
+        )
+    if state is _S.UNKNOWN:
+        return (
+            "its earlier create may have happened (state unknown); it is only sent again "
+            "after an explicit resubmit (--resubmit-unknown)"
+        )
+    if state is _S.CREATING:
+        return "a create is already in flight; record its outcome first"
+    return f"not waiting to be created (state {state.value}; requeue_rejected re-queues it)"
+
+
+def _check_same_batch(path: Path, meta: Mapping[str, str], wanted: Mapping[str, str]) -> None:
+    problems = []
+    if meta.get("input_fingerprint") != wanted["input_fingerprint"]:
+        problems.append(
+            "it was made for a different input file "
+            f"({meta.get('input_fingerprint')} there, {wanted['input_fingerprint']} now)"
+        )
+    if meta.get("provider") != wanted["provider"]:
+        problems.append(
+            f"its tasks belong to provider {meta.get('provider')!r}, this run uses "
+            f"{wanted['provider']!r} (use --provider {meta.get('provider')} to resume it)"
+        )
+    if meta.get("base_url") != wanted["base_url"]:
+        then = json.loads(meta.get("base_url", "null")) or "the provider's default"
+        now = json.loads(wanted["base_url"]) or "the provider's default"
+        problems.append(
+            f"its tasks were created at base URL {then}, this run uses {now} "
+            "(pass the same --base-url to resume it)"
+        )
+    if problems:
+        raise JournalMismatchError(
+            f"the journal {path} belongs to another batch: "
+            + "; ".join(problems)
+            + ". Resuming it would mix two batches or lose track of paid tasks: use another "
+            "--out directory or pass --journal PATH for a new journal."
+        )
