@@ -4,22 +4,29 @@
 input item is one short SQLite transaction (WAL mode, ``synchronous=FULL``) committed before the
 method returns, so whatever a method reported as done survives a crash or ``kill -9``.
 
-Item states (:class:`ItemState`) and who moves an item between them::
+Item states (:class:`ItemState`) and the calls that move an item between them::
 
-    pending ──record_intent──> creating ──record_created──> created ──record_status──> running
-       ^                         │  │  │                       │                         │
-       │        record_not_created │  │ record_unknown          └──────record_terminal────┤
-       │         (retry) v         │  v                                                   v
-       └──record_intent── not_created  unknown ──record_created (id learnt later)──> created
-       ^                           │     │                                  downloading / failed
-       │   record_not_created      │     └──resubmit_unknown──> pending          │
-       │   (definite rejection) v  │                                  record_download, mark_done
-       └──requeue_rejected── failed (no task id)                                 v
-                                                                              succeeded
+    call                  allowed from                      leads to
+    add_items             (absent)                          pending
+    record_intent         (absent), pending, not_created    creating      <- before sending
+    record_created        creating, unknown                 created       <- right after answer
+    record_not_created    creating                          not_created (retry) | failed
+    record_unknown        creating, unknown                 unknown
+    record_create_error   creating                          by classify_create_error
+    Journal.open          creating                          unknown       (interrupted)
+    resubmit_unknown      unknown                           pending
+    requeue_rejected      failed without a task id          pending
+    record_status         created, running                  created | running (never back)
+    record_terminal       created, running                  downloading | failed
+    record_download       downloading                       downloading (one more file)
+    mark_done             downloading, every file recorded  succeeded
+
+Anything else raises :class:`JournalTransitionError`, except harmless repeats (the same task id,
+the same end, a late status of an ended task, a done item marked done), which change nothing.
 
 - ``creating`` means the intent is committed and the create request is being sent. An item found
   in ``creating`` when the journal is opened was interrupted between sending and recording the
-  answer: it becomes ``unknown`` at once, because the task may exist and been paid for.
+  answer: it becomes ``unknown`` at once, because the task may exist and have been paid for.
 - ``unknown`` is never created again by itself: only :meth:`Journal.resubmit_unknown` (the CLI's
   ``--resubmit-unknown``) puts it back to ``pending``.
 - A definite rejection (400, 401/403, 402, 404, or a request the SDK refused before sending) is
