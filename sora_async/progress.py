@@ -92,8 +92,8 @@ class Tracker:
     """Counts of the batch's items by phase.
 
     Items start as counts only (:meth:`seed`); an item is tracked one by one from its first
-    :meth:`move` until it reaches a final phase, so memory stays proportional to the work in
-    flight, not to the batch.
+    :meth:`move` until it reaches a final phase, so memory beyond one byte per item stays
+    proportional to the work in flight.
     """
 
     def __init__(self, total: int, *, clock: Callable[[], float] = time.monotonic) -> None:
@@ -103,6 +103,8 @@ class Tracker:
         self._counts = dict.fromkeys(Phase, 0)
         self._phase: dict[int, Phase] = {}
         self._progress: dict[int, int] = {}
+        # One byte per item: set once it ended in this run (an item ends once).
+        self._ended = bytearray(total)
         self._finished = 0
         self.draining = False
 
@@ -117,14 +119,16 @@ class Tracker:
 
     def move(self, index: int, phase: Phase, *, start: Phase = Phase.QUEUED) -> None:
         """Item ``index`` is now in ``phase``; ``start`` is its seeded phase if not tracked yet."""
-        old = self._phase.get(index, start)
-        if old.is_final:
+        if 0 <= index < self.total and self._ended[index]:
             return  # an item reaches one final phase per run
+        old = self._phase.get(index, start)
         if phase is not Phase.RUNNING:
             self._progress.pop(index, None)
         if phase.is_final:
             self._phase.pop(index, None)
             self._finished += 1
+            if 0 <= index < self.total:
+                self._ended[index] = 1
         else:
             self._phase[index] = phase
         if old is not phase:

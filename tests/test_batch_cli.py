@@ -1,0 +1,269 @@
+"""``sora-async batch`` as a user runs it: bad input, the cost guard, failures, the journal.
+
+Each test runs the real CLI in a subprocess against the mock; the mock's counters show what
+was (not) sent.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_batch_support import (
+    KEY,
+    batch_argv,
+    batch_mock,
+    check_succeeded,
+    created_once,
+    read_manifest,
+    run_cli,
+    write_prompts,
+)
+
+from sora_async.mock import Fault
+
+pytestmark = pytest.mark.anyio
+
+
+def total_requests(mock: object) -> int:
+    return sum(mock.counters.requests.values())  # type: ignore[attr-defined]
+
+
+# -- bad input: exit 2, the line number, nothing sent ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("lines", "bad_line", "words"),
+    [
+        (['{"prompt": "a kite"}', "", '{"prompt": "a fox",}'], 3, "not valid JSON"),
+        (['{"prompt": "a kite"}', '{"prompt": "a fox", "colour": "red"}'], 2, "'colour'"),
+        (['{"prompt": "a kite", "duration": 12}'], 1, "duration"),
+        # freesora cannot honour "quality": the provider's own check, before anything is sent
+        (['{"prompt": "a kite"}', '{"prompt": "a fox", "quality": "hd"}'], 2, "quality"),
+        (['["a kite"]'], 1, "JSON object"),
+        (['{"model": "sora-2"}'], 1, "prompt"),
+    ],
+)
+async def test_a_malformed_line_is_refused_before_anything_is_sent(
+    tmp_path: Path, lines: list[str], bad_line: int, words: str
+) -> None:
+    source, out = tmp_path / "batch.jsonl", tmp_path / "out"
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    async with batch_mock() as mock:
+        done = await run_cli(batch_argv(mock, source, out))
+
+        assert done.returncode == 2
+        [message] = done.stderr_lines()
+        assert message.startswith(f"sora-async: error: {source}:{bad_line}: ")
+        assert words in message
+        assert total_requests(mock) == 0
+        assert not out.exists()
+
+
+async def test_invalid_utf8_names_its_line(tmp_path: Path) -> None:
+    source, out = tmp_path / "prompts.txt", tmp_path / "out"
+    source.write_bytes(b"a kite\nan \xff fox\n")
+    async with batch_mock() as mock:
+        done = await run_cli(batch_argv(mock, source, out))
+
+        assert done.returncode == 2
+        [message] = done.stderr_lines()
+        assert f"{source}:2: not UTF-8" in message
+        assert total_requests(mock) == 0
+
+
+async def test_an_empty_file_is_a_usage_error(tmp_path: Path) -> None:
+    source, out = tmp_path / "prompts.txt", tmp_path / "out"
+    source.write_text("\n  \n", encoding="utf-8")
+    async with batch_mock() as mock:
+        done = await run_cli(batch_argv(mock, source, out))
+
+        assert done.returncode == 2
+        assert "no prompts" in done.stderr
+        assert total_requests(mock) == 0
+
+
+# -- the cost guard --------------------------------------------------------------------------
+
+
+async def test_dry_run_prints_the_estimate_and_sends_no_create(tmp_path: Path) -> None:
+    source, out = tmp_path / "batch.jsonl", tmp_path / "out"
+    source.write_text(
+        '{"prompt": "a kite"}\n{"prompt": "a fox", "model": "sora-2-pro"}\n', encoding="utf-8"
+    )
+    async with batch_mock() as mock:
+        done = await run_cli(batch_argv(mock, source, out, "--dry-run"))
+
+        assert done.returncode == 0, done.stderr
+        assert "estimate: 475 credits for the 2 item(s) to create" in done.stdout
+        assert "balance 1000000 credits" in done.stdout
+        assert "nothing was sent" in done.stdout
+        assert mock.counters.requests["create"] == 0
+        assert not out.exists()  # a dry run leaves no journal behind
+
+
+async def test_max_credits_below_the_estimate_refuses(tmp_path: Path) -> None:
+    source, out = tmp_path / "prompts.txt", tmp_path / "out"
+    write_prompts(source, 3)
+    async with batch_mock() as mock:
+        done = await run_cli(batch_argv(mock, source, out, "--max-credits", "250"))
+
+        assert done.returncode == 2
+        [message] = done.stderr_lines()
+        assert "--max-credits 250" in message and "300 credits" in message
+        assert mock.counters.requests["create"] == 0
+
+
+async def test_max_credits_that_covers_the_batch_runs_it(tmp_path: Path) -> None:
+    source, out = tmp_path / "prompts.txt", tmp_path / "out"
+    prompts = write_prompts(source, 3)
+    async with batch_mock() as mock:
+        done = await run_cli(batch_argv(mock, source, out, "--max-credits", "300"))
+
+        assert done.returncode == 0, done.stderr
+        check_succeeded(mock, out, prompts)
+
+
+async def test_an_unaffordable_batch_is_refused(tmp_path: Path) -> None:
+    source, out = tmp_path / "prompts.txt", tmp_path / "out"
+    write_prompts(source, 3)
+    async with batch_mock() as mock:
+        mock.set_credits(KEY, 250)
+        done = await run_cli(batch_argv(mock, source, out))
+
+        assert done.returncode == 2
+        [message] = done.stderr_lines()
+        assert "cannot pay for this batch" in message
+        assert "300 credits" in message and "balance is 250" in message
+        assert mock.counters.requests["create"] == 0
+
+
+async def test_sora2api_has_no_prices_and_cannot_be_capped(tmp_path: Path) -> None:
+    source, out = tmp_path / "prompts.txt", tmp_path / "out"
+    prompts = write_prompts(source, 2)
+    async with batch_mock() as mock:
+        capped = await run_cli(
+            batch_argv(mock, source, out, "--max-credits", "1000", provider="sora2api")
+        )
+        assert capped.returncode == 2
+        assert "publishes no prices" in capped.stderr
+        assert mock.counters.requests["create"] == 0
+
+        done = await run_cli(batch_argv(mock, source, out, provider="sora2api"))
+
+        assert done.returncode == 0, done.stderr
+        assert "sora2api publishes no prices" in done.stdout
+        check_succeeded(mock, out, prompts)
+
+
+async def test_a_402_stops_creating_and_a_rerun_sends_the_rest(tmp_path: Path) -> None:
+    source, out = tmp_path / "prompts.txt", tmp_path / "out"
+    prompts = write_prompts(source, 4)
+    async with batch_mock() as mock:
+        mock.inject("create", Fault.HTTP_ERROR, status=402)
+        argv = batch_argv(mock, source, out, concurrency=1)
+        stopped = await run_cli(argv)
+
+        assert stopped.returncode == 1
+        assert "stopped creating" in stopped.stderr
+        assert mock.counters.creates == 0
+        assert mock.counters.requests["create"] == 1  # no create after the refusal
+        rows = read_manifest(out)
+        assert rows[0]["state"] == "not_created"
+        assert [row["state"] for row in rows[1:]] == ["pending"] * 3
+
+        done = await run_cli(batch_argv(mock, source, out, concurrency=4))
+
+        assert done.returncode == 0, done.stderr
+        check_succeeded(mock, out, prompts)
+        assert created_once(mock, prompts)
+
+
+# -- failures and unknown outcomes -----------------------------------------------------------
+
+
+async def test_failed_tasks_are_summarised_with_their_refunds(tmp_path: Path) -> None:
+    source, out = tmp_path / "prompts.txt", tmp_path / "out"
+    prompts = ["a kite over the sea", "a fox in the snow [fail]", "a lighthouse at dusk"]
+    source.write_text("\n".join(prompts) + "\n", encoding="utf-8")
+    async with batch_mock() as mock:
+        done = await run_cli(batch_argv(mock, source, out))
+
+        assert done.returncode == 1
+        rows = read_manifest(out)
+        assert [row["state"] for row in rows] == ["succeeded", "failed", "succeeded"]
+        failed = rows[1]
+        assert failed["refunded"] is True and failed["error"]
+        assert failed["files"] == []
+        assert mock.task(failed["task_id"]).refunded
+        summary = done.stderr[done.stderr.index("did not succeed") :]
+        assert json.dumps(prompts[1]) in summary
+        assert failed["error"] in summary and "(refunded)" in summary
+
+        again = await run_cli(batch_argv(mock, source, out))
+
+        assert again.returncode == 1  # still failed: a failed task is not paid for again
+        assert created_once(mock, prompts)
+
+
+async def test_an_unknown_create_is_never_sent_again_silently(tmp_path: Path) -> None:
+    source, out = tmp_path / "prompts.txt", tmp_path / "out"
+    prompts = write_prompts(source, 2)
+    async with batch_mock() as mock:
+        # The server creates (and charges) the task, then the answer is lost.
+        mock.inject("create", Fault.CREATED_THEN_DROP)
+        # (The client holds the unknown task's slot for a while: give the other one its own.)
+        argv = batch_argv(mock, source, out, concurrency=2)
+        first = await run_cli(argv)
+
+        assert first.returncode == 1
+        rows = read_manifest(out)
+        assert [row["state"] for row in rows] == ["unknown", "succeeded"]
+        assert "unknown" in first.stderr and json.dumps(prompts[0]) in first.stderr
+
+        again = await run_cli(argv)
+
+        assert again.returncode == 1
+        assert created_once(mock, prompts)
+        assert "--resubmit-unknown" in again.stderr
+
+
+# -- the journal belongs to one batch --------------------------------------------------------
+
+
+async def test_the_same_out_dir_with_another_input_is_refused(tmp_path: Path) -> None:
+    source, other, out = tmp_path / "a.txt", tmp_path / "b.txt", tmp_path / "out"
+    prompts = write_prompts(source, 2)
+    write_prompts(other, 2, prefix="other")
+    async with batch_mock() as mock:
+        first = await run_cli(batch_argv(mock, source, out))
+        assert first.returncode == 0, first.stderr
+
+        refused = await run_cli(batch_argv(mock, other, out))
+
+        assert refused.returncode == 2
+        [message] = refused.stderr_lines()
+        assert "belongs to another batch" in message and "different input file" in message
+        changed = await run_cli(batch_argv(mock, source, out, "--model", "sora-2-pro"))
+        assert changed.returncode == 2
+        assert "model" in changed.stderr and "same options" in changed.stderr
+        assert created_once(mock, prompts)
+
+        # A journal of its own makes the other input a batch of its own.
+        elsewhere = await run_cli(
+            batch_argv(mock, other, tmp_path / "out2", "--journal", str(tmp_path / "j.db"))
+        )
+        assert elsewhere.returncode == 0, elsewhere.stderr
+        assert (tmp_path / "j.db").exists()
+
+
+async def test_quiet_prints_nothing_but_problems(tmp_path: Path) -> None:
+    source, out = tmp_path / "prompts.txt", tmp_path / "out"
+    prompts = write_prompts(source, 2)
+    async with batch_mock() as mock:
+        done = await run_cli(batch_argv(mock, source, out, "--quiet"))
+
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == "" and done.stderr == ""
+        check_succeeded(mock, out, prompts)
