@@ -272,32 +272,40 @@ class _Batch:
 
     async def _prepare(self, client: SoraClient) -> Plan:
         reader = InputReader(self.input_path, self.defaults)
-        count, fingerprint = await self._validate(client, reader)
-        if count == 0:
+        fingerprint, whole = await self._validate(client, reader)
+        if whole.total == 0:
             raise BatchInputError(self.input_path, None, "no prompts (the file has no items)")
-        self.total = count
-        self.width = max(5, len(str(count - 1)))
+        self.total = whole.total
+        self.width = max(5, len(str(whole.total - 1)))
+        if not self.journal_path.exists():
+            # A new batch: refuse it (or dry-run it) before writing anything, so that a
+            # refused input can be edited and run again into the same --out directory.
+            await self._check_cost(client, whole)
+            if self.dry_run:
+                return whole
+            self.journal = self._open_journal(client, fingerprint)
+            return await self._plan(client, reader, fingerprint)
         self.journal = self._open_journal(client, fingerprint)
         plan = await self._plan(client, reader, fingerprint)
         await self._check_cost(client, plan)
         return plan
 
-    async def _validate(self, client: SoraClient, reader: InputReader) -> tuple[int, str]:
+    async def _validate(self, client: SoraClient, reader: InputReader) -> tuple[str, Plan]:
+        """Check every item; the plan of the whole input as if nothing had been done yet."""
+        whole = Plan()
         for item in reader:
             try:
                 await client.prepare(item.request)
-                client.estimate_credits(item.request)
             except SoraError as exc:
                 # Everything prepare() raises is about this request; nothing was sent.
                 raise BatchInputError(reader.path, item.line, str(exc)) from None
+            self._count(client, whole, item.request, _S.PENDING)
             if item.index % CHECKPOINT_EVERY == 0:
                 await anyio.lowlevel.checkpoint()
-        assert reader.count is not None and reader.fingerprint is not None
-        return reader.count, reader.fingerprint
+        assert reader.fingerprint is not None
+        return reader.fingerprint, whole
 
-    def _open_journal(self, client: SoraClient, fingerprint: str) -> Journal | None:
-        if self.dry_run and not self.journal_path.exists():
-            return None  # a dry run leaves no trace
+    def _open_journal(self, client: SoraClient, fingerprint: str) -> Journal:
         if not self.dry_run:
             try:
                 self.out.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ stdout is a pipe or a CI log) plain lines: one per finished item and a status li
 from __future__ import annotations
 
 import enum
+import logging
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -285,6 +286,7 @@ class _RichDisplay(Display):
             self._render(), console=self._console, auto_refresh=False, transient=False
         )
         self._running = False
+        self._swapped: list[tuple[logging.StreamHandler[Any], Any]] = []
 
     def _render(self) -> Any:
         from rich.console import Group
@@ -306,8 +308,15 @@ class _RichDisplay(Display):
         return Group(head, counts)
 
     def start(self) -> None:
+        stderr = sys.stderr
         self._live.start(refresh=True)
         self._running = True
+        # Live redirects sys.stderr above the bar; log handlers hold the old stream and would
+        # draw through the bar, so they follow the redirect while it lasts.
+        if sys.stderr is not stderr:
+            for handler in logging.getLogger().handlers:
+                if isinstance(handler, logging.StreamHandler) and handler.stream is stderr:
+                    self._swapped.append((handler, handler.setStream(sys.stderr)))
 
     def refresh(self) -> None:
         if self._running:
@@ -323,6 +332,9 @@ class _RichDisplay(Display):
     def stop(self) -> None:
         if self._running:
             self._running = False
+            for handler, stream in self._swapped:
+                handler.setStream(stream)
+            self._swapped.clear()
             self._live.update(self._render(), refresh=True)
             self._live.stop()
 

@@ -12,12 +12,16 @@ from pathlib import Path
 import pytest
 from test_batch_support import (
     KEY,
+    PausableClock,
     batch_argv,
     batch_mock,
     check_succeeded,
     created_once,
+    frozen_at_cap,
     read_manifest,
     run_cli,
+    started,
+    wait_until,
     write_prompts,
 )
 
@@ -113,6 +117,7 @@ async def test_max_credits_below_the_estimate_refuses(tmp_path: Path) -> None:
         [message] = done.stderr_lines()
         assert "--max-credits 250" in message and "300 credits" in message
         assert mock.counters.requests["create"] == 0
+        assert not out.exists()
 
 
 async def test_max_credits_that_covers_the_batch_runs_it(tmp_path: Path) -> None:
@@ -137,6 +142,15 @@ async def test_an_unaffordable_batch_is_refused(tmp_path: Path) -> None:
         assert "cannot pay for this batch" in message
         assert "300 credits" in message and "balance is 250" in message
         assert mock.counters.requests["create"] == 0
+        assert not out.exists()
+
+        # Nothing was written, so the trimmed input can run into the same directory.
+        prompts = write_prompts(source, 2)
+        done = await run_cli(batch_argv(mock, source, out))
+
+        assert done.returncode == 0, done.stderr
+        check_succeeded(mock, out, prompts)
+        assert mock.credits(KEY) == 50
 
 
 async def test_sora2api_has_no_prices_and_cannot_be_capped(tmp_path: Path) -> None:
@@ -267,3 +281,43 @@ async def test_quiet_prints_nothing_but_problems(tmp_path: Path) -> None:
         assert done.returncode == 0, done.stderr
         assert done.stdout == "" and done.stderr == ""
         check_succeeded(mock, out, prompts)
+
+
+async def test_a_second_batch_on_the_same_journal_is_refused(tmp_path: Path) -> None:
+    source, out = tmp_path / "prompts.txt", tmp_path / "out"
+    write_prompts(source, 3)
+    clock = PausableClock()
+    clock.pause()
+    async with batch_mock(cap=2, clock=clock) as mock:
+        argv = batch_argv(mock, source, out, concurrency=2)
+        async with started(argv):
+            await wait_until(lambda: frozen_at_cap(mock, 2), "2 frozen tasks, all polled")
+
+            second = await run_cli(argv)
+
+            assert second.returncode == 2
+            [message] = second.stderr_lines()
+            assert "in use by another process" in message
+            assert mock.counters.requests["create"] == 2
+
+
+async def test_a_task_past_timeout_is_kept_for_the_next_run(tmp_path: Path) -> None:
+    source, out = tmp_path / "prompts.txt", tmp_path / "out"
+    prompts = write_prompts(source, 2)
+    clock = PausableClock()
+    clock.pause()
+    async with batch_mock(clock=clock) as mock:
+        gave_up = await run_cli(batch_argv(mock, source, out, "--timeout", "0.5"))
+
+        assert gave_up.returncode == 1
+        rows = read_manifest(out)
+        assert [row["state"] for row in rows] == ["created", "created"]
+        assert all("not seen finished" in row["note"] for row in rows)
+        assert "a re-run polls it again" in gave_up.stderr
+        clock.resume()
+
+        done = await run_cli(batch_argv(mock, source, out))
+
+        assert done.returncode == 0, done.stderr
+        check_succeeded(mock, out, prompts)
+        assert created_once(mock, prompts)

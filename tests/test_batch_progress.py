@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import logging
+import sys
 
 import pytest
 
@@ -167,3 +169,22 @@ def test_the_display_fits_the_terminal() -> None:
     assert "[00000] failed task_1: boom (refunded)" in shown
     assert "[00001]" not in shown
     assert "1/3" in shown and "queued 2" in shown and "failed 1" in shown
+
+
+def test_log_lines_go_above_the_bar_while_it_is_drawn() -> None:
+    tracker = Tracker(1)
+    tracker.seed(Phase.QUEUED, 1)
+    handler = logging.StreamHandler(sys.stderr)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        screen = TTY()
+        display = open_display(tracker, stream=screen)
+        display.start()
+        logging.getLogger("sora_async.test").warning("a slot is held for 360s")
+        display.stop()
+        assert handler.stream is not None and handler.stream is sys.stderr  # restored
+    finally:
+        root.removeHandler(handler)
+
+    assert "a slot is held for 360s" in screen.getvalue()

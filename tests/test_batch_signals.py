@@ -52,7 +52,8 @@ async def test_one_sigint_drains_then_a_rerun_finishes(tmp_path: Path) -> None:
             assert (out / row["files"][0]).read_bytes() == mock.file_bytes(row["task_id"])
         assert "3 item(s) not created yet" in drained.stderr
 
-        done = await run_cli(argv)
+        # The cap applies to what is left: 3 x 100 credits, not the whole batch's 500.
+        done = await run_cli([*argv, "--max-credits", "300"])
 
         assert done.returncode == 0, done.stderr
         check_succeeded(mock, out, prompts)
