@@ -397,8 +397,7 @@ class SoraClient:
     async def status(self, task_id: str) -> TaskStatus:
         """One status poll (retried on transient failures). A terminal status frees its slot."""
         self._require_open()
-        if not isinstance(task_id, str) or not task_id.strip():
-            raise ConfigurationError(f"task_id must be a non-empty string, got {task_id!r}")
+        _check_task_id(task_id)
         status = await self._transport.call(
             self._provider.status_call(task_id),
             partial(self._provider.decode_status, task_id),
@@ -455,6 +454,7 @@ class SoraClient:
         ``on_progress(status)`` is called with every status seen.
         """
         self._require_open()
+        _check_task_id(task_id)
         return await self._wait(
             Job(self._request_of(task_id), task_id=task_id), timeout, None, on_progress
         )
@@ -604,3 +604,8 @@ class SoraClient:
         return await self._transport.call(
             self._provider.credits_call(), self._provider.decode_credits, safe=True
         )
+
+
+def _check_task_id(task_id: object) -> None:
+    if not isinstance(task_id, str) or not task_id.strip():
+        raise ValidationError("task_id", task_id, "a non-empty task id string")

@@ -198,10 +198,11 @@ class FreeSora:
         state = _state_of(task.status)
         error = None
         if state is TaskState.FAILED:
-            reason = next(
-                (r.strip() for r in (task.failure_reason, task.error_message) if r and r.strip()),
-                None,
-            )
+            # Both when both are given: failure_reason is a short code, error_message prose.
+            parts = [
+                r.strip() for r in (task.failure_reason, task.error_message) if r and r.strip()
+            ]
+            reason = ": ".join(dict.fromkeys(parts))
             error = reason or f"task ended with status {task.status.strip()!r}"
         return TaskStatus(
             task_id=task_id,
