@@ -119,8 +119,23 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--out", type=Path, help="download the video into this directory")
     gen.add_argument("--timeout", type=_positive_float, help="give up waiting after S seconds")
 
-    batch = sub.add_parser("batch", help="generate many videos from a file, resumably")
-    batch.add_argument("file", type=Path, help="plain text (one prompt per line) or .jsonl")
+    batch = sub.add_parser(
+        "batch",
+        help="generate many videos from a file, resumably",
+        description=(
+            "Create, poll and download one video per input item, journaled so that running the "
+            "same command again after a crash or Ctrl-C resumes without paying twice. Writes "
+            "DIR/<index>_<task id>.mp4 and DIR/manifest.jsonl. Ctrl-C once: no new creates, "
+            "running tasks finish; twice: stop at once. Exit 0 all succeeded, 1 any did not, "
+            "2 usage or configuration, 130 interrupted."
+        ),
+    )
+    batch.add_argument(
+        "file",
+        type=Path,
+        help="plain text (one prompt per line) or .jsonl (one object of VideoRequest fields "
+        "per line; a relative image path is relative to the file)",
+    )
     batch.add_argument("--out", type=Path, required=True, help="directory for videos + manifest")
     batch.add_argument("--journal", type=Path, help="journal path (default: inside --out)")
     batch.add_argument(
@@ -128,7 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="create again the items whose earlier create had an unknown outcome (may pay twice)",
     )
-    batch.add_argument("--max-credits", type=_positive_int, help="refuse to spend more")
+    batch.add_argument(
+        "--max-credits",
+        type=_positive_int,
+        help="cap on the estimated credits of the items this run creates (freesora prices)",
+    )
     batch.add_argument("--dry-run", action="store_true", help="print the estimate, send nothing")
     batch.add_argument("--quiet", action="store_true", help="no progress display")
     batch.add_argument("--timeout", type=_positive_float, help="per-task wait limit in seconds")
