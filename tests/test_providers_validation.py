@@ -247,7 +247,8 @@ def test_freesora_success_urls_are_deduplicated_in_order() -> None:
 @pytest.mark.parametrize(
     ("data", "error"),
     [
-        ({"failure_reason": "content policy", "error_message": "x"}, "content policy"),
+        ({"failure_reason": "content policy", "error_message": "x"}, "content policy: x"),
+        ({"failure_reason": "same", "error_message": "same"}, "same"),
         ({"failure_reason": "", "error_message": "timeout upstream"}, "timeout upstream"),
         ({"failure_reason": None}, "task ended with status 'failed'"),
     ],
