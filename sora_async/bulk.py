@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import array
 import contextlib
+import glob
 import json
 import logging
 import os
@@ -40,12 +41,13 @@ import secrets
 import signal
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import anyio
 import anyio.lowlevel
+import anyio.to_thread
 import attrs
 
 from .batch_input import INPUT_FIELDS, BatchInputError, InputItem, InputReader, request_from_fields
@@ -100,6 +102,8 @@ _TO_CREATE = (_S.PENDING, _S.NOT_CREATED)
 _LIVE = (_S.CREATED, _S.RUNNING, _S.DOWNLOADING)
 # Errors that will refuse every create of this batch the same way: stop creating at once.
 _STOP_CREATING = (InsufficientCreditsError, AuthenticationError)
+#: write_manifest's temporary files in the output directory start with this.
+_MANIFEST_TMP_PREFIX = f".{MANIFEST_NAME}."
 _MANIFEST_HEAD = ("index", "line", "prompt", "task_id", "state", "files", "error", "refunded")
 
 
@@ -152,13 +156,16 @@ def write_manifest(
     journal: Journal,
     path: Path,
     *,
+    total: int,
     lines: Sequence[int] = (),
-    notes: dict[int, str] | None = None,
+    notes: Mapping[int, str] | None = None,
 ) -> None:
     """Write ``manifest.jsonl`` from the journal, atomically (temporary file, fsync, replace).
 
-    One object per item, in input order: the journal's row with the input ``line`` and this
-    run's ``note`` (why an item is not done, when the journal's state does not say it).
+    One object per item ``0 .. total-1``, in input order: the journal's row with the input
+    ``line`` and this run's ``note`` (why an item is not done, when the journal's state does
+    not say it). Items are read one at a time, so memory stays flat and the journal is free
+    between two reads (the periodic rewrite runs in a worker thread while the run goes on).
     """
     notes = notes or {}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -167,8 +174,11 @@ def write_manifest(
     fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
-            for row in journal.manifest_rows():
-                index = row["index"]
+            for index in range(total):
+                item = journal.get(index)
+                if item is None:
+                    continue
+                row = item.manifest_row()
                 row["line"] = lines[index] if index < len(lines) else None
                 row["note"] = notes.get(index)
                 ordered = {key: row[key] for key in _MANIFEST_HEAD}
@@ -470,6 +480,10 @@ class _Batch:
         tracker.seed(Phase.FAILED, plan.failed)
         tracker.seed(Phase.UNKNOWN, plan.unknown)
         self._report_unknown(plan)
+        for stale in self.out.glob(f"{glob.escape(_MANIFEST_TMP_PREFIX)}*.tmp"):
+            # Left by a run stopped at once while it rewrote the manifest.
+            with contextlib.suppress(OSError):
+                stale.unlink()
         self._write_manifest()
         if plan.to_create or plan.to_resume:
             self.display = open_display(tracker, quiet=self.quiet)
@@ -484,15 +498,20 @@ class _Batch:
             self.run_handle = run
             if self.interrupts:
                 run.drain()
+            failure: SoraError | None = None
             async with anyio.create_task_group() as group:
                 group.start_soon(self._tick)
                 try:
                     async with run:
                         async for _ in run:
                             pass  # every outcome was handled by the event hook
+                except SoraError as exc:  # the journal failed under the input: raised below
+                    failure = exc
                 finally:
                     group.cancel_scope.cancel()
             self.display.stop()
+            if failure is not None:
+                raise failure
         self._write_manifest()
         return self._finish()
 
@@ -535,7 +554,8 @@ class _Batch:
             self.display.refresh()
             if time.monotonic() >= next_manifest:
                 started = time.monotonic()
-                self._write_manifest()
+                # Off the event loop: a big batch's manifest takes seconds to write.
+                await anyio.to_thread.run_sync(self._write_manifest)
                 took = time.monotonic() - started
                 next_manifest = time.monotonic() + max(MANIFEST_INTERVAL, 20 * took)
 
@@ -763,7 +783,13 @@ class _Batch:
         if self.journal is None or self.journal.closed:
             return
         try:
-            write_manifest(self.journal, self.manifest_path, lines=self.lines, notes=self.notes)
+            write_manifest(
+                self.journal,
+                self.manifest_path,
+                total=self.total,
+                lines=self.lines,
+                notes=self.notes,
+            )
         except OSError as exc:
             self._warn(f"cannot write {self.manifest_path}: {exc.strerror or exc}")
 

@@ -259,6 +259,9 @@ async def test_the_same_out_dir_with_another_input_is_refused(tmp_path: Path) ->
         assert refused.returncode == 2
         [message] = refused.stderr_lines()
         assert "belongs to another batch" in message and "different input file" in message
+        provider = await run_cli(batch_argv(mock, source, out, provider="sora2api"))
+        assert provider.returncode == 2
+        assert "provider 'freesora'" in provider.stderr and "--provider" in provider.stderr
         changed = await run_cli(batch_argv(mock, source, out, "--model", "sora-2-pro"))
         assert changed.returncode == 2
         assert "model" in changed.stderr and "same options" in changed.stderr
