@@ -677,13 +677,20 @@ class _Batch:
         label = self._label(index)
         error = _one_line(result.error)
         exc = result.exception
-        if isinstance(exc, JournalError) or index not in self.intents:
+        if index not in self.intents:
             # Refused before the request left (by the journal, or a check at send time).
             self.notes[index] = f"not sent: {error}"
             self.tracker.move(index, Phase.FAILED)
             self.display.item(f"{label} not sent: {error}", problem=True)
             return
         self.intents.discard(index)
+        if isinstance(exc, JournalError):
+            # The journal failed around a create that may have happened; the item is left
+            # "creating", which the next run reports as unknown.
+            self.notes[index] = f"outcome unknown: {error}"
+            self.tracker.move(index, Phase.UNKNOWN)
+            self.display.item(f"{label} {self.notes[index]}", problem=True)
+            return
         if isinstance(exc, _STOP_CREATING):
             # Every other create would be refused alike: stop, keep the item for a re-run.
             state = self.journal.record_not_created(index, exc, terminal=False)
