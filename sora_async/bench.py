@@ -55,6 +55,7 @@ from typing import Any, Final, Protocol
 import anyio
 import attrs
 
+from .argtypes import positive_float, positive_int
 from .client import SoraClient
 from .errors import ConfigurationError
 from .mock import MockConfig, MockCounters, MockServer, TaskRecord
@@ -804,38 +805,18 @@ def default_out_dir() -> Path:
 # -- command line ----------------------------------------------------------------------------
 
 
-def _arg_positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _arg_positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``bench`` subcommand's options."""
     defaults = BenchConfig()
     parser.add_argument(
         "--tasks",
-        type=_arg_positive_int,
+        type=positive_int,
         default=defaults.tasks,
         help="tasks per client run (default %(default)s)",
     )
     parser.add_argument(
         "--task-seconds",
-        type=_arg_positive_float,
+        type=positive_float,
         default=defaults.task_seconds,
         help="mock task duration standing for a real 180 s task; every time knob is scaled "
         "by S/180 (default %(default)s)",
@@ -848,7 +829,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--cap",
-        type=_arg_positive_int,
+        type=positive_int,
         default=defaults.cap,
         help="account task cap (default %(default)s)",
     )
@@ -857,7 +838,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--memory-tasks",
-        type=_arg_positive_int,
+        type=positive_int,
         nargs=2,
         metavar=("SMALL", "LARGE"),
         default=defaults.memory_tasks,

@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 import anyio
 import attrs
 
+from .argtypes import fraction, non_negative_float, positive_float, positive_int
 from .client import SoraClient
 from .config import (
     ENV_CALLBACK_LISTEN,
@@ -47,46 +48,6 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
@@ -97,11 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--base-url", help="env SORA_BASE_URL (default: the provider's)")
     parser.add_argument(
         "--concurrency",
-        type=_positive_int,
+        type=positive_int,
         help="account task cap, env SORA_MAX_CONCURRENT_TASKS (default 20)",
     )
     parser.add_argument(
-        "--poll-interval", type=_positive_float, help="base poll interval in seconds"
+        "--poll-interval", type=positive_float, help="base poll interval in seconds"
     )
     parser.add_argument("--redis-url", help="shared governor (not available in this version)")
     parser.add_argument("--account", help="account name for the shared governor")
@@ -117,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("prompt")
     _add_request_options(gen)
     gen.add_argument("--out", type=Path, help="download the video into this directory")
-    gen.add_argument("--timeout", type=_positive_float, help="give up waiting after S seconds")
+    gen.add_argument("--timeout", type=positive_float, help="give up waiting after S seconds")
 
     batch = sub.add_parser(
         "batch",
@@ -145,12 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     batch.add_argument(
         "--max-credits",
-        type=_positive_int,
+        type=positive_int,
         help="cap on the estimated credits of the items this run creates (freesora prices)",
     )
     batch.add_argument("--dry-run", action="store_true", help="print the estimate, send nothing")
     batch.add_argument("--quiet", action="store_true", help="no progress display")
-    batch.add_argument("--timeout", type=_positive_float, help="per-task wait limit in seconds")
+    batch.add_argument("--timeout", type=positive_float, help="per-task wait limit in seconds")
     _add_request_options(batch, defaults_only=True)
 
     status = sub.add_parser("status", help="print one task's status as JSON")
@@ -161,14 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
     mock = sub.add_parser("mock-server", help="serve both providers' APIs locally")
     mock.add_argument("--host", default="127.0.0.1")
     mock.add_argument("--port", type=int, default=8765)
-    mock.add_argument("--task-seconds", type=_non_negative_float, default=5.0)
-    mock.add_argument("--failure-rate", type=_fraction, default=0.0)
-    mock.add_argument("--cap", type=_positive_int, default=20, help="live tasks per account")
+    mock.add_argument("--task-seconds", type=non_negative_float, default=5.0)
+    mock.add_argument("--failure-rate", type=fraction, default=0.0)
+    mock.add_argument("--cap", type=positive_int, default=20, help="live tasks per account")
     mock.add_argument("--seed", type=int, default=0)
 
     demo = sub.add_parser("demo", help="the main job end to end on the embedded mock server")
     demo.add_argument("--out", type=Path, help="keep the videos here (default: a temp dir)")
-    demo.add_argument("--count", type=_positive_int, default=12, help="number of prompts")
+    demo.add_argument("--count", type=positive_int, default=12, help="number of prompts")
 
     from .bench import add_arguments as add_bench_arguments
 
