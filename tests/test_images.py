@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -104,15 +104,42 @@ def test_directory(tmp_path: Path) -> None:
     assert "directory" in str(refused(tmp_path))
 
 
-@pytest.mark.skipif(
-    sys.platform == "win32" or os.geteuid() == 0, reason="root reads files whatever their mode"
-)
+def _refusal_as_nobody(path: str, conn: Any) -> None:
+    # A forked child drops root, so no interpreter has to be started as "nobody".
+    os.setgid(65534)
+    os.setuid(65534)
+    try:
+        prepare_image(path, accepts_bytes=True)
+    except ValidationError as error:
+        conn.send((error.field, str(error)))
+    else:
+        conn.send(None)
+    conn.close()
+
+
 def test_unreadable_file(tmp_path: Path) -> None:
     path = tmp_path / "locked.png"
     path.write_bytes(PNG)
     path.chmod(0)
     try:
-        assert "permission denied" in str(refused(path))
+        if os.geteuid() != 0:
+            assert "permission denied" in str(refused(path))
+            return
+        # Root reads files whatever their mode: check as "nobody", who may reach the file.
+        for folder in (tmp_path, *tmp_path.parents):
+            if folder == Path("/"):
+                break
+            folder.chmod(folder.stat().st_mode | 0o111)
+        context = multiprocessing.get_context("fork")
+        receiver, sender = context.Pipe(duplex=False)
+        child = context.Process(target=_refusal_as_nobody, args=(str(path), sender))
+        child.start()
+        answer = receiver.recv() if receiver.poll(30) else "no answer"
+        child.join(30)
+        assert answer is not None and answer != "no answer"
+        field, message = answer
+        assert field == "image"
+        assert "permission denied" in message
     finally:
         path.chmod(0o600)
 
