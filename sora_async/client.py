@@ -44,7 +44,7 @@ from .errors import (
 from .events import CreateSkipped, EventHook, EventKind, Job, TaskEvent, emit
 from .governor import Governor, LocalGovernor, Slot
 from .images import prepare_image
-from .models import Credits, TaskResult, TaskStatus, VideoRequest
+from .models import Credits, Model, TaskResult, TaskState, TaskStatus, VideoRequest
 from .polling import PollSchedule, poll_until_terminal
 from .providers import PreparedImage, Provider, get_provider
 from .transport import CallTimeouts, Transport
@@ -64,6 +64,8 @@ DEFAULT_WAIT_TIMEOUT = 3600.0
 #: A create whose outcome is unknown may have started a task that counts against the account;
 #: its slot is held for this many expected task durations before it is given back.
 UNKNOWN_SLOT_HOLD_FACTOR = 2.0
+#: Weight of the newest observation in the learned task duration (an exponential average).
+LEARNING_RATE = 0.3
 
 
 class _State(enum.Enum):
@@ -80,6 +82,8 @@ class _Tracked:
     slot: Slot | None
     started_at: float
     callback_expected: bool
+    #: Created by this client (so ``started_at`` is its creation time, worth learning from).
+    created_here: bool = True
 
 
 class SoraClient:
@@ -143,7 +147,8 @@ class SoraClient:
         self._download_limiter = anyio.CapacityLimiter(max_downloads)
         self._wait_timeout = wait_timeout
         self._expected_duration = expected_duration
-        self._schedules: dict[Any, PollSchedule] = {}
+        # Seconds from create to seen-finished, learned per model (see _schedule).
+        self._learned_durations: dict[Model | None, float] = {}
         self._tracked: dict[str, _Tracked] = {}
         self._state = _State.UNOPENED
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -426,20 +431,42 @@ class SoraClient:
             return
         slot = await self._governor.acquire()
         self._governor.on_create_succeeded(slot, task_id)
-        self._tracked[task_id] = _Tracked(request, slot, time.monotonic(), False)
+        self._tracked[task_id] = _Tracked(
+            request, slot, time.monotonic(), False, created_here=False
+        )
 
     def _schedule(self, request: VideoRequest | None) -> PollSchedule:
+        """The poll schedule for a request's model.
+
+        Its first poll is placed from the expected duration: the one given to the client, else
+        what this client has seen tasks of that model take on this account, else the model's
+        documented default. Learning matters because real durations move with the provider's
+        load, and a mock or a fast account would otherwise wait out a three-minute guess.
+        """
         model = request.model if request is not None else None
-        schedule = self._schedules.get(model)
-        if schedule is None:
-            schedule = PollSchedule.for_provider(
-                self._provider.name,
-                model=model,
-                poll_interval=self._settings.poll_interval,
-                expected_duration=self._expected_duration,
-            )
-            self._schedules[model] = schedule
-        return schedule
+        expected = self._expected_duration or self._learned_durations.get(model)
+        return PollSchedule.for_provider(
+            self._provider.name,
+            model=model,
+            poll_interval=self._settings.poll_interval,
+            expected_duration=expected,
+        )
+
+    @property
+    def learned_durations(self) -> dict[Model | None, float]:
+        """Seconds from create to seen-finished for this client's succeeded tasks, per model
+        (an exponential average); they place the first poll of later tasks."""
+        return dict(self._learned_durations)
+
+    def _learn_duration(self, tracked: _Tracked | None, status: TaskStatus) -> None:
+        if tracked is None or not tracked.created_here or status.state is not TaskState.SUCCEEDED:
+            return
+        model = tracked.request.model if tracked.request is not None else None
+        seen = time.monotonic() - tracked.started_at
+        previous = self._learned_durations.get(model)
+        self._learned_durations[model] = (
+            seen if previous is None else previous + LEARNING_RATE * (seen - previous)
+        )
 
     async def wait(
         self,
@@ -500,6 +527,7 @@ class SoraClient:
         finally:
             if wake is not None and self._receiver is not None:
                 self._receiver.unwatch(task_id, wake)
+        self._learn_duration(tracked, final)
         return TaskResult.from_status(final, job.request, key=job.key)
 
     async def generate(

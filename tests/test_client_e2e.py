@@ -28,7 +28,7 @@ from sora_async import (
     TaskStatus,
     VideoRequest,
 )
-from sora_async.mock import MockServer
+from sora_async.mock import MockConfig, MockServer
 from sora_async.models import RETENTION
 from sora_async.pricing import freesora_price
 
@@ -363,3 +363,26 @@ async def test_a_client_cannot_be_entered_twice() -> None:
             await client.__aenter__()
         # The failed second entry did not close the first one.
         assert (await client.generate(VideoRequest("a kite"))).ok
+
+
+async def test_the_client_learns_how_long_tasks_take() -> None:
+    # No expected_duration given: the first task waits out the model's default guess
+    # (scaled down by the small poll interval); later tasks place their first poll from
+    # what was seen (PollSchedule.for_provider's expected_duration, tested in test_polling).
+    async with (
+        MockServer(MockConfig(task_seconds=0.3, jitter=0.0)) as mock,
+        SoraClient("freesora", "k", base_url=mock.freesora_url, poll_interval=0.05) as client,
+    ):
+        assert client.learned_durations == {}
+        first = await client.generate(VideoRequest("a kite"))
+        learned = client.learned_durations[None]
+        duration = mock.task(first.task_id or "").duration
+        assert duration <= learned  # seen after it finished, never before
+
+        second = await client.generate(VideoRequest("a fox"))
+        assert second.ok
+        # An exponential average: it moves toward the newer observation, not beyond it.
+        relearned = client.learned_durations[None]
+        assert relearned != learned
+        assert mock.task(second.task_id or "").duration <= relearned
+        assert set(client.learned_durations) == {None}
