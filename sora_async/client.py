@@ -458,11 +458,16 @@ class SoraClient:
         (an exponential average); they place the first poll of later tasks."""
         return dict(self._learned_durations)
 
-    def _learn_duration(self, tracked: _Tracked | None, status: TaskStatus) -> None:
+    def _learn_duration(
+        self, tracked: _Tracked | None, status: TaskStatus, still_running_at: float | None
+    ) -> None:
         if tracked is None or not tracked.created_here or status.state is not TaskState.SUCCEEDED:
             return
         model = tracked.request.model if tracked.request is not None else None
-        seen = time.monotonic() - tracked.started_at
+        # The task ended between the last poll that saw it running (or its creation) and now.
+        # The midpoint, not "now": otherwise a late first poll would teach us its own delay.
+        since = still_running_at if still_running_at is not None else tracked.started_at
+        seen = (since + time.monotonic()) / 2 - tracked.started_at
         previous = self._learned_durations.get(model)
         self._learned_durations[model] = (
             seen if previous is None else previous + LEARNING_RATE * (seen - previous)
@@ -504,11 +509,16 @@ class SoraClient:
         if self._receiver is not None and tracked is not None and tracked.callback_expected:
             wake = self._receiver.watch(task_id)
 
+        still_running_at: float | None = None
+
         async def fetch() -> TaskStatus:
+            nonlocal still_running_at
+            asked_at = time.monotonic()
             status = await self.status(task_id)
             if on_progress is not None:
                 on_progress(status)
             if not status.is_terminal:
+                still_running_at = asked_at
                 await emit(
                     hook,
                     TaskEvent(EventKind.PROGRESS, job.key, job.request, task_id, status=status),
@@ -527,7 +537,7 @@ class SoraClient:
         finally:
             if wake is not None and self._receiver is not None:
                 self._receiver.unwatch(task_id, wake)
-        self._learn_duration(tracked, final)
+        self._learn_duration(tracked, final, still_running_at)
         return TaskResult.from_status(final, job.request, key=job.key)
 
     async def generate(

@@ -11,6 +11,7 @@ import base64
 import datetime as dt
 import hashlib
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -366,23 +367,23 @@ async def test_a_client_cannot_be_entered_twice() -> None:
 
 
 async def test_the_client_learns_how_long_tasks_take() -> None:
-    # No expected_duration given: the first task waits out the model's default guess
-    # (scaled down by the small poll interval); later tasks place their first poll from
-    # what was seen (PollSchedule.for_provider's expected_duration, tested in test_polling).
+    # No expected_duration given: the first task's first poll comes from the model's default
+    # guess (scaled down by the small poll interval); later tasks place theirs from what was
+    # seen (PollSchedule.for_provider's expected_duration is tested in test_polling).
     async with (
         MockServer(MockConfig(task_seconds=0.3, jitter=0.0)) as mock,
         SoraClient("freesora", "k", base_url=mock.freesora_url, poll_interval=0.05) as client,
     ):
         assert client.learned_durations == {}
+        started = time.monotonic()
         first = await client.generate(VideoRequest("a kite"))
+        took = time.monotonic() - started
         learned = client.learned_durations[None]
-        duration = mock.task(first.task_id or "").duration
-        assert duration <= learned  # seen after it finished, never before
+        # Somewhere between creation and the poll that saw it done, never the 180 s guess.
+        assert 0 < learned <= took
+        assert mock.task(first.task_id or "").duration < took
 
-        second = await client.generate(VideoRequest("a fox"))
-        assert second.ok
-        # An exponential average: it moves toward the newer observation, not beyond it.
-        relearned = client.learned_durations[None]
-        assert relearned != learned
-        assert mock.task(second.task_id or "").duration <= relearned
+        await client.generate(VideoRequest("a fox"))
+        # An exponential average: a second observation moves it.
+        assert client.learned_durations[None] != learned
         assert set(client.learned_durations) == {None}
