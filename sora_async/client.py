@@ -525,14 +525,21 @@ class SoraClient:
                 )
             return status
 
+        schedule = self._schedule(job.request)
+        if tracked is not None and tracked.created_here:
+            started_at = tracked.started_at
+        else:
+            # A task of unknown age (adopted after a crash, or someone else's id): look now
+            # rather than wait out a first-poll delay meant for a task just created.
+            started_at = time.monotonic() - schedule.initial_delay
         try:
             final = await poll_until_terminal(
                 fetch,
-                self._schedule(job.request),
+                schedule,
                 timeout=self._wait_timeout if timeout is None else timeout,
                 wake=wake,
                 task_id=task_id,
-                started_at=tracked.started_at if tracked is not None else None,
+                started_at=started_at,
             )
         finally:
             if wake is not None and self._receiver is not None:
