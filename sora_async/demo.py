@@ -83,7 +83,10 @@ async def run_demo(args: argparse.Namespace) -> int:
             counters = mock.counters
             once = all(n == 1 for n in counters.creates_by_prompt.values())
             print()
-            print(f"{len(ok)}/{count} videos in {elapsed:.1f}s, downloaded to {out}")
+            where = (
+                str(out) if args.out is not None else "a temporary directory (--out DIR keeps them)"
+            )
+            print(f"{len(ok)}/{count} videos in {elapsed:.1f}s, downloaded to {where}")
             print(f"files byte-identical to what the server sent: {intact}")
             print(
                 f"max live tasks on the account: {counters.max_live_tasks} (cap {DEMO_CAP}); "
