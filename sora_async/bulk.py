@@ -37,7 +37,6 @@ import glob
 import json
 import logging
 import os
-import secrets
 import signal
 import sys
 import time
@@ -52,6 +51,7 @@ import attrs
 
 from .batch_input import INPUT_FIELDS, BatchInputError, InputItem, InputReader, request_from_fields
 from .download import video_filename
+from .durable import write_lines_atomically
 from .errors import (
     AuthenticationError,
     ConfigurationError,
@@ -143,15 +143,6 @@ def _refund_text(refunded: bool | None) -> str:
     return "refunded" if refunded else "not refunded"
 
 
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def write_manifest(
     journal: Journal,
     path: Path,
@@ -168,30 +159,20 @@ def write_manifest(
     between two reads (the periodic rewrite runs in a worker thread while the run goes on).
     """
     notes = notes or {}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_name = os.fspath(path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp"))
-    # os.open rather than mkstemp: the manifest gets the umask's usual mode, not 0600.
-    fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            for index in range(total):
-                item = journal.get(index)
-                if item is None:
-                    continue
-                row = item.manifest_row()
-                row["line"] = lines[index] if index < len(lines) else None
-                row["note"] = notes.get(index)
-                ordered = {key: row[key] for key in _MANIFEST_HEAD}
-                ordered.update(row)
-                out.write(json.dumps(ordered, ensure_ascii=False) + "\n")
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
-    _fsync_dir(path.parent)
+
+    def rows() -> Iterator[str]:
+        for index in range(total):
+            item = journal.get(index)
+            if item is None:
+                continue
+            row = item.manifest_row()
+            row["line"] = lines[index] if index < len(lines) else None
+            row["note"] = notes.get(index)
+            ordered = {key: row[key] for key in _MANIFEST_HEAD}
+            ordered.update(row)
+            yield json.dumps(ordered, ensure_ascii=False) + "\n"
+
+    write_lines_atomically(path, rows())
 
 
 async def run_batch(args: argparse.Namespace) -> int:

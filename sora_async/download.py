@@ -32,6 +32,7 @@ import anyio.to_thread
 import attrs
 from yarl import URL
 
+from .durable import fsync_directory
 from .errors import ConfigurationError, DownloadError, SoraError
 from .providers.base import Endpoint, parse_retry_after
 from .retry import SAFE_CALLS, RetryPolicy, next_retry_delay
@@ -177,16 +178,7 @@ def _commit(part: Path, dest: Path) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(part, dest)
-    try:
-        directory = os.open(dest.parent, os.O_RDONLY)
-    except OSError:  # not possible on every platform (Windows); the rename is still atomic
-        return
-    try:
-        os.fsync(directory)
-    except OSError:
-        pass
-    finally:
-        os.close(directory)
+    fsync_directory(dest.parent)
 
 
 def _is_retryable_status(status: int) -> bool:

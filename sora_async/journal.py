@@ -61,7 +61,6 @@ import hashlib
 import json
 import os
 import sqlite3
-import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
@@ -69,6 +68,7 @@ from typing import Any
 
 import attrs
 
+from .durable import fsync_directory, write_lines_atomically
 from .errors import (
     AuthenticationError,
     BadRequestError,
@@ -410,16 +410,6 @@ def _norm_base_url(url: str | None) -> str | None:
     return None if url is None else url.strip().rstrip("/")
 
 
-def _fsync_dir(directory: Path) -> None:
-    # Makes a new or renamed directory entry survive a power loss; not possible everywhere.
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def _check_index(index: int) -> int:
     if isinstance(index, bool) or not isinstance(index, int) or index < 0:
         raise ValueError(f"index must be a non-negative int, got {index!r}")
@@ -507,7 +497,7 @@ class Journal:
             conn.close()
             raise
         if created:
-            _fsync_dir(db_path.parent)
+            fsync_directory(db_path.parent)
         return cls(conn, db_path, meta)
 
     @staticmethod
@@ -1150,22 +1140,8 @@ class Journal:
 
     def write_manifest(self, path: str | os.PathLike[str]) -> Path:
         """Write ``manifest.jsonl`` atomically: a temporary file, fsync, then os.replace."""
-        target = Path(path)
-        lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in self.manifest_rows())
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as tmp:
-                tmp.write(lines)
-                tmp.flush()
-                os.fsync(tmp.fileno())
-            os.replace(tmp_name, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp_name)
-            raise
-        _fsync_dir(target.parent)
-        return target
+        rows = (json.dumps(row, ensure_ascii=False) + "\n" for row in self.manifest_rows())
+        return write_lines_atomically(path, rows)
 
     def _select(self, where: str, params: tuple[Any, ...]) -> list[JournalItem]:
         with self._read() as conn:
