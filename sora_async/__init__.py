@@ -44,12 +44,15 @@ from .models import (
     VideoRequest,
 )
 from .polling import PollSchedule
+from .retry import RetryPolicy
+from .transport import CallTimeouts
 
 __all__ = [
     "APIError",
     "AspectRatio",
     "AuthenticationError",
     "BadRequestError",
+    "CallTimeouts",
     "CallbackReceiver",
     "ConfigurationError",
     "ConnectError",
@@ -72,6 +75,7 @@ __all__ = [
     "Quality",
     "RateLimitError",
     "ReadTimeoutError",
+    "RetryPolicy",
     "Secret",
     "ServerError",
     "SoraClient",

@@ -47,6 +47,7 @@ from .images import prepare_image
 from .models import Credits, Model, TaskResult, TaskState, TaskStatus, VideoRequest
 from .polling import PollSchedule, poll_until_terminal
 from .providers import PreparedImage, Provider, get_provider
+from .retry import RetryPolicy
 from .transport import CallTimeouts, Transport
 
 if TYPE_CHECKING:
@@ -111,6 +112,7 @@ class SoraClient:
         expected_duration: float | None = None,
         governor: Governor | None = None,
         timeouts: CallTimeouts | None = None,
+        retry: RetryPolicy | None = None,
         env: Mapping[str, str] | None = None,
     ) -> None:
         environ = os.environ if env is None else env
@@ -146,6 +148,8 @@ class SoraClient:
         self._governor: Governor = governor or LocalGovernor(self._settings.max_concurrent_tasks)
         self._download_limiter = anyio.CapacityLimiter(max_downloads)
         self._wait_timeout = wait_timeout
+        # For safe calls (status, credits); None: the transport's SAFE_CALLS policy.
+        self._retry = retry
         self._expected_duration = expected_duration
         # Seconds from create to seen-finished, learned per model (see _schedule).
         self._learned_durations: dict[Model | None, float] = {}
@@ -407,6 +411,7 @@ class SoraClient:
             self._provider.status_call(task_id),
             partial(self._provider.decode_status, task_id),
             safe=True,
+            retry=self._retry,
         )
         if status.is_terminal:
             self._forget(task_id)
@@ -647,7 +652,10 @@ class SoraClient:
                 f"{self._provider.name} has no credits endpoint; check the balance in its console"
             )
         return await self._transport.call(
-            self._provider.credits_call(), self._provider.decode_credits, safe=True
+            self._provider.credits_call(),
+            self._provider.decode_credits,
+            safe=True,
+            retry=self._retry,
         )
 
 

@@ -387,3 +387,19 @@ async def test_the_client_learns_how_long_tasks_take() -> None:
         # An exponential average: a second observation moves it.
         assert client.learned_durations[None] != learned
         assert set(client.learned_durations) == {None}
+
+
+async def test_the_retry_policy_of_safe_calls_is_the_callers() -> None:
+    from sora_async import RetryPolicy, ServerError
+    from sora_async.mock import Fault
+
+    quick = RetryPolicy(attempts=2, initial=0.01, maximum=0.01, timeout=5)
+    async with (
+        MockServer(MockConfig(task_seconds=0.1)) as mock,
+        SoraClient("freesora", "k", base_url=mock.freesora_url, retry=quick) as client,
+    ):
+        mock.inject("credits", Fault.SERVER_ERROR, times=3)
+        with pytest.raises(ServerError):
+            await client.credits()
+        assert mock.counters.requests["credits"] == 2  # two attempts, as the policy says
+        assert (await client.credits()).left_credits == mock.credits("k")
