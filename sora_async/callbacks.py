@@ -277,7 +277,6 @@ class CallbackReceiver:
         # makes the standalone app agree with it.
         app = web.Application(client_max_size=self._max_body_bytes)
         app.add_routes(self.routes())
-        self._mounted = True
         return app
 
     # -- standalone lifecycle ---------------------------------------------------------------

@@ -551,3 +551,15 @@ async def test_wake_hint_basics() -> None:
     hint.clear()
     assert not hint.is_set()
     assert "unset" in repr(hint)
+
+
+async def test_starting_is_not_mounting() -> None:
+    # A client starts a receiver it was given only when nobody mounted it: a receiver that was
+    # merely run standalone before must still count as not mounted.
+    receiver = CallbackReceiver()
+    async with receiver:
+        assert not receiver.is_mounted
+    assert not receiver.is_mounted
+    mounted = CallbackReceiver(public_url="https://hooks.example.test/app")
+    mounted.mount(web.Application())
+    assert mounted.is_mounted
