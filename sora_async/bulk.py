@@ -214,6 +214,8 @@ class _Batch:
         self.intents: set[int] = set()
         #: Unknown-outcome items fed to the run for sending again (--resubmit-unknown).
         self.resubmits: set[int] = set()
+        #: The last task state journaled per live item: polls that change nothing write nothing.
+        self.polled: dict[int, TaskState] = {}
         self.reserved = 0
         self.interrupts = 0
         self.stopped_creating: str | None = None
@@ -591,7 +593,9 @@ class _Batch:
     def _progress(self, index: int, event: TaskEvent) -> None:
         assert self.journal is not None and event.status is not None
         # Only state changes are written (one fsync each); progress is for the display.
-        self.journal.record_status(index, event.status.state)
+        if self.polled.get(index) is not event.status.state:
+            self.journal.record_status(index, event.status.state)
+            self.polled[index] = event.status.state
         self.tracker.move(index, Phase.RUNNING, start=Phase.RUNNING)
         self.tracker.set_progress(index, event.status.progress)
 
@@ -613,6 +617,7 @@ class _Batch:
 
     def _succeeded(self, index: int, event: TaskEvent) -> None:
         assert self.journal is not None and event.result is not None
+        self.polled.pop(index, None)
         result = event.result
         label = self._label(index)
         if result.download_error is not None:
@@ -630,6 +635,7 @@ class _Batch:
 
     def _failed(self, index: int, event: TaskEvent) -> None:
         assert self.journal is not None and event.result is not None
+        self.polled.pop(index, None)
         result = event.result
         label = self._label(index)
         error = _one_line(result.error)

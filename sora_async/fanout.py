@@ -69,7 +69,9 @@ class GenerationRun:
         )
 
     def __aiter__(self) -> AsyncIterator[TaskResult]:
-        return self
+        # A fresh iterator that only the `async for` holds: leaving the loop drops it, which
+        # stops the run even when the caller keeps a name for this handle.
+        return _Iteration(self._engine)
 
     async def __anext__(self) -> TaskResult:
         return await self._engine.next()
@@ -121,6 +123,24 @@ class GenerationRun:
     def submitted(self) -> int:
         """Jobs pulled from the input so far."""
         return self._engine.submitted
+
+
+class _Iteration:
+    """One ``async for`` over a run; dropping it (break, exception, cancellation) stops the run."""
+
+    __slots__ = ("__weakref__", "_engine")
+
+    def __init__(self, engine: _Engine) -> None:
+        self._engine = engine
+
+    def __aiter__(self) -> _Iteration:
+        return self
+
+    async def __anext__(self) -> TaskResult:
+        return await self._engine.next()
+
+    def __del__(self) -> None:
+        self._engine.abandon()
 
 
 class _Engine:

@@ -23,7 +23,7 @@ from sora_async.mock import ManualClock, MockConfig, MockServer
 pytestmark = pytest.mark.anyio
 
 PROVIDERS = ("freesora", "sora2api")
-MODES = ("break", "exception", "cancel", "async with")
+MODES = ("break", "named break", "exception", "cancel", "async with")
 KEY = "sk-fanout-cancel-0123456789"
 CAP = 20
 #: Results taken before leaving.
@@ -61,6 +61,7 @@ class Recorder:
         self.mock = mock
         self.clock = clock
         self.events: list[TaskEvent] = []
+        self.kept: Any = None  # a run handle the test holds on to
 
     def __call__(self, event: TaskEvent) -> None:
         self.events.append(event)
@@ -102,6 +103,13 @@ async def leave_early(
 
     if mode == "break":
         async for result in client.generate_many(prompts, on_event=recorder):
+            if take(result):
+                break
+    elif mode == "named break":
+        # The caller keeps the handle (for the whole test): leaving the loop must still stop it.
+        run = client.generate_many(prompts, on_event=recorder)
+        recorder.kept = run
+        async for result in run:
             if take(result):
                 break
     elif mode == "exception":
