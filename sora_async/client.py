@@ -30,14 +30,17 @@ from .config import (
 )
 from .download import DownloadedFile, download_file, video_filename
 from .errors import (
+    AuthenticationError,
     ConfigurationError,
     ConnectError,
     CreateOutcomeUnknownError,
     DownloadError,
+    NotFoundError,
     NotSupportedError,
     ProtocolError,
     RateLimitError,
     ServerError,
+    SoraError,
     TransportError,
     ValidationError,
 )
@@ -357,7 +360,7 @@ class SoraClient:
                     except (TransportError, ProtocolError, ServerError) as exc:
                         if isinstance(exc, ConnectError):
                             raise  # nothing was sent
-                        self._hold_unknown(slot, request)
+                        self._hold_slot(slot, request, "create outcome unknown: a task may exist")
                         slot = None
                         raise CreateOutcomeUnknownError(
                             f"{type(exc).__name__}: {exc}", request=job.request
@@ -384,13 +387,15 @@ class SoraClient:
                 # The create definitely did not happen (or we never sent it).
                 self._governor.release(slot)
 
-    def _hold_unknown(self, slot: Slot, request: VideoRequest) -> None:
+    def _hold_slot(self, slot: Slot, request: VideoRequest | None, why: str) -> None:
+        """Keep counting a task we can no longer follow for a while, then give its slot back.
+
+        Its task may be alive on the server (an unknown create outcome, a wait that timed
+        out): releasing at once could over-fill the account, holding forever would shrink it.
+        """
         schedule = self._schedule(request)
         hold = (schedule.expected_duration or 300.0) * UNKNOWN_SLOT_HOLD_FACTOR
-        logger.warning(
-            "create outcome unknown: a task may exist; its account slot is held for %.0fs",
-            hold,
-        )
+        logger.warning("%s: its account slot is held for %.0fs", why, hold)
 
         async def release_later() -> None:
             try:
@@ -402,6 +407,18 @@ class SoraClient:
             self._task_group.start_soon(release_later)
         else:  # pragma: no cover - only while closing
             self._governor.release(slot)
+
+    def _stop_following(self, task_id: str, error: SoraError) -> None:
+        """``wait`` gave up on a task: it stays listed in ``unfinished_tasks``; its slot goes
+        back at once if the server disowns the task, else after a hold."""
+        tracked = self._tracked.get(task_id)
+        if tracked is None or tracked.slot is None:
+            return
+        slot, tracked.slot = tracked.slot, None
+        if isinstance(error, (NotFoundError, AuthenticationError)):
+            self._governor.release(slot)  # not a task of this account: it holds no slot
+        else:
+            self._hold_slot(slot, tracked.request, f"stopped following task {task_id} ({error})")
 
     async def status(self, task_id: str) -> TaskStatus:
         """One status poll (retried on transient failures). A terminal status frees its slot."""
@@ -546,6 +563,9 @@ class SoraClient:
                 task_id=task_id,
                 started_at=started_at,
             )
+        except SoraError as exc:
+            self._stop_following(task_id, exc)
+            raise
         finally:
             if wake is not None and self._receiver is not None:
                 self._receiver.unwatch(task_id, wake)

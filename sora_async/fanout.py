@@ -293,9 +293,9 @@ class _Engine:
                 if result.ok and self._download_to is not None:
                     result = await self._fetch_files(result, job)
             except WaitTimeoutError as exc:
-                # Still alive on the server: report it like an early stop would.
+                # Still alive on the server (the client holds its slot a while): report it.
                 assert task_id is not None
-                self._unfinish(task_id, job)
+                self._unfinished[task_id] = job
                 result = TaskResult.from_exception(exc, job.request, task_id, key=job.key)
             except SoraError as exc:
                 result = TaskResult.from_exception(exc, job.request, task_id, key=job.key)
@@ -355,7 +355,7 @@ class _Engine:
     def _report_unfinished(self) -> None:
         if self._unfinished:
             logger.warning(
-                "generate_many stopped early with %d task(s) still alive on the server "
+                "generate_many ended with %d task(s) still alive on the server "
                 "(not abandoned: see run.unfinished / client.unfinished_tasks): %s",
                 len(self._unfinished),
                 ", ".join(sorted(self._unfinished)),

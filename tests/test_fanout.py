@@ -455,3 +455,48 @@ def check_file(mock: MockServer, result: TaskResult, path: Path, folder: Path) -
     assert result.task_id is not None
     assert path == folder / f"{result.task_id}.mp4"
     assert path.read_bytes() == mock.file_bytes(result.task_id)
+
+
+async def test_tasks_the_server_disowns_do_not_leak_slots() -> None:
+    # Resuming with ids that are not this account's (another key, or past retention): each
+    # poll answers 404. Their slots must come back, or the next creates would wait forever.
+    from sora_async.events import Job
+
+    async with (
+        MockServer(MockConfig(task_seconds=0.2)) as mock,
+        SoraClient(
+            "freesora", KEY, base_url=mock.freesora_url, max_concurrent_tasks=2,
+            poll_interval=0.05, expected_duration=0.2, env={},
+        ) as client,
+    ):  # fmt: skip
+        jobs = [
+            Job(VideoRequest("old one"), task_id="task_not_ours_1"),
+            Job(VideoRequest("old two"), task_id="task_not_ours_2"),
+            VideoRequest("new one"),
+            VideoRequest("new two"),
+        ]
+        with anyio.fail_after(30):
+            results = [result async for result in client.generate_many(jobs)]
+        by_prompt = {r.request.prompt: r for r in results if r.request is not None}
+        assert not by_prompt["old one"].ok and "NotFoundError" in (by_prompt["old one"].error or "")
+        assert by_prompt["new one"].ok and by_prompt["new two"].ok
+        assert client.governor.statistics().held == 0
+
+
+async def test_a_wait_timeout_keeps_counting_the_task_for_a_while() -> None:
+    # The task outlives the wait; freeing its slot at once would let the next create over-fill
+    # the account. The mock has no cap of its own here, so only the client keeps the count.
+    async with (
+        MockServer(MockConfig(task_seconds=1.0, jitter=0.0, cap=None)) as mock,
+        SoraClient(
+            "freesora", KEY, base_url=mock.freesora_url, max_concurrent_tasks=2,
+            poll_interval=0.05, expected_duration=1.0, env={},
+        ) as client,
+    ):  # fmt: skip
+        prompts = [VideoRequest(f"slow {i}") for i in range(4)]
+        with anyio.fail_after(60):
+            results = [r async for r in client.generate_many(prompts, timeout=0.3)]
+        assert all(not r.ok and "WaitTimeoutError" in (r.error or "") for r in results)
+        assert mock.counters.creates == 4
+        assert mock.counters.max_live_tasks <= 2
+        assert set(client.unfinished_tasks) == {r.task_id for r in results}

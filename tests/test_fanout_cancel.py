@@ -86,7 +86,7 @@ def stop_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
         for record in caplog.records
         if record.name == "sora_async"
         and record.levelno == logging.WARNING
-        and "stopped early" in record.getMessage()
+        and "generate_many ended with" in record.getMessage()
     ]
 
 
