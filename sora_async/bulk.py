@@ -551,6 +551,8 @@ class _Batch:
                 self._creating(index, event)
             elif event.kind is EventKind.CREATED:
                 self._created(index, event)
+            elif event.kind is EventKind.RATE_LIMITED:
+                self._rate_limited(index, event)
             elif event.kind is EventKind.PROGRESS:
                 self._progress(index, event)
             elif event.kind is EventKind.DOWNLOADING:
@@ -573,7 +575,7 @@ class _Batch:
     def _creating(self, index: int, event: TaskEvent) -> None:
         assert self.journal is not None and event.request is not None
         if index in self.intents:
-            return  # the same create again after a 429: its intent stands
+            return  # already recorded for this create
         if index in self.resubmits:
             self.resubmits.discard(index)
             self.journal.resubmit_unknown(index)
@@ -589,6 +591,14 @@ class _Batch:
         self.journal.record_created(index, event.task_id)
         self.intents.discard(index)
         self.tracker.move(index, Phase.RUNNING)
+
+    def _rate_limited(self, index: int, event: TaskEvent) -> None:
+        assert self.journal is not None and event.error is not None
+        # Nothing was created: if the run stops before the retry, the item is plainly not
+        # created (re-queued), never "unknown". The retry records its intent again.
+        self.journal.record_not_created(index, event.error)
+        self.intents.discard(index)
+        self.tracker.move(index, Phase.QUEUED)
 
     def _progress(self, index: int, event: TaskEvent) -> None:
         assert self.journal is not None and event.status is not None

@@ -357,6 +357,11 @@ class SoraClient:
                         )
                     except RateLimitError as exc:
                         rate_limited: RateLimitError | None = exc
+                        # Definitely not created: a journal records that before any pause.
+                        await emit(
+                            hook,
+                            TaskEvent(EventKind.RATE_LIMITED, job.key, job.request, error=exc),
+                        )
                     except (TransportError, ProtocolError, ServerError) as exc:
                         if isinstance(exc, ConnectError):
                             raise  # nothing was sent

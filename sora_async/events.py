@@ -26,6 +26,9 @@ class EventKind(str, enum.Enum):
     CREATING = "creating"
     #: The server answered with a task id; an awaited hook runs before anything else happens.
     CREATED = "created"
+    #: The create was refused with 429 (nothing was created); it will be sent again after the
+    #: pause, with a new CREATING first, unless the run stops creating meanwhile.
+    RATE_LIMITED = "rate_limited"
     #: A status poll answered (progress may be None for providers that report none).
     PROGRESS = "progress"
     SUCCEEDED = "succeeded"
@@ -62,6 +65,8 @@ class TaskEvent:
     status: TaskStatus | None = attrs.field(default=None, repr=False)
     result: TaskResult | None = attrs.field(default=None, repr=False)
     file: DownloadedFile | None = None
+    #: RATE_LIMITED: the refusal.
+    error: BaseException | None = attrs.field(default=None, repr=False)
 
     @property
     def progress(self) -> int | None:

@@ -115,3 +115,29 @@ async def test_second_sigint_during_a_create_leaves_it_unknown(tmp_path: Path) -
         assert [row["state"] for row in rows] == ["unknown", "succeeded"]
         assert mock.counters.creates_by_prompt[prompts[1]] == 1
         assert mock.counters.requests["create"] == 2
+
+
+async def test_a_create_refused_with_429_then_ctrl_c_is_not_unknown(tmp_path: Path) -> None:
+    # A 429 proves nothing was created. If the run drains while waiting to retry, the item is
+    # "not created yet" (re-queued), never "unknown" (which only --resubmit-unknown sends).
+    source, out = tmp_path / "prompts.txt", tmp_path / "out"
+    prompts = write_prompts(source, 1)
+    async with batch_mock(cap=2) as mock:
+        mock.inject("create", Fault.RATE_LIMIT, retry_after=30)
+        argv = batch_argv(mock, source, out, concurrency=2)
+        async with started(argv) as cli:
+            await wait_until(lambda: mock.counters.rate_limited == 1, "the refused create")
+            cli.interrupt()
+            drained = await cli.wait()
+
+        assert drained.returncode == 130
+        assert mock.counters.creates == 0
+        [row] = read_manifest(out)
+        assert row["state"] != "unknown", row
+        assert "1 item(s) not created yet" in drained.stderr
+
+        done = await run_cli(argv)  # no --resubmit-unknown needed
+
+        assert done.returncode == 0, done.stderr
+        check_succeeded(mock, out, prompts)
+        assert created_once(mock, prompts)
