@@ -428,7 +428,7 @@ class Transport:
                     endpoint=call.endpoint,
                     status=response.status,
                     headers={name.lower(): value for name, value in response.headers.items()},
-                    body=await _read_answer(response, call.endpoint),
+                    body=self._redact(await _read_answer(response, call.endpoint)),
                 )
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             error = translate_client_error(
@@ -451,6 +451,12 @@ class Transport:
             self._clock() - started,
         )  # fmt: skip
         raise error
+
+    def _redact(self, body: bytes) -> bytes:
+        # A gateway or a debug endpoint may echo the request headers into its answer, whose
+        # text then reaches error messages, the journal and the manifest: mask the key first.
+        key = self._api_key.reveal().encode()
+        return body.replace(key, b"[redacted]") if key in body else body
 
     def _auth_headers(self) -> dict[str, str]:
         # Built inline at the call site so that no frame of ours holds the key in a local.

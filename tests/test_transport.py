@@ -20,6 +20,7 @@ from yarl import URL
 
 from sora_async.config import Secret
 from sora_async.errors import (
+    APIError,
     AuthenticationError,
     ConfigurationError,
     ConnectError,
@@ -555,3 +556,29 @@ async def test_max_connections_bounds_simultaneous_requests(mock: MockServer) ->
     async with transport:
         connector = transport.session.connector
         assert connector is not None and connector.limit == 3
+
+
+async def test_an_answer_that_echoes_the_key_is_masked_before_decoding() -> None:
+    # A gateway or debug endpoint that echoes request headers must not put the key into our
+    # error texts (which reach logs, the journal and the manifest).
+    async def echo_headers(request: web.Request) -> web.Response:
+        echoed = {"code": 400, "msg": f"bad request; headers: {dict(request.headers)}"}
+        return web.json_response(echoed, status=400)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", echo_headers)
+    seen: list[bytes] = []
+
+    def decode(raw: RawResponse) -> dict[str, Any]:
+        seen.append(raw.body)
+        return decode_json(raw)
+
+    async with (
+        TestServer(app, host="127.0.0.1") as server,
+        Transport(str(server.make_url("/api")), Secret(CANARY)) as transport,
+    ):
+        with pytest.raises(APIError):
+            await transport.call(CREDITS, decode, safe=True, retry=NO_RETRY)
+    [body] = seen
+    assert b"Bearer [redacted]" in body
+    assert CANARY.encode() not in body
