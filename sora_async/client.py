@@ -44,7 +44,7 @@ from .errors import (
     TransportError,
     ValidationError,
 )
-from .events import CreateSkipped, EventHook, EventKind, Job, TaskEvent, emit
+from .events import CreateSkipped, EventHook, EventKind, HookFailedAfterCreate, Job, TaskEvent, emit
 from .governor import Governor, LocalGovernor, Slot
 from .images import prepare_image
 from .models import Credits, Model, TaskResult, TaskState, TaskStatus, VideoRequest
@@ -377,9 +377,12 @@ class SoraClient:
                             job.request, slot, time.monotonic(), callback_expected
                         )
                         slot = None
-                        await emit(
-                            hook, TaskEvent(EventKind.CREATED, job.key, job.request, task_id)
-                        )
+                        try:
+                            await emit(
+                                hook, TaskEvent(EventKind.CREATED, job.key, job.request, task_id)
+                            )
+                        except Exception as exc:
+                            raise HookFailedAfterCreate(task_id, exc) from exc
                         return task_id
                 assert rate_limited is not None and slot is not None
                 logger.info(

@@ -12,7 +12,26 @@ import attrs
 from .download import DownloadedFile
 from .models import TaskResult, TaskStatus, VideoRequest
 
-__all__ = ["CreateSkipped", "EventHook", "EventKind", "Job", "TaskEvent", "emit"]
+__all__ = [
+    "CreateSkipped",
+    "EventHook",
+    "EventKind",
+    "HookFailedAfterCreate",
+    "Job",
+    "TaskEvent",
+    "emit",
+]
+
+
+class HookFailedAfterCreate(Exception):
+    """The CREATED hook raised (a journal that cannot write): the task exists all the same.
+
+    Carries the task id so that it is reported, never lost; the hook's error is the cause.
+    """
+
+    def __init__(self, task_id: str, cause: BaseException) -> None:
+        self.task_id = task_id
+        super().__init__(f"task {task_id} was created, but recording it failed: {cause}")
 
 
 class CreateSkipped(Exception):

@@ -30,7 +30,7 @@ import anyio.abc
 import attrs
 
 from .errors import SoraError, ValidationError, WaitTimeoutError
-from .events import CreateSkipped, EventHook, EventKind, Job, TaskEvent, emit
+from .events import CreateSkipped, EventHook, EventKind, HookFailedAfterCreate, Job, TaskEvent, emit
 from .models import TaskResult, VideoRequest
 
 if TYPE_CHECKING:
@@ -269,51 +269,69 @@ class _Engine:
                 position += 1
 
     async def _work(self, job: Job) -> None:
+        """One job from input to delivered result; its work token comes back at the end."""
         self._submitted += 1
-        client = self._client
-        hook = self._on_event
-        task_id = job.task_id
-        result: TaskResult | None = None
         try:
-            try:
-                if not isinstance(job.request, VideoRequest):
-                    raise ValidationError(
-                        "requests", job.request, "VideoRequest or Job items", reason="bad item"
-                    )
-                if task_id is None:
-                    try:
-                        task_id = await client._create(job, hook, self._may_send)
-                    except CreateSkipped:
-                        return
-                else:
-                    await client.adopt(task_id, job.request)
-                self._live[task_id] = job
-                result = await client._wait(attrs.evolve(job, task_id=task_id), self._timeout, hook)
-                self._live.pop(task_id, None)
-                if result.ok and self._download_to is not None:
-                    result = await self._fetch_files(result, job)
-            except WaitTimeoutError as exc:
-                # Still alive on the server (the client holds its slot a while): report it.
-                assert task_id is not None
-                self._unfinished[task_id] = job
-                result = TaskResult.from_exception(exc, job.request, task_id, key=job.key)
-            except SoraError as exc:
-                result = TaskResult.from_exception(exc, job.request, task_id, key=job.key)
-            except Exception as exc:  # a bug must not abort the batch: fail this one job
-                logger.exception("unexpected error in job %r", job.key)
-                result = TaskResult.from_exception(exc, job.request, task_id, key=job.key)
+            result = await self._outcome(job)
+            if result is None:
+                return  # not sent: the run stopped creating first
             kind = EventKind.SUCCEEDED if result.ok else EventKind.FAILED
-            await emit(hook, TaskEvent(kind, job.key, job.request, result.task_id, result=result))
+            await emit(
+                self._on_event,
+                TaskEvent(kind, job.key, job.request, result.task_id, result=result),
+            )
             await self._send.send(result)
         except anyio.get_cancelled_exc_class():
-            if task_id is not None and task_id in self._live:
+            for task_id in [t for t, live_job in self._live.items() if live_job is job]:
                 self._unfinish(task_id, job)
             raise
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             pass  # the consumer went away; the result is in the event hook and the logs
         finally:
-            self._live.pop(task_id or "", None)
+            for task_id in [t for t, live_job in self._live.items() if live_job is job]:
+                del self._live[task_id]
             self._tokens.release()
+
+    async def _outcome(self, job: Job) -> TaskResult | None:
+        """Create (or adopt), wait, download: the job's result, failures included."""
+        client = self._client
+        task_id = job.task_id
+        try:
+            if not isinstance(job.request, VideoRequest):
+                raise ValidationError(
+                    "requests", job.request, "VideoRequest or Job items", reason="bad item"
+                )
+            if task_id is None:
+                try:
+                    task_id = await client._create(job, self._on_event, self._may_send)
+                except CreateSkipped:
+                    return None
+                except HookFailedAfterCreate as exc:
+                    # Alive and paid for: keep its id in the result, the log and the list.
+                    task_id = exc.task_id
+                    logger.error("job %r: %s; it is alive on the server", job.key, exc)
+                    self._unfinished[task_id] = job
+                    raise
+            else:
+                await client.adopt(task_id, job.request)
+            self._live[task_id] = job
+            result = await client._wait(
+                attrs.evolve(job, task_id=task_id), self._timeout, self._on_event
+            )
+            self._live.pop(task_id, None)
+            if result.ok and self._download_to is not None:
+                result = await self._fetch_files(result, job)
+            return result
+        except WaitTimeoutError as exc:
+            # Still alive on the server (the client holds its slot a while): report it.
+            assert task_id is not None
+            self._unfinished[task_id] = job
+            return TaskResult.from_exception(exc, job.request, task_id, key=job.key)
+        except (SoraError, HookFailedAfterCreate) as exc:
+            return TaskResult.from_exception(exc, job.request, task_id, key=job.key)
+        except Exception as exc:  # a bug must not abort the batch: fail this one job
+            logger.exception("unexpected error in job %r", job.key)
+            return TaskResult.from_exception(exc, job.request, task_id, key=job.key)
 
     def _may_send(self) -> bool:
         # Stopping too: a worker handed a slot just before stop() resumes without being

@@ -500,3 +500,29 @@ async def test_a_wait_timeout_keeps_counting_the_task_for_a_while() -> None:
         assert mock.counters.creates == 4
         assert mock.counters.max_live_tasks <= 2
         assert set(client.unfinished_tasks) == {r.task_id for r in results}
+
+
+async def test_a_hook_that_fails_after_a_create_keeps_the_task_id() -> None:
+    # A journal that cannot write when the task id arrives: the task exists (and was paid
+    # for), so its id must reach the result and the unfinished list, never be lost.
+    def hook(event: TaskEvent) -> None:
+        if event.kind is EventKind.CREATED and event.key == 1:
+            raise OSError("disk full")
+
+    async with (
+        MockServer(MockConfig(task_seconds=0.2)) as mock,
+        SoraClient(
+            "freesora", KEY, base_url=mock.freesora_url, poll_interval=0.05,
+            expected_duration=0.2, env={},
+        ) as client,
+    ):  # fmt: skip
+        prompts = [VideoRequest(f"hooked {i}") for i in range(3)]
+        with anyio.fail_after(30):
+            results = {r.key: r async for r in client.generate_many(prompts, on_event=hook)}
+        broken = results[1]
+        assert not broken.ok and broken.task_id is not None
+        assert "disk full" in (broken.error or "")
+        assert mock.task(broken.task_id).prompt == "hooked 1"
+        assert broken.task_id in client.unfinished_tasks
+        assert results[0].ok and results[2].ok
+        assert all(n == 1 for n in mock.counters.creates_by_prompt.values())
