@@ -30,16 +30,18 @@ from .config import (
 )
 from .download import DownloadedFile, download_file, video_filename
 from .errors import (
+    APIError,
     AuthenticationError,
+    BadRequestError,
     ConfigurationError,
     ConnectError,
     CreateOutcomeUnknownError,
     DownloadError,
+    InsufficientCreditsError,
     NotFoundError,
     NotSupportedError,
     ProtocolError,
     RateLimitError,
-    ServerError,
     SoraError,
     TransportError,
     ValidationError,
@@ -68,6 +70,14 @@ DEFAULT_WAIT_TIMEOUT = 3600.0
 #: A create whose outcome is unknown may have started a task that counts against the account;
 #: its slot is held for this many expected task durations before it is given back.
 UNKNOWN_SLOT_HOLD_FACTOR = 2.0
+#: Answers to a create that prove no task was made; any other error leaves the outcome unknown
+#: (a 5xx, a 409, an envelope code we do not know: the server may have made the task).
+DEFINITE_REFUSALS: tuple[type[APIError], ...] = (
+    BadRequestError,
+    AuthenticationError,
+    InsufficientCreditsError,
+    NotFoundError,
+)
 #: Weight of the newest observation in the learned task duration (an exponential average).
 LEARNING_RATE = 0.3
 
@@ -362,9 +372,9 @@ class SoraClient:
                             hook,
                             TaskEvent(EventKind.RATE_LIMITED, job.key, job.request, error=exc),
                         )
-                    except (TransportError, ProtocolError, ServerError) as exc:
-                        if isinstance(exc, ConnectError):
-                            raise  # nothing was sent
+                    except (TransportError, ProtocolError, APIError) as exc:
+                        if isinstance(exc, (ConnectError, *DEFINITE_REFUSALS)):
+                            raise  # nothing was sent, or the server said no: not created
                         self._hold_slot(slot, request, "create outcome unknown: a task may exist")
                         slot = None
                         raise CreateOutcomeUnknownError(

@@ -403,3 +403,21 @@ async def test_the_retry_policy_of_safe_calls_is_the_callers() -> None:
             await client.credits()
         assert mock.counters.requests["credits"] == 2  # two attempts, as the policy says
         assert (await client.credits()).left_credits == mock.credits("k")
+
+
+@pytest.mark.parametrize("status", [409, 418])
+async def test_an_unexpected_answer_to_a_create_leaves_its_outcome_unknown(status: int) -> None:
+    # Only 400/401/403/402/404 (and 429) prove that no task was made; anything else may have
+    # made one, so it is neither retried nor counted as "not created".
+    from sora_async import CreateOutcomeUnknownError
+    from sora_async.mock import Fault
+
+    async with (
+        MockServer(MockConfig(task_seconds=0.2)) as mock,
+        SoraClient("freesora", "k", base_url=mock.freesora_url, env={}) as client,
+    ):
+        mock.inject("create", Fault.HTTP_ERROR, status=status)
+        with pytest.raises(CreateOutcomeUnknownError):
+            await client.create(VideoRequest("a kite"))
+        assert mock.counters.requests["create"] == 1
+        assert client.governor.statistics().held == 1  # held a while: a task may exist

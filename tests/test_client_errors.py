@@ -132,12 +132,19 @@ async def test_wait_stops_at_an_authentication_error(provider: str) -> None:
 @pytest.mark.parametrize("provider", PROVIDERS)
 async def test_an_unknown_envelope_code_is_an_api_error(provider: str) -> None:
     async with running_mock() as mock, client_for(mock, provider) as client:
+        # On a create, a code we do not know does not prove that no task was made.
         mock.inject("create", Fault.ENVELOPE_ERROR, code=7)
-        with pytest.raises(APIError) as caught:
+        with pytest.raises(CreateOutcomeUnknownError) as unknown:
             await client.create(VideoRequest("a kite"))
-        assert type(caught.value) is APIError and caught.value.code == 7
+        cause = unknown.value.__cause__
+        assert type(cause) is APIError and cause.code == 7
         assert mock.counters.requests["create"] == 1
-        assert_no_slot_held(client)
+        assert client.governor.statistics().held == 1  # held a while: a task may exist
+        # On a poll, it is the plain APIError.
+        mock.inject("status", Fault.ENVELOPE_ERROR, code=7)
+        with pytest.raises(APIError) as caught:
+            await client.status("task_0123456789abcdef")
+        assert type(caught.value) is APIError and caught.value.code == 7
 
 
 # -- the same errors, for real -------------------------------------------------------------
