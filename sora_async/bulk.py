@@ -50,7 +50,7 @@ import anyio.to_thread
 import attrs
 
 from .batch_input import INPUT_FIELDS, BatchInputError, InputItem, InputReader, request_from_fields
-from .download import video_filename
+from .download import DownloadedFile, video_filename
 from .durable import write_lines_atomically
 from .errors import (
     AuthenticationError,
@@ -476,6 +476,7 @@ class _Batch:
                 on_event=self._on_event,
                 download_to=self.out,
                 filename=self._filename,
+                reuse_file=self._recorded_file,
                 timeout=self.timeout,
             )
             self.run_handle = run
@@ -615,6 +616,21 @@ class _Batch:
             index, TaskState.SUCCEEDED, video_urls=list(event.result.video_urls)
         )
         self.tracker.move(index, Phase.DOWNLOADING, start=Phase.RUNNING)
+
+    def _recorded_file(self, result: TaskResult, path: Path) -> DownloadedFile | None:
+        """A file the journal already has whole (a crash fell after it was recorded but
+        before the item was marked done): it is kept, not fetched again."""
+        assert self.journal is not None
+        item = self.journal.get(result.key)
+        if item is None:
+            return None
+        relative = os.path.relpath(path, self.out)
+        for record in item.files:
+            if record.path == relative and _size_on_disk(path) == record.size:
+                return DownloadedFile(
+                    path=path, size=record.size, sha256=record.sha256, resumed=False
+                )
+        return None
 
     def _downloaded(self, index: int, event: TaskEvent) -> None:
         assert self.journal is not None and event.file is not None
@@ -893,3 +909,10 @@ class _Batch:
 
     def _error(self, text: str) -> None:
         print(f"sora-async: {text}", file=sys.stderr, flush=True)
+
+
+def _size_on_disk(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None

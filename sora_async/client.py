@@ -7,6 +7,7 @@ transport sends, the governor counts account slots, the poller decides when to a
 from __future__ import annotations
 
 import enum
+import inspect
 import logging
 import os
 import time
@@ -609,6 +610,7 @@ class SoraClient:
         on_event: EventHook | None = None,
         download_to: str | os.PathLike[str] | None = None,
         filename: Any = None,
+        reuse_file: Any = None,
     ) -> GenerationRun:
         """Governed fan-out: yields one TaskResult per request, in completion order.
 
@@ -617,7 +619,9 @@ class SoraClient:
         ``async for result in client.generate_many(...)``, or ``async with`` it to be certain
         that an early exit has finished reporting (``run.unfinished``) before going on.
         ``download_to`` fetches each success's files there before yielding it;
-        ``filename(result, index, count)`` names them (default: the task id).
+        ``filename(result, index, count)`` names them (default: the task id);
+        ``reuse_file(result, path)`` may return a DownloadedFile for a file already whole
+        there (a resumed batch knows which), which is then not fetched again.
         """
         from .fanout import GenerationRun
 
@@ -629,6 +633,7 @@ class SoraClient:
             on_event=on_event,
             download_to=Path(download_to) if download_to is not None else None,
             filename=filename,
+            reuse_file=reuse_file,
         )
 
     # -- results -----------------------------------------------------------------------------
@@ -652,7 +657,7 @@ class SoraClient:
         return [file.path for file in files]
 
     async def _download(
-        self, result: TaskResult, dest: Path, filename: Any, on_file: Any
+        self, result: TaskResult, dest: Path, filename: Any, on_file: Any, reuse: Any = None
     ) -> list[DownloadedFile]:
         if result.task_id is None or not result.state.is_terminal or not result.video_urls:
             raise DownloadError(
@@ -667,6 +672,10 @@ class SoraClient:
                 if filename is not None
                 else video_filename(result.task_id, index, count)
             )
+            kept = reuse(result, dest / name) if reuse is not None else None
+            if kept is not None:
+                files.append(kept)
+                continue
             async with self._download_limiter:
                 file = await download_file(
                     self._transport.session,
@@ -678,7 +687,7 @@ class SoraClient:
             files.append(file)
             if on_file is not None:
                 outcome = on_file(file)
-                if hasattr(outcome, "__await__"):
+                if inspect.isawaitable(outcome):
                     await outcome
         return files
 

@@ -58,6 +58,7 @@ class GenerationRun:
         on_event: EventHook | None,
         download_to: Path | None,
         filename: Any,
+        reuse_file: Any = None,
     ) -> None:
         self._engine = _Engine(
             client,
@@ -66,6 +67,7 @@ class GenerationRun:
             on_event=on_event,
             download_to=download_to,
             filename=filename,
+            reuse_file=reuse_file,
         )
 
     def __aiter__(self) -> AsyncIterator[TaskResult]:
@@ -155,6 +157,7 @@ class _Engine:
         on_event: EventHook | None,
         download_to: Path | None,
         filename: Any,
+        reuse_file: Any = None,
     ) -> None:
         self._client = client
         self._requests = requests
@@ -162,6 +165,7 @@ class _Engine:
         self._on_event = on_event
         self._download_to = download_to
         self._filename = filename
+        self._reuse_file = reuse_file
         cap = client.governor.total
         self._tokens = anyio.Semaphore(2 * cap)
         self._send, self._receive = anyio.create_memory_object_stream[TaskResult](cap)
@@ -365,7 +369,9 @@ class _Engine:
             TaskEvent(EventKind.DOWNLOADING, job.key, job.request, result.task_id, result=result),
         )
         try:
-            files = await self._client._download(result, self._download_to, self._filename, on_file)
+            files = await self._client._download(
+                result, self._download_to, self._filename, on_file, self._reuse_file
+            )
         except SoraError as exc:
             return attrs.evolve(result, download_error=f"{type(exc).__name__}: {exc}")
         return attrs.evolve(result, files=[os.fspath(file.path) for file in files])

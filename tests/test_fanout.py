@@ -526,3 +526,32 @@ async def test_a_hook_that_fails_after_a_create_keeps_the_task_id() -> None:
         assert broken.task_id in client.unfinished_tasks
         assert results[0].ok and results[2].ok
         assert all(n == 1 for n in mock.counters.creates_by_prompt.values())
+
+
+async def test_a_file_the_caller_already_has_whole_is_not_fetched_again(tmp_path: Path) -> None:
+    from sora_async.download import DownloadedFile
+
+    kept: list[Path] = []
+
+    def reuse(result: TaskResult, path: Path) -> DownloadedFile | None:
+        if result.key == 0:  # pretend the journal recorded this one whole
+            kept.append(path)
+            return DownloadedFile(path=path, size=1, sha256="0" * 64, resumed=False)
+        return None
+
+    async with (
+        MockServer(MockConfig(task_seconds=0.2)) as mock,
+        SoraClient(
+            "freesora", KEY, base_url=mock.freesora_url, poll_interval=0.05,
+            expected_duration=0.2, env={},
+        ) as client,
+    ):  # fmt: skip
+        prompts = [VideoRequest("kept"), VideoRequest("fetched")]
+        with anyio.fail_after(30):
+            results = {
+                r.key: r
+                async for r in client.generate_many(prompts, download_to=tmp_path, reuse_file=reuse)
+            }
+        assert results[0].ok and results[0].files == [str(kept[0])]
+        assert results[1].ok and len(results[1].files) == 1
+        assert mock.counters.downloads == 1  # only the second one's file
