@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import inspect
 import logging
+import math
 import os
 import time
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
@@ -53,6 +54,7 @@ from .images import prepare_image
 from .models import Credits, Model, TaskResult, TaskState, TaskStatus, VideoRequest
 from .polling import PollSchedule, poll_until_terminal
 from .providers import PreparedImage, Provider, get_provider
+from .providers._wire import check_task_id
 from .retry import RetryPolicy
 from .transport import CallTimeouts, Transport
 
@@ -150,6 +152,14 @@ class SoraClient:
             raise ConfigurationError(f"max_downloads must be >= 1, got {max_downloads!r}")
         if wait_timeout is not None and not wait_timeout > 0:
             raise ConfigurationError(f"wait_timeout must be > 0 or None, got {wait_timeout!r}")
+        if expected_duration is not None and not (
+            expected_duration > 0 and math.isfinite(expected_duration)
+        ):
+            # Checked here, not at the first wait: by then a task would be created and paid.
+            raise ConfigurationError(
+                f"expected_duration must be a positive number of seconds or None, "
+                f"got {expected_duration!r}"
+            )
         self._receiver = self._pick_receiver(callback_receiver, environ)
         self._owns_receiver = False
         connections = max_connections or max(self._settings.max_concurrent_tasks + 4, 10)
@@ -187,6 +197,10 @@ class SoraClient:
                 )
             receiver = CallbackReceiver(
                 host, int(port), environ.get(ENV_CALLBACK_PUBLIC_URL) or None
+            )
+        elif option is None and environ.get(ENV_CALLBACK_PUBLIC_URL):
+            raise ConfigurationError(
+                f"{ENV_CALLBACK_PUBLIC_URL} needs {ENV_CALLBACK_LISTEN} (HOST:PORT to listen on)"
             )
         else:
             receiver = None
@@ -442,7 +456,7 @@ class SoraClient:
     async def status(self, task_id: str) -> TaskStatus:
         """One status poll (retried on transient failures). A terminal status frees its slot."""
         self._require_open()
-        _check_task_id(task_id)
+        check_task_id(task_id)
         status = await self._transport.call(
             self._provider.status_call(task_id),
             partial(self._provider.decode_status, task_id),
@@ -485,7 +499,9 @@ class SoraClient:
         load, and a mock or a fast account would otherwise wait out a three-minute guess.
         """
         model = request.model if request is not None else None
-        expected = self._expected_duration or self._learned_durations.get(model)
+        expected = self._expected_duration
+        if expected is None:
+            expected = self._learned_durations.get(model)
         return PollSchedule.for_provider(
             self._provider.name,
             model=model,
@@ -527,7 +543,7 @@ class SoraClient:
         ``on_progress(status)`` is called with every status seen.
         """
         self._require_open()
-        _check_task_id(task_id)
+        check_task_id(task_id)
         return await self._wait(
             Job(self._request_of(task_id), task_id=task_id), timeout, None, on_progress
         )
@@ -704,8 +720,3 @@ class SoraClient:
             safe=True,
             retry=self._retry,
         )
-
-
-def _check_task_id(task_id: object) -> None:
-    if not isinstance(task_id, str) or not task_id.strip():
-        raise ValidationError("task_id", task_id, "a non-empty task id string")

@@ -198,12 +198,6 @@ class VideoRequest:
         default=None, kw_only=True, validator=_check_optional_str("callback_url")
     )
 
-    @property
-    def image_is_url(self) -> bool:
-        return isinstance(self.image, str) and self.image.lower().startswith(
-            ("http://", "https://")
-        )
-
 
 @attrs.frozen
 class TaskStatus:

@@ -269,3 +269,17 @@ async def test_the_environment_is_used_when_no_argument_is_given() -> None:
             assert client.governor.statistics().total == 3
             assert (await client.generate(VideoRequest("a kite"))).ok
         assert mock.counters.creates == 1
+
+
+@pytest.mark.parametrize("expected_duration", [-5.0, 0.0, float("nan"), float("inf")])
+def test_a_bad_expected_duration_is_refused_before_anything_is_created(
+    expected_duration: float,
+) -> None:
+    with pytest.raises(ConfigurationError, match="expected_duration"):
+        SoraClient("freesora", KEY, expected_duration=expected_duration, env={})
+
+
+def test_a_callback_public_url_without_a_listen_address_is_refused() -> None:
+    env = {"SORA_CALLBACK_PUBLIC_URL": "https://hooks.example.test/cb"}
+    with pytest.raises(ConfigurationError, match="SORA_CALLBACK_LISTEN"):
+        SoraClient("sora2api", KEY, env=env)
