@@ -548,22 +548,9 @@ class _Batch:
     def _on_event(self, event: TaskEvent) -> None:
         index: int = event.key
         try:
-            if event.kind is EventKind.CREATING:
-                self._creating(index, event)
-            elif event.kind is EventKind.CREATED:
-                self._created(index, event)
-            elif event.kind is EventKind.RATE_LIMITED:
-                self._rate_limited(index, event)
-            elif event.kind is EventKind.PROGRESS:
-                self._progress(index, event)
-            elif event.kind is EventKind.DOWNLOADING:
-                self._downloading(index, event)
-            elif event.kind is EventKind.DOWNLOADED:
-                self._downloaded(index, event)
-            elif event.kind is EventKind.SUCCEEDED:
-                self._succeeded(index, event)
-            elif event.kind is EventKind.FAILED:
-                self._failed(index, event)
+            # One handler per kind, named after it: _creating, _created, _rate_limited, ...
+            handler = getattr(self, f"_{event.kind.value}")
+            handler(index, event)
         except JournalTransitionError as exc:
             if event.kind is EventKind.CREATING:
                 raise  # the journal refuses this create: it must not be sent

@@ -48,3 +48,12 @@ async def test_a_success_reports_downloading_before_its_files(tmp_path: Path) ->
     # A failed task has nothing to fetch.
     assert EventKind.DOWNLOADING not in kinds[1]
     assert kinds[1][-1] is EventKind.FAILED
+
+
+def test_the_batch_handles_every_event_kind() -> None:
+    # The hook dispatches by name (_creating, _created, ...): a new kind needs its handler.
+    from sora_async import bulk
+    from sora_async.events import EventKind
+
+    for kind in EventKind:
+        assert callable(getattr(bulk._Batch, f"_{kind.value}", None)), kind
