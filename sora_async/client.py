@@ -396,7 +396,6 @@ class SoraClient:
                             f"{type(exc).__name__}: {exc}", request=job.request
                         ) from exc
                     else:
-                        rate_limited = None
                         self._governor.on_create_succeeded(slot, task_id)
                         self._tracked[task_id] = _Tracked(
                             job.request, slot, time.monotonic(), callback_expected
