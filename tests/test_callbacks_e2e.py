@@ -55,6 +55,18 @@ async def run_batch(
                 results = [result async for result in client.generate_many(requests())]
             receiver = client.callback_receiver
             assert (receiver is not None) == callbacks
+            if callbacks:
+                # A poll may see a task finished before its callback lands: let every callback
+                # be delivered (or dropped) before reading the receiver's counts.
+                counters = mock.counters
+                with anyio.fail_after(HANG_GUARD):
+                    while (  # noqa: ASYNC110 - the mock's counters have no event to wait on
+                        counters.callbacks_sent
+                        + counters.callbacks_failed
+                        + counters.callbacks_dropped
+                        < COUNT
+                    ):
+                        await anyio.sleep(0.01)
             statistics = receiver.statistics() if receiver is not None else None
             callback_url = receiver.callback_url if receiver is not None else None
             for result in results:
