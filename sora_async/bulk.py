@@ -55,9 +55,9 @@ from .durable import write_lines_atomically
 from .errors import (
     AuthenticationError,
     ConfigurationError,
-    InsufficientCreditsError,
     NotSupportedError,
     SoraError,
+    refuses_every_create,
 )
 from .events import EventKind, Job, TaskEvent
 from .journal import (
@@ -100,8 +100,6 @@ EXIT_INTERRUPTED = 130
 _S = ItemState
 _TO_CREATE = (_S.PENDING, _S.NOT_CREATED)
 _LIVE = (_S.CREATED, _S.RUNNING, _S.DOWNLOADING)
-# Errors that will refuse every create of this batch the same way: stop creating at once.
-_STOP_CREATING = (InsufficientCreditsError, AuthenticationError)
 #: write_manifest's temporary files in the output directory start with this.
 _MANIFEST_TMP_PREFIX = f".{MANIFEST_NAME}."
 _MANIFEST_HEAD = ("index", "line", "prompt", "task_id", "state", "files", "error", "refunded")
@@ -691,7 +689,7 @@ class _Batch:
             self.tracker.move(index, Phase.UNKNOWN)
             self.display.item(f"{label} {self.notes[index]}", problem=True)
             return
-        if isinstance(exc, _STOP_CREATING):
+        if exc is not None and refuses_every_create(exc):
             # Every other create would be refused alike: stop, keep the item for a re-run.
             state = self.journal.record_not_created(index, exc, terminal=False)
             self._stop_creating(f"{type(exc).__name__}: {error}")

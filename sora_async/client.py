@@ -34,12 +34,9 @@ from .download import DownloadedFile, download_file, video_filename
 from .errors import (
     APIError,
     AuthenticationError,
-    BadRequestError,
     ConfigurationError,
-    ConnectError,
     CreateOutcomeUnknownError,
     DownloadError,
-    InsufficientCreditsError,
     NotFoundError,
     NotSupportedError,
     ProtocolError,
@@ -47,12 +44,13 @@ from .errors import (
     SoraError,
     TransportError,
     ValidationError,
+    create_was_not_made,
 )
 from .events import CreateSkipped, EventHook, EventKind, HookFailedAfterCreate, Job, TaskEvent, emit
 from .governor import Governor, LocalGovernor, Slot
 from .images import prepare_image
 from .models import Credits, Model, TaskResult, TaskState, TaskStatus, VideoRequest
-from .polling import PollSchedule, poll_until_terminal
+from .polling import PollPlanner, PollSchedule, poll_until_terminal
 from .providers import PreparedImage, Provider, get_provider
 from .providers._wire import check_task_id
 from .retry import RetryPolicy
@@ -73,16 +71,6 @@ DEFAULT_WAIT_TIMEOUT = 3600.0
 #: A create whose outcome is unknown may have started a task that counts against the account;
 #: its slot is held for this many expected task durations before it is given back.
 UNKNOWN_SLOT_HOLD_FACTOR = 2.0
-#: Answers to a create that prove no task was made; any other error leaves the outcome unknown
-#: (a 5xx, a 409, an envelope code we do not know: the server may have made the task).
-DEFINITE_REFUSALS: tuple[type[APIError], ...] = (
-    BadRequestError,
-    AuthenticationError,
-    InsufficientCreditsError,
-    NotFoundError,
-)
-#: Weight of the newest observation in the learned task duration (an exponential average).
-LEARNING_RATE = 0.3
 
 
 class _State(enum.Enum):
@@ -174,9 +162,11 @@ class SoraClient:
         self._wait_timeout = wait_timeout
         # For safe calls (status, credits); None: the transport's SAFE_CALLS policy.
         self._retry = retry
-        self._expected_duration = expected_duration
-        # Seconds from create to seen-finished, learned per model (see _schedule).
-        self._learned_durations: dict[Model | None, float] = {}
+        self._planner = PollPlanner(
+            self._provider.name,
+            poll_interval=self._settings.poll_interval,
+            expected_duration=expected_duration,
+        )
         self._tracked: dict[str, _Tracked] = {}
         self._state = _State.UNOPENED
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -388,7 +378,7 @@ class SoraClient:
                             TaskEvent(EventKind.RATE_LIMITED, job.key, job.request, error=exc),
                         )
                     except (TransportError, ProtocolError, APIError) as exc:
-                        if isinstance(exc, (ConnectError, *DEFINITE_REFUSALS)):
+                        if create_was_not_made(exc):
                             raise  # nothing was sent, or the server said no: not created
                         self._hold_slot(slot, request, "create outcome unknown: a task may exist")
                         slot = None
@@ -490,43 +480,25 @@ class SoraClient:
         )
 
     def _schedule(self, request: VideoRequest | None) -> PollSchedule:
-        """The poll schedule for a request's model.
-
-        Its first poll is placed from the expected duration: the one given to the client, else
-        what this client has seen tasks of that model take on this account, else the model's
-        documented default. Learning matters because real durations move with the provider's
-        load, and a mock or a fast account would otherwise wait out a three-minute guess.
-        """
-        model = request.model if request is not None else None
-        expected = self._expected_duration
-        if expected is None:
-            expected = self._learned_durations.get(model)
-        return PollSchedule.for_provider(
-            self._provider.name,
-            model=model,
-            poll_interval=self._settings.poll_interval,
-            expected_duration=expected,
-        )
+        return self._planner.schedule(request)
 
     @property
     def learned_durations(self) -> dict[Model | None, float]:
         """Seconds from create to seen-finished for this client's succeeded tasks, per model
         (an exponential average); they place the first poll of later tasks."""
-        return dict(self._learned_durations)
+        return self._planner.learned
 
     def _learn_duration(
         self, tracked: _Tracked | None, status: TaskStatus, still_running_at: float | None
     ) -> None:
-        if tracked is None or not tracked.created_here or status.state is not TaskState.SUCCEEDED:
+        if tracked is None or not tracked.created_here:
             return
-        model = tracked.request.model if tracked.request is not None else None
-        # The task ended between the last poll that saw it running (or its creation) and now.
-        # The midpoint, not "now": otherwise a late first poll would teach us its own delay.
-        since = still_running_at if still_running_at is not None else tracked.started_at
-        seen = (since + time.monotonic()) / 2 - tracked.started_at
-        previous = self._learned_durations.get(model)
-        self._learned_durations[model] = (
-            seen if previous is None else previous + LEARNING_RATE * (seen - previous)
+        self._planner.learn(
+            tracked.request,
+            created_at=tracked.started_at,
+            last_running_at=still_running_at,
+            finished_seen_at=time.monotonic(),
+            succeeded=status.state is TaskState.SUCCEEDED,
         )
 
     async def wait(

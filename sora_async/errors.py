@@ -51,6 +51,9 @@ __all__ = [
     "TransportError",
     "ValidationError",
     "WaitTimeoutError",
+    "create_may_be_resent",
+    "create_was_not_made",
+    "refuses_every_create",
 ]
 
 
@@ -203,6 +206,47 @@ class WaitTimeoutError(SoraError, TimeoutError):
 
 class DownloadError(SoraError):
     """A result file could not be fetched whole and safely."""
+
+
+# -- what a failed create proves -------------------------------------------------------------
+# One policy, asked by the transport (resend?), the task lifecycle (free the slot?), the batch
+# journal (not created / unknown?) and the batch runner (stop creating?). No provider accepts an
+# idempotency key, so only an error that proves no task exists may lead to a second create.
+
+
+def create_may_be_resent(exc: BaseException) -> bool:
+    """A create that failed this way made no task and may simply be sent again.
+
+    Nothing was sent (a connect error), or the server refused it for now (429).
+    """
+    return isinstance(exc, (ConnectError, RateLimitError))
+
+
+def create_was_not_made(exc: BaseException) -> bool:
+    """A create that failed this way provably made no task (nothing to pay, no slot in use).
+
+    Besides :func:`create_may_be_resent`: a definite refusal (400, 401/403, 402, 404) and
+    anything raised before the request was sent (validation, configuration, an operation the
+    provider lacks). Everything else (read timeout, dropped connection, 5xx, an answer we cannot
+    decode, an unmapped error, cancellation) leaves the outcome unknown.
+    """
+    return create_may_be_resent(exc) or isinstance(
+        exc,
+        (
+            BadRequestError,
+            AuthenticationError,
+            InsufficientCreditsError,
+            NotFoundError,
+            ValidationError,
+            NotSupportedError,
+            ConfigurationError,
+        ),
+    )
+
+
+def refuses_every_create(exc: BaseException) -> bool:
+    """The account itself refused (bad key, no credits): every further create would fail too."""
+    return isinstance(exc, (AuthenticationError, InsufficientCreditsError))
 
 
 def _short_repr(value: Any, limit: int = 80) -> str:

@@ -69,18 +69,7 @@ from typing import Any
 import attrs
 
 from .durable import fsync_directory, write_lines_atomically
-from .errors import (
-    AuthenticationError,
-    BadRequestError,
-    ConfigurationError,
-    ConnectError,
-    InsufficientCreditsError,
-    NotFoundError,
-    NotSupportedError,
-    RateLimitError,
-    SoraError,
-    ValidationError,
-)
+from .errors import ConfigurationError, SoraError, create_may_be_resent, create_was_not_made
 from .models import RETENTION, TaskState, VideoRequest
 
 __all__ = [
@@ -182,18 +171,6 @@ class CreateOutcome(str, enum.Enum):
         return self.value
 
 
-_RETRY_ERRORS: tuple[type[BaseException], ...] = (ConnectError, RateLimitError)
-_REJECTED_ERRORS: tuple[type[BaseException], ...] = (
-    BadRequestError,
-    AuthenticationError,
-    InsufficientCreditsError,
-    NotFoundError,
-    ValidationError,
-    NotSupportedError,
-    ConfigurationError,
-)
-
-
 def classify_create_error(exc: BaseException) -> CreateOutcome:
     """Decide what an exception raised by a create call says about the task.
 
@@ -203,9 +180,9 @@ def classify_create_error(exc: BaseException) -> CreateOutcome:
     an unmapped API error, cancellation, a foreign exception) is ``UNKNOWN``, because the
     server may have created, and charged for, the task.
     """
-    if isinstance(exc, _RETRY_ERRORS):
+    if create_may_be_resent(exc):
         return CreateOutcome.RETRY
-    if isinstance(exc, _REJECTED_ERRORS):
+    if create_was_not_made(exc):
         return CreateOutcome.REJECTED
     return CreateOutcome.UNKNOWN
 

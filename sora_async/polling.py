@@ -53,13 +53,14 @@ from .errors import (
     TransportError,
     WaitTimeoutError,
 )
-from .models import Model, TaskState, TaskStatus
+from .models import Model, TaskState, TaskStatus, VideoRequest
 
 __all__ = [
     "EXPECTED_DURATIONS",
     "INITIAL_DELAY_FRACTION",
     "TRANSIENT_POLL_ERRORS",
     "Observation",
+    "PollPlanner",
     "PollSchedule",
     "WakeSignal",
     "next_poll_delay",
@@ -255,6 +256,76 @@ _PROFILES: Final[Mapping[str, _Profile]] = {
     "freesora": _Profile(4.0, 3.0, 60.0, 60.0),
     "sora2api": _Profile(10.0, 5.0, 60.0, 60.0),
 }
+
+
+#: Weight of the newest observation in a learned task duration (an exponential average).
+LEARNING_RATE: Final = 0.3
+
+
+class PollPlanner:
+    """One client's poll schedules: the provider's profile, the user's settings, and what this
+    client has seen its tasks take.
+
+    The task lifecycle asks :meth:`schedule` for each task it follows and reports each task it
+    saw finish to :meth:`learn`; nothing else about polling lives outside this module.
+    """
+
+    def __init__(
+        self,
+        provider: str,
+        *,
+        poll_interval: float | None = None,
+        expected_duration: float | None = None,
+    ) -> None:
+        self._provider = provider
+        self._poll_interval = poll_interval
+        self._expected_duration = expected_duration
+        self._learned: dict[Model | None, float] = {}
+
+    def schedule(self, request: VideoRequest | None) -> PollSchedule:
+        """The schedule for a new task of ``request`` (None: a task of unknown request)."""
+        model = request.model if request is not None else None
+        expected = self._expected_duration
+        if expected is None:
+            expected = self._learned.get(model)
+        return PollSchedule.for_provider(
+            self._provider,
+            model=model,
+            poll_interval=self._poll_interval,
+            expected_duration=expected,
+        )
+
+    def learn(
+        self,
+        request: VideoRequest | None,
+        *,
+        created_at: float,
+        last_running_at: float | None,
+        finished_seen_at: float,
+        succeeded: bool,
+    ) -> None:
+        """A task this client created was seen terminal at ``finished_seen_at``.
+
+        ``last_running_at`` is the last poll that still saw it running (None: none did). All
+        three times are on the same monotonic clock.
+        """
+        if not succeeded:
+            return
+        model = request.model if request is not None else None
+        # The task ended between the last poll that saw it running (or its creation) and the
+        # poll that saw it done. The midpoint, not the end: otherwise a late first poll would
+        # teach us its own delay.
+        since = last_running_at if last_running_at is not None else created_at
+        seen = (since + finished_seen_at) / 2 - created_at
+        previous = self._learned.get(model)
+        self._learned[model] = (
+            seen if previous is None else previous + LEARNING_RATE * (seen - previous)
+        )
+
+    @property
+    def learned(self) -> dict[Model | None, float]:
+        """Learned durations in seconds, by model (a snapshot)."""
+        return dict(self._learned)
 
 
 # -- the pure schedule -----------------------------------------------------------------------
