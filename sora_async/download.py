@@ -32,9 +32,9 @@ import anyio.to_thread
 import attrs
 from yarl import URL
 
+from .calls import Endpoint, parse_retry_after
 from .durable import fsync_directory
 from .errors import ConfigurationError, DownloadError, SoraError
-from .providers.base import Endpoint, parse_retry_after
 from .retry import SAFE_CALLS, RetryPolicy, next_retry_delay
 from .transport import translate_client_error
 

@@ -7,18 +7,21 @@ is the pure part, so providers can reject an image form they cannot send without
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import stat
 import urllib.parse
 from typing import Any, Literal
 
+import attrs
+
 from .errors import ValidationError
-from .providers.base import PreparedImage
 
 __all__ = [
     "IMAGE_MIME_TYPES",
     "MAX_IMAGE_BYTES",
+    "PreparedImage",
     "image_kind",
     "is_http_url",
     "prepare_image",
@@ -34,6 +37,20 @@ _FORMS = "an http(s) URL, a local image file path or image bytes"
 _URL_ONLY = "an http(s) URL"
 # A string that names a scheme is a URL, not a file name; `data:` has no slashes.
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://|^data:", re.IGNORECASE)
+
+
+@attrs.frozen
+class PreparedImage:
+    """A request's image after local checks: bytes with their MIME type, or a URL."""
+
+    data: bytes | None = attrs.field(default=None, repr=lambda b: f"<{len(b or b'')} bytes>")
+    mime: str | None = None
+    url: str | None = None
+
+    @property
+    def data_url(self) -> str:
+        assert self.data is not None and self.mime is not None
+        return f"data:{self.mime};base64,{base64.b64encode(self.data).decode('ascii')}"
 
 
 def is_http_url(value: str) -> bool:

@@ -26,6 +26,7 @@ __all__ = [
     "TaskState",
     "TaskStatus",
     "VideoRequest",
+    "check_task_id",
 ]
 
 #: How long the providers keep a finished video (both documents say 15 days).
@@ -197,6 +198,15 @@ class VideoRequest:
     callback_url: str | None = attrs.field(
         default=None, kw_only=True, validator=_check_optional_str("callback_url")
     )
+
+
+def check_task_id(task_id: str) -> None:
+    """Refuse an empty task id before it becomes a request for every task or none.
+
+    Public so that the client, the CLI and the batch runner check ids the way providers do.
+    """
+    if not isinstance(task_id, str) or not task_id.strip():
+        raise ValidationError("task_id", task_id, "a non-empty task id string")
 
 
 @attrs.frozen

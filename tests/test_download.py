@@ -16,11 +16,11 @@ from aiohttp.test_utils import TestServer
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sora_async.calls import Endpoint
 from sora_async.config import Secret
 from sora_async.download import DownloadedFile, download_file, redact_url, video_filename
 from sora_async.errors import DownloadError
 from sora_async.mock import Fault, MockConfig, MockServer
-from sora_async.providers.base import Endpoint
 from sora_async.retry import RetryPolicy
 from sora_async.transport import Transport
 

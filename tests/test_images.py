@@ -10,8 +10,13 @@ from typing import Any
 import pytest
 
 from sora_async.errors import ValidationError
-from sora_async.images import MAX_IMAGE_BYTES, image_kind, prepare_image, sniff_image_mime
-from sora_async.providers.base import PreparedImage
+from sora_async.images import (
+    MAX_IMAGE_BYTES,
+    PreparedImage,
+    image_kind,
+    prepare_image,
+    sniff_image_mime,
+)
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + b"\x00" * 32
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 32

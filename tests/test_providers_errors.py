@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from sora_async.calls import Endpoint, RawResponse
 from sora_async.errors import (
     APIError,
     AuthenticationError,
@@ -19,7 +20,6 @@ from sora_async.errors import (
     RateLimitError,
     ServerError,
 )
-from sora_async.providers.base import Endpoint, RawResponse
 from sora_async.providers.freesora import FreeSora
 from sora_async.providers.sora2api import Sora2Api
 

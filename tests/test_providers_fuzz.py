@@ -10,9 +10,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sora_async.calls import Endpoint, RawResponse
 from sora_async.errors import APIError, NotSupportedError, ProtocolError, RateLimitError, SoraError
 from sora_async.models import Credits, TaskState, TaskStatus
-from sora_async.providers.base import Endpoint, RawResponse
 from sora_async.providers.freesora import FreeSora
 from sora_async.providers.sora2api import Sora2Api
 

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
+from sora_async.calls import Endpoint, RawResponse
 from sora_async.errors import ProtocolError
+from sora_async.images import PreparedImage
 from sora_async.models import Credits, TaskState, VideoRequest
 from sora_async.providers import get_provider
-from sora_async.providers.base import Endpoint, PreparedImage, RawResponse
 from sora_async.providers.freesora import FreeSora, FreeSoraTask
 from sora_async.providers.sora2api import Sora2Api, Sora2ApiRecord, Sora2ApiResult
 

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
+from sora_async.calls import Endpoint, RawResponse
 from sora_async.errors import NotSupportedError, ProtocolError, ValidationError
+from sora_async.images import PreparedImage
 from sora_async.models import Model, TaskState, VideoRequest
 from sora_async.pricing import freesora_price
-from sora_async.providers.base import Endpoint, PreparedImage, RawResponse
 from sora_async.providers.freesora import FreeSora
 from sora_async.providers.sora2api import Sora2Api
 

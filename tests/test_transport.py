@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from sora_async.calls import ApiCall, Endpoint, RawResponse
 from sora_async.config import Secret
 from sora_async.errors import (
     APIError,
@@ -32,7 +33,7 @@ from sora_async.errors import (
     SoraError,
 )
 from sora_async.mock import Fault, MockConfig, MockServer
-from sora_async.providers.base import ApiCall, Endpoint, RawResponse, error_for_status
+from sora_async.providers.base import error_for_status
 from sora_async.retry import RetryPolicy
 from sora_async.transport import (
     DEFAULT_USER_AGENT,

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from ..providers.base import Endpoint
+from ..calls import Endpoint
 from . import freesora, sora2api
 from .callbacks import CallbackDispatcher
 from .config import MockConfig

@@ -8,7 +8,7 @@ from collections import deque
 
 import attrs
 
-from ..providers.base import Endpoint
+from ..calls import Endpoint
 
 __all__ = ["ENDPOINTS", "PROVIDERS", "Fault", "FaultQueue", "FaultSpec"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..providers.base import Endpoint
+from ..calls import Endpoint
 from .faults import Fault, FaultSpec
 from .files import Unsatisfiable, parse_range
 from .state import STATE_KEY, MockState

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from ..calls import ApiCall, Endpoint, RawResponse
 from ..errors import ConfigurationError
-from .base import ApiCall, Endpoint, PreparedImage, Provider, RawResponse
+from ..images import PreparedImage
+from ..models import check_task_id
+from .base import Provider
 
 __all__ = [
     "PROVIDER_NAMES",
@@ -12,6 +15,7 @@ __all__ = [
     "PreparedImage",
     "Provider",
     "RawResponse",
+    "check_task_id",
     "get_provider",
 ]
 

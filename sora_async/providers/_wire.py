@@ -28,8 +28,10 @@ from cattrs.cols import list_structure_factory
 from cattrs.gen import make_dict_structure_fn, override
 from cattrs.v import format_exception
 
-from ..errors import APIError, ProtocolError, ValidationError
-from .base import RawResponse, error_for_status
+from ..calls import RawResponse
+from ..errors import APIError, ProtocolError
+from ..models import check_task_id
+from .base import error_for_status
 
 __all__ = [
     "Codec",
@@ -266,12 +268,6 @@ def note_unknown(logger: logging.Logger, seen: set[str], what: str, value: objec
         return
     seen.add(key)
     logger.debug("unknown %s %s: treated as still in progress", what, key)
-
-
-def check_task_id(task_id: str) -> None:
-    """Refuse an empty task id before it becomes a request for every task or none."""
-    if not isinstance(task_id, str) or not task_id.strip():
-        raise ValidationError("task_id", task_id, "a non-empty task id string")
 
 
 def dedupe_urls(candidates: Iterable[str | None]) -> list[str]:

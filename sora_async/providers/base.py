@@ -3,20 +3,16 @@
 A provider turns a :class:`~sora_async.models.VideoRequest` into an :class:`ApiCall` (method,
 path relative to the base URL, JSON body, query) and turns a :class:`RawResponse` back into
 models or into our errors. The transport sends calls and knows nothing of providers; the
-client glues the two together.
+client glues the two together. The call and answer classes live in :mod:`sora_async.calls`
+and :class:`PreparedImage` in :mod:`sora_async.images`; they are re-exported here for older
+importers.
 """
 
 from __future__ import annotations
 
-import base64
-import email.utils
-import math
-import time
-from collections.abc import Mapping
-from typing import Any, ClassVar, Protocol
+from typing import ClassVar, Protocol
 
-import attrs
-
+from ..calls import ApiCall, Endpoint, RawResponse, parse_retry_after
 from ..errors import (
     APIError,
     AuthenticationError,
@@ -26,6 +22,7 @@ from ..errors import (
     RateLimitError,
     ServerError,
 )
+from ..images import PreparedImage
 from ..models import Credits, TaskStatus, VideoRequest
 
 __all__ = [
@@ -37,54 +34,6 @@ __all__ = [
     "error_for_status",
     "parse_retry_after",
 ]
-
-
-class Endpoint:
-    """Logical endpoint names used in errors, logs and the mock's counters."""
-
-    CREATE = "create"
-    STATUS = "status"
-    CREDITS = "credits"
-    DOWNLOAD = "download"
-
-
-@attrs.frozen
-class ApiCall:
-    """One HTTP request to make, relative to the provider's base URL."""
-
-    endpoint: str
-    method: str
-    path: str
-    json: Mapping[str, Any] | None = None
-    params: Mapping[str, str] | None = None
-
-
-@attrs.frozen
-class RawResponse:
-    """What came back: status, headers (lower-cased names) and the whole body."""
-
-    endpoint: str
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-
-    @property
-    def retry_after(self) -> float | None:
-        return parse_retry_after(self.headers.get("retry-after"))
-
-
-@attrs.frozen
-class PreparedImage:
-    """A request's image after local checks: bytes with their MIME type, or a URL."""
-
-    data: bytes | None = attrs.field(default=None, repr=lambda b: f"<{len(b or b'')} bytes>")
-    mime: str | None = None
-    url: str | None = None
-
-    @property
-    def data_url(self) -> str:
-        assert self.data is not None and self.mime is not None
-        return f"data:{self.mime};base64,{base64.b64encode(self.data).decode('ascii')}"
 
 
 class Provider(Protocol):
@@ -148,23 +97,3 @@ def error_for_status(
             message, retry_after=retry_after, endpoint=endpoint, http_status=http_status, code=code
         )
     return cls(message, endpoint=endpoint, http_status=http_status, code=code)
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), or None."""
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when is None:
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    if math.isnan(seconds):
-        return None
-    return max(0.0, min(seconds, 3600.0))

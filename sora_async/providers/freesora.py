@@ -14,12 +14,12 @@ from typing import Any, ClassVar
 
 import attrs
 
+from ..calls import ApiCall, Endpoint, RawResponse
 from ..errors import ProtocolError, ValidationError
-from ..images import image_kind
-from ..models import AspectRatio, Credits, Model, TaskState, TaskStatus, VideoRequest
+from ..images import PreparedImage, image_kind
+from ..models import AspectRatio, Credits, Model, TaskState, TaskStatus, VideoRequest, check_task_id
 from ..pricing import freesora_price
-from ._wire import Codec, check_task_id, dedupe_urls, make_converters, note_unknown, wire
-from .base import ApiCall, Endpoint, PreparedImage, RawResponse
+from ._wire import Codec, dedupe_urls, make_converters, note_unknown, wire
 
 __all__ = [
     "FreeSora",

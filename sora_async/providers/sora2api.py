@@ -14,11 +14,20 @@ from typing import Any, ClassVar
 
 import attrs
 
+from ..calls import ApiCall, Endpoint, RawResponse
 from ..errors import NotSupportedError, ProtocolError, ValidationError
-from ..images import image_kind, is_http_url
-from ..models import AspectRatio, Credits, Model, Quality, TaskState, TaskStatus, VideoRequest
-from ._wire import Codec, check_task_id, dedupe_urls, make_converters, note_unknown, wire
-from .base import ApiCall, Endpoint, PreparedImage, RawResponse
+from ..images import PreparedImage, image_kind, is_http_url
+from ..models import (
+    AspectRatio,
+    Credits,
+    Model,
+    Quality,
+    TaskState,
+    TaskStatus,
+    VideoRequest,
+    check_task_id,
+)
+from ._wire import Codec, dedupe_urls, make_converters, note_unknown, wire
 
 __all__ = [
     "Sora2Api",
