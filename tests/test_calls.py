@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-import sora_async.providers as providers
-from sora_async import calls
+from sora_async import calls, providers
 from sora_async.errors import ValidationError
 from sora_async.models import check_task_id
 from sora_async.providers import _wire, base
