@@ -17,6 +17,7 @@ __all__ = [
     "DEFAULT_PROVIDER",
     "Secret",
     "Settings",
+    "check_api_key",
     "resolve_settings",
 ]
 
@@ -144,6 +145,7 @@ def resolve_settings(
     secret = key if isinstance(key, Secret) else Secret(str(key))
     if not secret.reveal().strip():
         raise ConfigurationError(f"the API key is empty: pass api_key=... or set {ENV_API_KEY}")
+    check_api_key(secret, _source(api_key, ENV_API_KEY))
     url = _pick(base_url, env, ENV_BASE_URL)
     if url is not None and not str(url).lower().startswith(("http://", "https://")):
         raise ConfigurationError(f"base_url must be an http(s) URL, got {url!r}")
@@ -174,6 +176,38 @@ def resolve_settings(
         redis_url=redis,
         account=account_name,
     )
+
+
+def check_api_key(key: Secret, source: str = "argument") -> None:
+    """Refuse a key that cannot go into an Authorization header, before any request.
+
+    Surrounding whitespace is refused, not stripped: a key read from a file with its newline
+    is a mistake worth seeing once, and a stripped key that still fails would leave the user
+    guessing which key was sent. httpx and openai-python do not strip either (they fail deep in
+    the HTTP layer instead). The message says where the key came from and what is wrong with
+    it, never the key itself.
+    """
+    value = key.reveal()
+    setting = f"the API key (api_key / {ENV_API_KEY}, from {source})"
+    if value != value.rstrip():
+        end = value[len(value.rstrip()) :]
+        what = "a trailing newline" if "\n" in end or "\r" in end else "trailing whitespace"
+        raise ConfigurationError(
+            f"{setting} has {what}, as a key read from a file often does: "
+            "remove it (str.strip(), or $(tr -d '\\n' < keyfile)); nothing was sent"
+        )
+    if value != value.lstrip():
+        raise ConfigurationError(f"{setting} starts with whitespace: remove it; nothing was sent")
+    for position, char in enumerate(value, start=1):
+        if not "!" <= char <= "~":
+            if char.isspace() or not char.isprintable():
+                kind = "a space or control character"
+            else:
+                kind = "a non-ASCII character"
+            raise ConfigurationError(
+                f"{setting} has {kind} at position {position}, which cannot go in an HTTP "
+                "header: check the key; nothing was sent"
+            )
 
 
 def _source(explicit: Any, env_name: str) -> str:
