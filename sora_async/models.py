@@ -27,6 +27,7 @@ __all__ = [
     "TaskStatus",
     "VideoRequest",
     "check_task_id",
+    "expiry_of",
 ]
 
 #: How long the providers keep a finished video (both documents say 15 days).
@@ -220,6 +221,8 @@ class TaskStatus:
     error: str | None = None
     #: freesora reports refunds of failed tasks; None where the provider says nothing.
     refunded: bool | None = None
+    #: When the task finished on the server (aware, UTC), where the provider says so.
+    finished_at: dt.datetime | None = None
     #: The decoded provider payload (its wire class), for whatever we do not map.
     raw: Any = attrs.field(default=None, eq=False, repr=False)
 
@@ -238,7 +241,8 @@ class TaskResult:
     video_urls: list[str] = attrs.field(factory=list)
     error: str | None = None
     refunded: bool | None = None
-    #: When the provider deletes the files (observed completion + 15 days).
+    #: When the provider deletes the files: 15 days from when the task finished on the server,
+    #: or from when it was seen finished where the provider does not say.
     expires_at: dt.datetime | None = None
     #: The caller's key for this request (in ``generate_many``: its input position).
     key: Any = None
@@ -281,7 +285,7 @@ class TaskResult:
             video_urls=list(status.video_urls),
             error=status.error,
             refunded=status.refunded,
-            expires_at=seen + RETENTION if status.state is TaskState.SUCCEEDED else None,
+            expires_at=expiry_of(status, seen) if status.state is TaskState.SUCCEEDED else None,
             status=status,
             key=key,
         )
@@ -303,6 +307,20 @@ class TaskResult:
             exception=exc,
             key=key,
         )
+
+
+def expiry_of(status: TaskStatus, seen_at: dt.datetime) -> dt.datetime:
+    """When the provider deletes a succeeded task's files: 15 days after it finished.
+
+    The server's own finish time is used where the provider gives one (an adopted task may have
+    finished days before we looked), but never a time after ``seen_at``: a task cannot finish
+    after it was seen finished, and a zone-less server time read as UTC may be hours ahead of
+    the truth. Erring early is the safe side of a deadline to download by.
+    """
+    finished = status.finished_at
+    if finished is None or finished > seen_at:
+        finished = seen_at
+    return finished + RETENTION
 
 
 @attrs.frozen

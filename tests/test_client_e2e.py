@@ -66,9 +66,10 @@ async def test_text_to_video_succeeds(provider: str) -> None:
         assert record.state == "succeeded"
         assert mock.counters.creates == 1 and mock.counters.requests["create"] == 1
         assert mock.counters.creates_by_prompt == {request.prompt: 1}
-        # Files are kept 15 days from completion, which happened while generate() ran.
+        # Files are kept 15 days from completion, which happened while generate() ran
+        # (sora2api's completeTime has whole seconds).
         assert result.expires_at is not None
-        assert before + RETENTION <= result.expires_at <= after + RETENTION
+        assert before.replace(microsecond=0) + RETENTION <= result.expires_at <= after + RETENTION
         assert result.raise_for_state() is result
         assert client.unfinished_tasks == {}
         assert client.governor.statistics().held == 0

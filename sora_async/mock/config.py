@@ -132,5 +132,8 @@ class MockConfig:
     latency: float = attrs.field(default=0.0, validator=_finite_at_least(0.0))
     #: Real seconds a SLOW fault waits when inject() is given no delay.
     slow_delay: float = attrs.field(default=1.0, validator=_finite_at_least(0.0))
+    #: The real time (``time.time()``) the clock's reading at startup stands for, in printed
+    #: times such as completeTime; None: now. Set it days back to play old, adopted tasks.
+    wall_start: float | None = attrs.field(default=None, validator=_optional(_finite_at_least(0.0)))
     #: Where task time comes from; a ManualClock lets tests move time by hand.
     clock: Clock = attrs.field(default=time.monotonic, validator=_check_clock, eq=False, repr=False)

@@ -66,7 +66,7 @@ class MockState:
         # Task times come from the clock; wall-clock strings (createTime, completeTime) are the
         # clock's readings mapped onto the real date at startup.
         self._clock_origin = config.clock()
-        self._wall_origin = time.time()
+        self._wall_origin = time.time() if config.wall_start is None else config.wall_start
         #: Terminal tasks whose callback is still to be sent.
         self.callback_queue: deque[Task] = deque()
         #: Set when the server shuts down: slow answers stop waiting.

@@ -12,6 +12,7 @@ Everything that can go wrong while reading an answer becomes a :class:`ProtocolE
 
 from __future__ import annotations
 
+import datetime as dt
 import http
 import json
 import logging
@@ -40,6 +41,7 @@ __all__ = [
     "dedupe_urls",
     "make_converters",
     "note_unknown",
+    "parse_wire_time",
     "sanitize",
     "wire",
 ]
@@ -55,6 +57,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _TAG = re.compile(r"<[^>]{0,500}>")
 _SPACE = re.compile(r"\s+")
 _INT_TEXT = re.compile(r"-?\d{1,9}")
+_EPOCH_TEXT = re.compile(r"\d{9,13}(\.\d+)?")
 _MAX_MESSAGE = 200
 _MAX_UNKNOWN_NOTED = 64
 
@@ -268,6 +271,51 @@ def note_unknown(logger: logging.Logger, seen: set[str], what: str, value: objec
         return
     seen.add(key)
     logger.debug("unknown %s %s: treated as still in progress", what, key)
+
+
+#: Epoch numbers above this are milliseconds (1e11 s is the year 5138).
+_EPOCH_MS_ABOVE = 1e11
+_WIRE_TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S.%f", "%Y/%m/%d %H:%M:%S")
+
+
+def parse_wire_time(value: object) -> dt.datetime | None:
+    """An aware UTC datetime from a provider's time field, or None when it is not one.
+
+    Takes "YYYY-MM-DD HH:MM:SS" (the documents' form), ISO 8601, and epoch seconds or
+    milliseconds. A time without a zone is read as UTC: the documents name none. A field we
+    cannot read is dropped, never a reason to fail a poll.
+    """
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, str) and _EPOCH_TEXT.fullmatch(value.strip()):
+        value = float(value.strip())
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value) or value <= 0:
+            return None
+        seconds = value / 1000 if value > _EPOCH_MS_ABOVE else value
+        try:
+            return dt.datetime.fromtimestamp(seconds, tz=dt.timezone.utc)
+        except (OverflowError, OSError, ValueError):
+            return None
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    parsed: dt.datetime | None = None
+    for form in _WIRE_TIME_FORMATS:
+        try:
+            parsed = dt.datetime.strptime(text, form)
+            break
+        except ValueError:
+            continue
+    if parsed is None:
+        try:
+            # Python 3.10's fromisoformat takes no "Z".
+            parsed = dt.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+        except ValueError:
+            return None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed.astimezone(dt.timezone.utc)
 
 
 def dedupe_urls(candidates: Iterable[str | None]) -> list[str]:

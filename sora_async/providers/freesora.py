@@ -60,7 +60,7 @@ class FreeSoraCreated:
 
 @attrs.frozen
 class FreeSoraTask:
-    """``data`` of check-result."""
+    """``data`` of check-result. It names no finish time, so expiry counts from our sighting."""
 
     status: str
     progress: int | float | None = None

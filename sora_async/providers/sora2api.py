@@ -27,7 +27,7 @@ from ..models import (
     VideoRequest,
     check_task_id,
 )
-from ._wire import Codec, dedupe_urls, make_converters, note_unknown, wire
+from ._wire import Codec, dedupe_urls, make_converters, note_unknown, parse_wire_time, wire
 
 __all__ = [
     "Sora2Api",
@@ -83,8 +83,8 @@ class Sora2ApiRecord:
     response: Sora2ApiResult | None = None
     error_code: int | str | None = attrs.field(default=None, metadata=wire("errorCode"))
     error_message: str | None = attrs.field(default=None, metadata=wire("errorMessage"))
-    # An echo of our own request and two timestamps: carried, never interpreted, so they are
-    # typed loosely (a JSON string in the document; times may come as epoch numbers).
+    # An echo of our own request (a JSON string in the document) and two times: typed loosely
+    # so that an odd value never fails a poll. completeTime dates the 15-day retention.
     param_json: Any = attrs.field(default=None, metadata=wire("paramJson"))
     create_time: str | int | None = attrs.field(default=None, metadata=wire("createTime"))
     complete_time: str | int | None = attrs.field(default=None, metadata=wire("completeTime"))
@@ -215,6 +215,7 @@ class Sora2Api:
             video_urls=urls,
             error=_failure_text(record) if state is TaskState.FAILED else None,
             refunded=None,
+            finished_at=parse_wire_time(record.complete_time) if state.is_terminal else None,
             raw=record,
         )
 
