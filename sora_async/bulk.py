@@ -49,6 +49,7 @@ import anyio.lowlevel
 import anyio.to_thread
 import attrs
 
+from .batch.home import locate_journal, remember_journal
 from .batch_input import INPUT_FIELDS, BatchInputError, InputItem, InputReader, request_from_fields
 from .download import DownloadedFile, video_filename
 from .durable import write_lines_atomically
@@ -187,9 +188,8 @@ class _Batch:
         self.args = args
         self.input_path = Path(args.file)
         self.out = Path(args.out)
-        self.journal_path = (
-            Path(args.journal) if args.journal is not None else default_journal_path(self.out)
-        )
+        self.journal_flag: Path | None = Path(args.journal) if args.journal is not None else None
+        self.journal_path = self.journal_flag or default_journal_path(self.out)
         self.manifest_path = self.out / MANIFEST_NAME
         self.defaults = request_defaults(args)
         self.resubmit: bool = args.resubmit_unknown
@@ -262,6 +262,9 @@ class _Batch:
     # -- validate, register, plan ------------------------------------------------------------
 
     async def _prepare(self, client: SoraClient) -> Plan:
+        self.journal_path, adopted = locate_journal(self.out, self.journal_flag)
+        if adopted is not None:
+            self._warn(adopted)
         reader = InputReader(self.input_path, self.defaults)
         fingerprint, whole = await self._validate(client, reader)
         if whole.total == 0:
@@ -304,12 +307,19 @@ class _Batch:
                 raise ConfigurationError(
                     f"--out {self.out}: cannot create the directory: {exc.strerror or exc}"
                 ) from None
-        return Journal.open(
+        journal = Journal.open(
             self.journal_path,
             input_fingerprint=fingerprint,
             provider=client.provider,
             base_url=client.settings.base_url,
         )
+        try:
+            # Before any create: a re-run without --journal must find this journal.
+            remember_journal(self.out, self.journal_path)
+        except BaseException:
+            journal.close()
+            raise
+        return journal
 
     async def _plan(self, client: SoraClient, reader: InputReader, fingerprint: str) -> Plan:
         plan = Plan()

@@ -1,0 +1,1 @@
+"""The bulk runner's parts, a wing above the public client (the CLI drives it)."""
