@@ -49,6 +49,7 @@ import anyio.lowlevel
 import anyio.to_thread
 import attrs
 
+from .batch.held import HeldTask, append_held, forget_held, read_held
 from .batch.home import locate_journal, remember_journal
 from .batch_input import INPUT_FIELDS, BatchInputError, InputItem, InputReader, request_from_fields
 from .download import DownloadedFile, video_filename
@@ -93,6 +94,8 @@ REGISTER_CHUNK = 500
 CHECKPOINT_EVERY = 200
 #: Problems listed one by one at the start and in the final summary.
 SHOWN_PROBLEMS = 20
+#: Pauses between attempts to journal a task id (a passing disk hiccup must not lose it).
+JOURNAL_RETRY_DELAYS = (0.05, 0.25, 1.0)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -149,15 +152,18 @@ def write_manifest(
     total: int,
     lines: Sequence[int] = (),
     notes: Mapping[int, str] | None = None,
+    held: Mapping[int, str] | None = None,
 ) -> None:
     """Write ``manifest.jsonl`` from the journal, atomically (temporary file, fsync, replace).
 
     One object per item ``0 .. total-1``, in input order: the journal's row with the input
     ``line`` and this run's ``note`` (why an item is not done, when the journal's state does
-    not say it). Items are read one at a time, so memory stays flat and the journal is free
-    between two reads (the periodic rewrite runs in a worker thread while the run goes on).
+    not say it); ``held`` gives the task ids the journal could not take, by index. Items are
+    read one at a time, so memory stays flat and the journal is free between two reads (the
+    periodic rewrite runs in a worker thread while the run goes on).
     """
     notes = notes or {}
+    held = held or {}
 
     def rows() -> Iterator[str]:
         for index in range(total):
@@ -167,6 +173,8 @@ def write_manifest(
             row = item.manifest_row()
             row["line"] = lines[index] if index < len(lines) else None
             row["note"] = notes.get(index)
+            if row["task_id"] is None and index in held:
+                row["task_id"] = held[index]
             ordered = {key: row[key] for key in _MANIFEST_HEAD}
             ordered.update(row)
             yield json.dumps(ordered, ensure_ascii=False) + "\n"
@@ -218,6 +226,8 @@ class _Batch:
         self.interrupts = 0
         self.stopped_creating: str | None = None
         self.fatal: BaseException | None = None
+        #: Task ids the journal could not take, by index: shown at every exit.
+        self.held: dict[int, str] = {}
         self.prepare_scope = anyio.CancelScope()
 
     # -- the whole command --------------------------------------------------------------------
@@ -316,10 +326,31 @@ class _Batch:
         try:
             # Before any create: a re-run without --journal must find this journal.
             remember_journal(self.out, self.journal_path)
+            if not self.dry_run:
+                self._adopt_held(journal)
         except BaseException:
             journal.close()
             raise
         return journal
+
+    def _adopt_held(self, journal: Journal) -> None:
+        """Record the task ids an earlier run held outside the journal: adopted, not paid again."""
+        held = list(read_held(self.out))
+        for task in held:
+            item = journal.get(task.index)
+            if item is None or item.task_id == task.task_id:
+                continue
+            if item.task_id is None and item.prompt == task.prompt and item.state is _S.UNKNOWN:
+                journal.record_created(task.index, task.task_id)
+                self._warn(f"{self._label(task.index)} adopted task {task.task_id}")
+            else:
+                raise ConfigurationError(
+                    f"{self.out / '.sora-held-task-ids.jsonl'} holds task {task.task_id} for "
+                    f"item {task.index}, which the journal {self.journal_path} does not match "
+                    f"(state {item.state.value}, task {item.task_id}); check that task by hand"
+                )
+        if held:
+            forget_held(self.out)
 
     async def _plan(self, client: SoraClient, reader: InputReader, fingerprint: str) -> Plan:
         plan = Plan()
@@ -476,36 +507,55 @@ class _Batch:
             with contextlib.suppress(OSError):
                 stale.unlink()
         self._write_manifest()
-        if plan.to_create or plan.to_resume:
-            self.display = open_display(tracker, quiet=self.quiet)
-            self.display.start()
-            run = client.generate_many(
-                self._jobs(),
-                on_event=self._on_event,
-                download_to=self.out,
-                filename=self._filename,
-                reuse_file=self._recorded_file,
-                timeout=self.timeout,
-            )
-            self.run_handle = run
-            if self.interrupts:
-                run.drain()
-            failure: SoraError | None = None
-            async with anyio.create_task_group() as group:
-                group.start_soon(self._tick)
-                try:
-                    async with run:
-                        async for _ in run:
-                            pass  # every outcome was handled by the event hook
-                except SoraError as exc:  # the journal failed under the input: raised below
-                    failure = exc
-                finally:
-                    group.cancel_scope.cancel()
+        try:
+            if plan.to_create or plan.to_resume:
+                await self._run(client, tracker)
+        finally:
+            # Every exit writes the manifest, and shows the task ids the journal lacks.
             self.display.stop()
-            if failure is not None:
-                raise failure
-        self._write_manifest()
+            self._write_manifest()
+            self._report_held()
         return self._finish()
+
+    async def _run(self, client: SoraClient, tracker: Tracker) -> None:
+        self.display = open_display(tracker, quiet=self.quiet)
+        self.display.start()
+        run = client.generate_many(
+            self._jobs(),
+            on_event=self._on_event,
+            download_to=self.out,
+            filename=self._filename,
+            reuse_file=self._recorded_file,
+            timeout=self.timeout,
+        )
+        self.run_handle = run
+        if self.interrupts:
+            run.drain()
+        failure: SoraError | None = None
+        async with anyio.create_task_group() as group:
+            group.start_soon(self._tick)
+            try:
+                async with run:
+                    async for _ in run:
+                        pass  # every outcome was handled by the event hook
+            except SoraError as exc:  # the journal failed under the input: raised below
+                failure = exc
+            finally:
+                group.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+
+    def _report_held(self) -> None:
+        if not self.held:
+            return
+        self._error(
+            f"{len(self.held)} task(s) were created but are not in the journal (the next run "
+            "adopts them from the file named above; never create these prompts again by hand):"
+        )
+        for index, task_id in sorted(self.held.items()):
+            line = self.lines[index] if index < len(self.lines) else None
+            where = f" line {line}" if line is not None else ""
+            print(f"  {self._label(index)}{where} task {task_id}", file=sys.stderr, flush=True)
 
     def _jobs(self) -> Iterator[Job]:
         """The run's input, read lazily from the journal in index order."""
@@ -553,10 +603,16 @@ class _Batch:
 
     # -- the event hook: one journal write per step -------------------------------------------
 
-    def _on_event(self, event: TaskEvent) -> None:
+    async def _on_event(self, event: TaskEvent) -> None:
         index: int = event.key
+        if event.kind is EventKind.CREATED:
+            await self._created(index, event)
+            return
+        if index in self.held:
+            self._held_event(index, event)
+            return
         try:
-            # One handler per kind, named after it: _creating, _created, _rate_limited, ...
+            # One handler per kind, named after it: _creating, _rate_limited, _progress, ...
             handler = getattr(self, f"_{event.kind.value}")
             handler(index, event)
         except JournalTransitionError as exc:
@@ -566,7 +622,10 @@ class _Batch:
             self.notes[index] = _one_line(str(exc))
         except JournalError as exc:
             self._journal_failed(exc)
-            raise
+            if event.kind is EventKind.CREATING:
+                raise  # no intent on disk: this create must not be sent
+            # Anything else is already safe on disk up to this step: the run stops, the
+            # manifest is written and a re-run goes on from the journal.
 
     def _creating(self, index: int, event: TaskEvent) -> None:
         assert self.journal is not None and event.request is not None
@@ -582,11 +641,59 @@ class _Batch:
         self.intents.add(index)
         self.tracker.move(index, Phase.CREATING)
 
-    def _created(self, index: int, event: TaskEvent) -> None:
+    async def _created(self, index: int, event: TaskEvent) -> None:
         assert self.journal is not None and event.task_id is not None
-        self.journal.record_created(index, event.task_id)
         self.intents.discard(index)
         self.tracker.move(index, Phase.RUNNING)
+        failure: JournalError | None = None
+        for delay in (*JOURNAL_RETRY_DELAYS, None):
+            try:
+                self.journal.record_created(index, event.task_id)
+                return
+            except JournalTransitionError as exc:
+                logger.warning("journal: %s", exc)
+                self.notes[index] = _one_line(str(exc))
+                return
+            except JournalError as exc:
+                failure = exc
+            if delay is not None:
+                await anyio.sleep(delay)
+        assert failure is not None and event.request is not None
+        self._hold(index, event.task_id, event.request.prompt, failure)
+
+    def _hold(self, index: int, task_id: str, prompt: str, failure: JournalError) -> None:
+        """The journal cannot take this task id: keep it beside the journal and on screen,
+        and stop creating (the next id could not be recorded either)."""
+        self.held[index] = task_id
+        kept = append_held(self.out, HeldTask(index, task_id, prompt))
+        where = (
+            f"kept in {self.out / '.sora-held-task-ids.jsonl'} for the next run"
+            if kept
+            else "NOT saved anywhere else: note it"
+        )
+        self._error(
+            f"{self._label(index)} task {task_id} was created but the journal cannot record "
+            f"it ({failure}); {where}"
+        )
+        if self.fatal is None:
+            self.fatal = failure
+        self._stop_creating(f"the journal cannot be written ({failure})")
+
+    def _held_event(self, index: int, event: TaskEvent) -> None:
+        """An item whose task id is held outside the journal: shown, not journaled."""
+        if event.kind is EventKind.PROGRESS:
+            self.tracker.set_progress(index, event.progress)
+        elif event.kind is EventKind.DOWNLOADING:
+            self.tracker.move(index, Phase.DOWNLOADING, start=Phase.RUNNING)
+        elif event.kind in (EventKind.SUCCEEDED, EventKind.FAILED):
+            result = event.result
+            assert result is not None
+            ok = result.ok and result.download_error is None
+            self.notes[index] = (
+                f"task {result.task_id} {'succeeded' if ok else 'did not succeed'} "
+                "(its id is not in the journal: a re-run adopts it)"
+            )
+            self.tracker.move(index, Phase.SUCCEEDED if ok else Phase.FAILED, start=Phase.RUNNING)
 
     def _rate_limited(self, index: int, event: TaskEvent) -> None:
         assert self.journal is not None and event.error is not None
@@ -778,6 +885,8 @@ class _Batch:
                 self._write_manifest()
             with contextlib.suppress(Exception):
                 self.journal.close()
+        with contextlib.suppress(Exception):
+            self._report_held()
         message = "interrupted again: stopped at once; run the same command again to resume"
         if live:
             message += f" ({live} task(s) still running on the server are picked up then)"
@@ -804,6 +913,7 @@ class _Batch:
                 total=self.total,
                 lines=self.lines,
                 notes=self.notes,
+                held=self.held,
             )
         except OSError as exc:
             self._warn(f"cannot write {self.manifest_path}: {exc.strerror or exc}")

@@ -76,3 +76,78 @@ async def test_a_dir_whose_journal_is_gone_is_refused_before_any_create(tmp_path
         assert other.returncode == 2
         assert str(journal) in other.stderr
         assert mock.counters.requests["create"] == creates
+
+
+# -- 2, 3. a journal that cannot be written ----------------------------------------------------
+
+FAULTY = Path(__file__).with_name("faulty_journal.py")
+
+
+def with_faulty_journal(argv: list[str], fault: str) -> list[str]:
+    """The same command run with a journal whose disk fails (see faulty_journal.py)."""
+    assert argv[1:3] == ["-m", "sora_async"]
+    return [argv[0], str(FAULTY), fault, *argv[3:]]
+
+
+async def test_a_failed_write_of_a_task_id_is_retried(tmp_path: Path) -> None:
+    source, out = tmp_path / "prompts.txt", tmp_path / "out"
+    prompts = write_prompts(source, 2)
+    async with batch_mock() as mock:
+        argv = batch_argv(mock, source, out, concurrency=1)
+
+        done = await run_cli(with_faulty_journal(argv, "record_created:1"))
+
+        assert done.returncode == 0, done.stderr
+        check_succeeded(mock, out, prompts)
+        assert created_once(mock, prompts)
+
+
+async def test_a_task_id_the_journal_cannot_take_is_shown_and_never_paid_twice(
+    tmp_path: Path,
+) -> None:
+    source, out = tmp_path / "prompts.txt", tmp_path / "out"
+    prompts = write_prompts(source, 3)
+    async with batch_mock() as mock:
+        argv = batch_argv(mock, source, out, concurrency=1)
+
+        broken = await run_cli(with_faulty_journal(argv, "record_created:dead"))
+
+        assert broken.returncode == 1
+        # Creating stopped at the first id the journal could not take; that id is on screen.
+        [task] = mock.tasks(KEY)
+        assert mock.counters.requests["create"] == 1
+        assert task.task_id in broken.stderr
+        assert "unexpected" not in broken.stderr
+        rows = read_manifest(out)
+        assert rows[0]["task_id"] == task.task_id
+
+        done = await run_cli(argv)
+
+        assert done.returncode == 0, done.stderr
+        check_succeeded(mock, out, prompts)
+        assert created_once(mock, prompts)
+
+
+async def test_a_journal_failure_after_a_create_still_writes_the_manifest(
+    tmp_path: Path,
+) -> None:
+    source, out = tmp_path / "prompts.txt", tmp_path / "out"
+    prompts = write_prompts(source, 2)
+    async with batch_mock() as mock:
+        argv = batch_argv(mock, source, out, concurrency=1)
+
+        broken = await run_cli(with_faulty_journal(argv, "record_download:dead"))
+
+        assert broken.returncode == 1
+        assert "unexpected" not in broken.stderr
+        assert "journal" in broken.stderr
+        # The manifest was written on the way out: every task created so far is in it.
+        rows = read_manifest(out)
+        created = {task.task_id for task in mock.tasks(KEY)}
+        assert created and {row["task_id"] for row in rows} - {None} == created
+
+        done = await run_cli(argv)
+
+        assert done.returncode == 0, done.stderr
+        check_succeeded(mock, out, prompts)
+        assert created_once(mock, prompts)
