@@ -1,9 +1,16 @@
-"""The input of ``sora-async batch``: plain text or JSONL, streamed one line at a time.
+"""The input of ``sora-async batch``, streamed one line at a time; the suffix picks the format.
 
-- Plain text: one prompt per non-empty line (surrounding whitespace dropped).
-- ``.jsonl``: one JSON object per non-empty line whose keys are :class:`VideoRequest` field
-  names. A relative ``image`` path is taken relative to the input file's directory, so the
-  same file means the same requests from any working directory.
+- ``.txt``: one prompt per non-empty line (surrounding whitespace dropped); a line whose first
+  non-blank character is ``#`` is a comment.
+- ``.jsonl`` / ``.ndjson``: one JSON object per non-empty line whose keys are
+  :class:`VideoRequest` field names.
+- ``.csv``: a header row with a ``prompt`` column; the other columns are VideoRequest field
+  names, and an empty cell leaves its field unset.
+- Anything else is refused before anything is sent: a ``.json`` file read as text would pay
+  for each of its lines as a prompt.
+
+A relative ``image`` path is taken relative to the input file's directory, so the same file
+means the same requests from any working directory.
 
 Command-line options give defaults for the fields a line does not set (a missing key or
 ``null``). The file is read as bytes and hashed while it is parsed: :class:`InputReader`
@@ -14,6 +21,7 @@ file and the 1-based line number.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
@@ -31,9 +39,19 @@ __all__ = [
     "BatchInputError",
     "InputItem",
     "InputReader",
+    "input_format",
     "is_jsonl",
     "request_from_fields",
 ]
+
+#: The input formats by file suffix (lower case).
+FORMATS: dict[str, str] = {".txt": "text", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
+_FORMAT_HELP = (
+    ".txt (one prompt per line, # comments), .jsonl or .ndjson (one JSON object of request "
+    "fields per line) or .csv (a header with a prompt column)"
+)
+_TRUE = frozenset({"true", "yes", "1"})
+_FALSE = frozenset({"false", "no", "0"})
 
 #: The keys a JSONL line may use: the VideoRequest field names.
 INPUT_FIELDS: tuple[str, ...] = tuple(field.name for field in attrs.fields(VideoRequest))
@@ -61,9 +79,20 @@ class InputItem:
     request: VideoRequest
 
 
+def input_format(path: str | os.PathLike[str]) -> str:
+    """``text``, ``jsonl`` or ``csv`` by the file's suffix; BatchInputError for anything else."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        shown = f"{suffix!r}" if suffix else "no suffix"
+        raise BatchInputError(
+            Path(path), None, f"cannot tell the input format ({shown}): use {_FORMAT_HELP}"
+        )
+    return FORMATS[suffix]
+
+
 def is_jsonl(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` is read as JSONL (by its ``.jsonl`` suffix) rather than plain text."""
-    return Path(path).suffix.lower() == ".jsonl"
+    """Whether ``path`` is read as JSON lines (``.jsonl`` or ``.ndjson``)."""
+    return FORMATS.get(Path(path).suffix.lower()) == "jsonl"
 
 
 def request_from_fields(fields: Mapping[str, Any]) -> VideoRequest:
@@ -89,7 +118,7 @@ class InputReader:
 
     def __init__(self, path: str | os.PathLike[str], defaults: Mapping[str, Any] | None = None):
         self.path = Path(path)
-        self.jsonl = is_jsonl(self.path)
+        self.format = input_format(self.path)
         unknown = sorted(set(defaults or {}) - set(INPUT_FIELDS))
         if unknown:
             raise ValueError(f"unknown request fields in defaults: {', '.join(unknown)}")
@@ -113,16 +142,95 @@ class InputReader:
             ) from None
         index = 0
         with handle:
-            for number, raw in enumerate(self._lines(handle), start=1):
-                hasher.update(raw)
-                text = self._decode(raw, number)
-                if not text.strip():
-                    continue
-                request = self._parse(text, number)
-                yield InputItem(index, number, request)
+            texts = self._texts(handle, hasher)
+            rows = self._csv_rows(texts) if self.format == "csv" else self._text_rows(texts)
+            for number, fields in rows:
+                yield InputItem(index, number, self._request(fields, number))
                 index += 1
         self.fingerprint = "sha256:" + hasher.hexdigest()
         self.count = index
+
+    def _texts(self, handle: Any, hasher: Any) -> Iterator[tuple[int, str]]:
+        for number, raw in enumerate(self._lines(handle), start=1):
+            hasher.update(raw)
+            yield number, self._decode(raw, number)
+
+    def _text_rows(self, texts: Iterator[tuple[int, str]]) -> Iterator[tuple[int, dict[str, Any]]]:
+        for number, text in texts:
+            stripped = text.strip()
+            if not stripped:
+                continue
+            if self.format == "jsonl":
+                yield number, self._json_fields(text, number)
+            elif not stripped.startswith("#"):
+                yield number, {"prompt": stripped}
+
+    def _csv_rows(self, texts: Iterator[tuple[int, str]]) -> Iterator[tuple[int, dict[str, Any]]]:
+        consumed = 0
+
+        def lines() -> Iterator[str]:
+            nonlocal consumed
+            for number, text in texts:
+                consumed = number
+                yield text + "\n"
+
+        reader = csv.reader(lines(), strict=True)
+        try:
+            header = next(reader, None)
+            if header is None:
+                return
+            names = self._csv_header(header)
+            while True:
+                start = consumed + 1
+                row = next(reader, None)
+                if row is None:
+                    return
+                if not any(cell.strip() for cell in row):
+                    continue
+                if len(row) != len(names):
+                    raise BatchInputError(
+                        self.path,
+                        start,
+                        f"expected {len(names)} cells (the header's columns), got {len(row)}",
+                    )
+                cells = {name: cell.strip() for name, cell in zip(names, row, strict=True)}
+                yield start, self._csv_fields(cells, start)
+        except csv.Error as exc:
+            raise BatchInputError(self.path, consumed, f"not valid CSV ({exc})") from None
+
+    def _csv_header(self, header: list[str]) -> list[str]:
+        names = [name.strip() for name in header]
+        unknown = sorted({name for name in names if name not in INPUT_FIELDS})
+        if unknown:
+            raise BatchInputError(
+                self.path,
+                1,
+                f"unknown column(s) {', '.join(map(repr, unknown))}: "
+                f"allowed {', '.join(INPUT_FIELDS)}",
+            )
+        if len(set(names)) != len(names):
+            raise BatchInputError(self.path, 1, "a column name appears twice in the header")
+        if "prompt" not in names:
+            raise BatchInputError(self.path, 1, 'the header has no "prompt" column')
+        return names
+
+    def _csv_fields(self, cells: Mapping[str, str], number: int) -> dict[str, Any]:
+        fields: dict[str, Any] = {name: value for name, value in cells.items() if value}
+        if "duration" in fields:
+            try:
+                fields["duration"] = int(fields["duration"])
+            except ValueError:
+                raise BatchInputError(
+                    self.path, number, f"duration must be a whole number, got {cells['duration']!r}"
+                ) from None
+        if "public" in fields:
+            flag = fields["public"].lower()
+            if flag not in _TRUE | _FALSE:
+                raise BatchInputError(
+                    self.path, number, f"public must be true or false, got {cells['public']!r}"
+                )
+            fields["public"] = flag in _TRUE
+        return self._relative_image(fields)
 
     def _lines(self, handle: Any) -> Iterator[bytes]:
         try:
@@ -143,12 +251,9 @@ class InputReader:
             text = text.removeprefix(_BOM)
         return text.rstrip("\r\n")
 
-    def _parse(self, text: str, number: int) -> VideoRequest:
+    def _request(self, given: Mapping[str, Any], number: int) -> VideoRequest:
         fields = dict(self._defaults)
-        if self.jsonl:
-            fields.update(self._json_fields(text, number))
-        else:
-            fields["prompt"] = text.strip()
+        fields.update(given)
         try:
             return request_from_fields(fields)
         except ValidationError as exc:
@@ -179,7 +284,9 @@ class InputReader:
                 f"unknown key(s) {', '.join(map(repr, unknown))}: "
                 f"allowed {', '.join(INPUT_FIELDS)}",
             )
-        fields = {key: item for key, item in value.items() if item is not None}
+        return self._relative_image({key: item for key, item in value.items() if item is not None})
+
+    def _relative_image(self, fields: dict[str, Any]) -> dict[str, Any]:
         image = fields.get("image")
         if (
             isinstance(image, str)

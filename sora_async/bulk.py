@@ -99,6 +99,7 @@ JOURNAL_RETRY_DELAYS = (0.05, 0.25, 1.0)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
+EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 _S = ItemState
@@ -224,6 +225,8 @@ class _Batch:
         self.polled: dict[int, TaskState] = {}
         self.reserved = 0
         self.interrupts = 0
+        #: The cost guard would refuse the real run (--dry-run reports it and exits 2).
+        self.refused = False
         self.stopped_creating: str | None = None
         self.fatal: BaseException | None = None
         #: Task ids the journal could not take, by index: shown at every exit.
@@ -266,7 +269,8 @@ class _Batch:
                 return EXIT_INTERRUPTED
             if self.dry_run:
                 self._say("dry run: nothing was sent")
-                return EXIT_OK
+                # The status the real run would have: a refused batch is a usage error.
+                return EXIT_USAGE if self.refused else EXIT_OK
             return await self._execute(client, plan)
 
     # -- validate, register, plan ------------------------------------------------------------
@@ -477,7 +481,8 @@ class _Batch:
             )
         if problems and self.dry_run:
             for problem in problems:
-                self._say(f"a real run would be refused: {problem}")
+                self._error(f"error: a real run would be refused: {problem}")
+            self.refused = True
         elif problems:
             raise ConfigurationError(problems[0])
 

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -217,8 +218,22 @@ def result_json(result: TaskResult, files: Sequence[Path] = ()) -> dict[str, Any
     }
 
 
+def check_writable_dir(path: Path, flag: str = "--out") -> None:
+    """Make ``path`` and prove a file can be written in it, before anything is paid for."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".sora-write-check-"):
+            pass
+    except OSError as exc:
+        raise ConfigurationError(
+            f"{flag} {path}: cannot write there: {exc.strerror or exc}"
+        ) from None
+
+
 async def _cmd_generate(args: argparse.Namespace) -> int:
     request = VideoRequest(args.prompt, **request_defaults(args))
+    if args.out is not None:
+        check_writable_dir(args.out)
     async with client_from_args(args) as client:
 
         def progress(status: TaskStatus) -> None:

@@ -139,3 +139,40 @@ def test_the_format_comes_from_the_suffix() -> None:
 def test_defaults_must_be_request_fields(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="colour"):
         InputReader(tmp_path / "p.txt", {"colour": "red"})
+
+
+def test_a_csv_row_is_read_by_its_header_and_numbered_by_its_first_line(tmp_path: Path) -> None:
+    source = write(
+        tmp_path / "b.csv",
+        'prompt,aspect_ratio,public\n"a kite,\nover the sea",16:9,yes\n\n"a fox",,\n',
+    )
+
+    items = list(InputReader(source))
+
+    assert items == [
+        InputItem(0, 2, VideoRequest("a kite,\nover the sea", aspect_ratio="16:9", public=True)),
+        InputItem(1, 5, VideoRequest("a fox")),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "words"),
+    [
+        ("prompt,colour\na,red\n", 1, "'colour'"),
+        ("model\nsora-2\n", 1, "prompt"),
+        ("prompt,duration\na,10\nb,ten\n", 3, "duration"),
+        ("prompt,public\na,maybe\n", 2, "public"),
+        ("prompt,model\na\n", 2, "cells"),
+    ],
+)
+def test_a_bad_csv_names_its_line(tmp_path: Path, text: str, line: int, words: str) -> None:
+    source = write(tmp_path / "b.csv", text)
+    with pytest.raises(BatchInputError) as caught:
+        list(InputReader(source))
+    assert caught.value.line == line
+    assert words in str(caught.value)
+
+
+def test_a_txt_comment_is_not_a_prompt(tmp_path: Path) -> None:
+    source = write(tmp_path / "p.txt", "# title\n  #indented\none\n")
+    assert [item.request.prompt for item in InputReader(source)] == ["one"]

@@ -151,3 +151,81 @@ async def test_a_journal_failure_after_a_create_still_writes_the_manifest(
         assert done.returncode == 0, done.stderr
         check_succeeded(mock, out, prompts)
         assert created_once(mock, prompts)
+
+
+# -- 6. input formats --------------------------------------------------------------------------
+
+FORMATS = {
+    "prompts.txt": "# my shots\na kite over the sea\n\n  # later: more\na fox, in snow\n",
+    "shots.ndjson": '{"prompt": "a kite over the sea"}\n\n{"prompt": "a fox, in snow", '
+    '"model": "sora-2-stable", "duration": 15}\n',
+    "shots.csv": 'prompt,model,duration\n"a kite over the sea",,\n'
+    '"a fox, in snow",sora-2-stable,15\n',
+}
+
+
+@pytest.mark.parametrize("name", sorted(FORMATS))
+async def test_each_input_format_pays_for_its_prompts_only(tmp_path: Path, name: str) -> None:
+    source, out = tmp_path / name, tmp_path / "out"
+    source.write_text(FORMATS[name], encoding="utf-8")
+    async with batch_mock() as mock:
+        done = await run_cli(batch_argv(mock, source, out))
+
+        assert done.returncode == 0, done.stderr
+        prompts = ["a kite over the sea", "a fox, in snow"]
+        assert created_once(mock, prompts)
+        assert [row["prompt"] for row in read_manifest(out)] == prompts
+        if not name.endswith(".txt"):
+            params = {t.prompt: t.params for t in mock.tasks(KEY)}
+            assert params["a fox, in snow"]["duration"] == 15, params
+
+
+@pytest.mark.parametrize("name", ["shots.json", "prompts", "shots.tsv"])
+async def test_an_input_of_another_format_is_refused_before_any_create(
+    tmp_path: Path, name: str
+) -> None:
+    source, out = tmp_path / name, tmp_path / "out"
+    source.write_text('{"prompt": "a kite"}\n', encoding="utf-8")
+    async with batch_mock() as mock:
+        done = await run_cli(batch_argv(mock, source, out))
+
+        assert done.returncode == 2
+        [message] = done.stderr_lines()
+        assert ".jsonl" in message and ".csv" in message
+        assert sum(mock.counters.requests.values()) == 0
+
+
+# -- 7. generate --out checks the directory before it pays --------------------------------------
+
+
+@pytest.mark.parametrize("where", ["a file", "under a file"])
+async def test_generate_into_a_dir_it_cannot_write_pays_nothing(tmp_path: Path, where: str) -> None:
+    blocker = tmp_path / "videos"
+    blocker.write_text("not a directory", encoding="utf-8")
+    out = blocker if where == "a file" else blocker / "inside"
+    async with batch_mock() as mock:
+        argv = batch_argv(mock, tmp_path / "unused.txt", out)
+        command = [*argv[: argv.index("batch")], "generate", "a kite", "--out", str(out)]
+
+        done = await run_cli(command)
+
+        assert done.returncode == 2
+        [message] = done.stderr_lines()
+        assert str(out) in message and "--out" in message
+        assert sum(mock.counters.requests.values()) == 0
+
+
+# -- 9. --dry-run exits as the real run would ----------------------------------------------------
+
+
+async def test_a_dry_run_of_a_refused_batch_exits_2(tmp_path: Path) -> None:
+    source, out = tmp_path / "prompts.txt", tmp_path / "out"
+    write_prompts(source, 3)
+    async with batch_mock() as mock:
+        over = await run_cli(batch_argv(mock, source, out, "--dry-run", "--max-credits", "200"))
+        within = await run_cli(batch_argv(mock, source, out, "--dry-run", "--max-credits", "300"))
+
+        assert over.returncode == 2
+        assert "--max-credits 200" in over.stderr and "refused" in over.stderr
+        assert within.returncode == 0, within.stderr
+        assert mock.counters.requests["create"] == 0
