@@ -245,8 +245,9 @@ def create_was_not_made(exc: BaseException) -> bool:
 
 
 def refuses_every_create(exc: BaseException) -> bool:
-    """The account itself refused (bad key, no credits): every further create would fail too."""
-    return isinstance(exc, (AuthenticationError, InsufficientCreditsError))
+    """Every further create would fail alike: the account refused (bad key, no credits), or
+    the create endpoint is not there (404: a wrong base URL)."""
+    return isinstance(exc, (AuthenticationError, InsufficientCreditsError, NotFoundError))
 
 
 def _short_repr(value: Any, limit: int = 80) -> str:

@@ -577,6 +577,17 @@ class Journal:
                 "cannot read; use another --out directory or --journal path"
             )
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        moved = {
+            key: wanted[key] for key in ("provider", "base_url") if meta.get(key) != wanted[key]
+        }
+        same_input = meta.get("input_fingerprint") == wanted["input_fingerprint"]
+        if moved and same_input and not _has_tasks(conn):
+            # Nothing was (or may have been) created where the journal points: a batch that
+            # only ever met a wrong URL or provider is not tied to it.
+            conn.executemany(
+                "UPDATE meta SET value = ? WHERE key = ?", [(v, k) for k, v in moved.items()]
+            )
+            meta.update(moved)
         _check_same_batch(path, meta, wanted)
         return meta, False
 
@@ -1189,6 +1200,15 @@ def _log(
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
         (index, at, event, None if old is None else old.value, new.value, task_id, detail),
     )
+
+
+def _has_tasks(conn: sqlite3.Connection) -> bool:
+    """Whether any item has a task, or a create that may have made one."""
+    row = conn.execute(
+        "SELECT 1 FROM items WHERE task_id IS NOT NULL OR state IN (?, ?) LIMIT 1",
+        (_S.UNKNOWN.value, _S.CREATING.value),
+    ).fetchone()
+    return row is not None
 
 
 def _name(state: ItemState | None) -> str:

@@ -229,3 +229,32 @@ async def test_a_dry_run_of_a_refused_batch_exits_2(tmp_path: Path) -> None:
         assert "--max-credits 200" in over.stderr and "refused" in over.stderr
         assert within.returncode == 0, within.stderr
         assert mock.counters.requests["create"] == 0
+
+
+# -- 8. a wrong base URL ---------------------------------------------------------------------------
+
+
+async def test_a_wrong_base_url_fails_nothing_and_a_rerun_with_the_right_one_creates(
+    tmp_path: Path,
+) -> None:
+    source, out = tmp_path / "prompts.txt", tmp_path / "out"
+    prompts = write_prompts(source, 3)
+    async with batch_mock() as mock:
+        argv = batch_argv(mock, source, out, concurrency=1)
+        wrong = list(argv)
+        wrong[wrong.index(mock.url_for("freesora"))] = mock.url_for("freesora") + "/v9"
+
+        stopped = await run_cli(wrong)
+
+        assert stopped.returncode == 1
+        assert "stopped creating" in stopped.stderr
+        # The first 404 stopped the creates; nothing was created, so nothing failed.
+        states = [row["state"] for row in read_manifest(out)]
+        assert states == ["not_created", "pending", "pending"], states
+        assert mock.counters.creates == 0
+
+        done = await run_cli(argv)
+
+        assert done.returncode == 0, done.stderr
+        check_succeeded(mock, out, prompts)
+        assert created_once(mock, prompts)

@@ -152,6 +152,18 @@ def test_a_journal_of_another_batch_is_refused(
         assert j.task_ids() == {0: "task-0"}
 
 
+def test_a_journal_without_tasks_follows_a_new_base_url(jpath: Path) -> None:
+    # A batch that only ever met a wrong URL created nothing there: it is not tied to it.
+    wrong = "http://127.0.0.1:9/wrong"
+    with open_journal(jpath, base_url=wrong) as j:
+        j.add_items([(0, "prompt 0", REQ)])
+    with open_journal(jpath) as j:
+        assert j.base_url is None
+        created(j, 0)
+    with pytest.raises(JournalMismatchError, match="base URL"):
+        open_journal(jpath, base_url=wrong)
+
+
 def test_every_difference_is_named_at_once(jpath: Path) -> None:
     open_journal(jpath).close()
     with pytest.raises(JournalMismatchError) as info:
