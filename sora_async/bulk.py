@@ -223,6 +223,8 @@ class _Batch:
         self.resubmits: set[int] = set()
         #: The last task state journaled per live item: polls that change nothing write nothing.
         self.polled: dict[int, TaskState] = {}
+        #: Items whose task succeeded and whose files are being fetched.
+        self.fetching: set[int] = set()
         self.reserved = 0
         self.interrupts = 0
         #: The cost guard would refuse the real run (--dry-run reports it and exits 2).
@@ -563,15 +565,21 @@ class _Batch:
             print(f"  {self._label(index)}{where} task {task_id}", file=sys.stderr, flush=True)
 
     def _jobs(self) -> Iterator[Job]:
-        """The run's input, read lazily from the journal in index order."""
+        """The run's input, read lazily from the journal: first the tasks that exist (they
+        hold account slots already: a create sent before them would be refused with 429),
+        then the creates in index order."""
         assert self.journal is not None
+        for live in self.journal.items(*_LIVE):
+            if live.task_id is not None:
+                yield Job(
+                    request_from_json(live.request_json), key=live.index, task_id=live.task_id
+                )
         for index in range(self.total):
             item = self.journal.get(index)
             if item is None:
                 continue
             state = item.state
-            if state in _LIVE and item.task_id is not None:
-                yield Job(request_from_json(item.request_json), key=index, task_id=item.task_id)
+            if state in _LIVE:
                 continue
             if not (state in _TO_CREATE or (state is _S.UNKNOWN and self.resubmit)):
                 continue
@@ -723,6 +731,15 @@ class _Batch:
             index, TaskState.SUCCEEDED, video_urls=list(event.result.video_urls)
         )
         self.tracker.move(index, Phase.DOWNLOADING, start=Phase.RUNNING)
+        self.fetching.add(index)
+
+    def _download_failed(self, index: int, result: TaskResult, cause: str | None) -> None:
+        """The task succeeded and is paid for; its files are not whole. The real cause is
+        shown (not a journal complaint about the state), and a re-run fetches the rest."""
+        note = f"download failed: {_one_line(cause)}; a re-run resumes it"
+        self.notes[index] = note
+        self.tracker.move(index, Phase.FAILED, start=Phase.RUNNING)
+        self.display.item(f"{self._label(index)} {result.task_id}: {note}", problem=True)
 
     def _recorded_file(self, result: TaskResult, path: Path) -> DownloadedFile | None:
         """A file the journal already has whole (a crash fell after it was recorded but
@@ -753,11 +770,9 @@ class _Batch:
         self.polled.pop(index, None)
         result = event.result
         label = self._label(index)
+        self.fetching.discard(index)
         if result.download_error is not None:
-            note = f"download failed: {_one_line(result.download_error)}; a re-run resumes it"
-            self.notes[index] = note
-            self.tracker.move(index, Phase.FAILED, start=Phase.RUNNING)
-            self.display.item(f"{label} {result.task_id}: {note}", problem=True)
+            self._download_failed(index, result, result.download_error)
             return
         # DOWNLOADING recorded the success; every file is recorded whole by now.
         self.journal.mark_done(index)
@@ -774,6 +789,11 @@ class _Batch:
         error = _one_line(result.error)
         if result.task_id is None:
             self._create_failed(index, result)
+            return
+        if index in self.fetching:
+            # It failed after DOWNLOADING recorded the success: its files failed, not the task.
+            self.fetching.discard(index)
+            self._download_failed(index, result, result.download_error or result.error)
             return
         if result.exception is None:
             # The task itself failed on the server.

@@ -25,6 +25,8 @@ from test_batch_support import (
     write_prompts,
 )
 
+from sora_async.mock import Fault
+
 pytestmark = pytest.mark.anyio
 
 
@@ -254,6 +256,74 @@ async def test_a_wrong_base_url_fails_nothing_and_a_rerun_with_the_right_one_cre
         assert mock.counters.creates == 0
 
         done = await run_cli(argv)
+
+        assert done.returncode == 0, done.stderr
+        check_succeeded(mock, out, prompts)
+        assert created_once(mock, prompts)
+
+
+# -- 4. a failed download says why --------------------------------------------------------------
+
+
+async def test_a_failed_download_reports_its_real_cause_and_a_rerun_fetches_it(
+    tmp_path: Path,
+) -> None:
+    source, out = tmp_path / "prompts.txt", tmp_path / "out"
+    prompts = write_prompts(source, 1)
+    async with batch_mock() as mock:
+        # Not retried (a 5xx would be, with backoff): the download fails at once.
+        mock.inject("download", Fault.HTTP_ERROR, status=404)
+        argv = batch_argv(mock, source, out)
+
+        broken = await run_cli(argv)
+
+        assert broken.returncode == 1
+        [row] = read_manifest(out)
+        assert row["note"].startswith("download failed: ") and "404" in row["note"], row
+        assert "cannot become" not in broken.stderr
+        assert "download failed: " in broken.stderr
+        mock.clear_faults()
+
+        done = await run_cli(argv)
+
+        assert done.returncode == 0, done.stderr
+        check_succeeded(mock, out, prompts)
+        assert created_once(mock, prompts)
+
+
+# -- 5. resume adopts the live tasks before it creates -------------------------------------------
+
+
+async def test_resume_adopts_live_tasks_before_creating_so_no_429(tmp_path: Path) -> None:
+    source, out = tmp_path / "prompts.txt", tmp_path / "out"
+    prompts = write_prompts(source, 3)
+    clock = PausableClock()
+    clock.pause()
+    async with batch_mock(cap=2, clock=clock) as mock:
+        # Item 0's create is lost on the wire (unknown; the client holds its slot a while, so
+        # it runs 3 wide here); items 1 and 2 become live tasks and fill the account.
+        mock.inject("create", Fault.DROP)
+        first = batch_argv(mock, source, out, concurrency=3)
+        argv = batch_argv(mock, source, out, concurrency=2)
+
+        def live_and_polled(polls: int) -> bool:
+            live = [t for t in mock.tasks(KEY) if not t.state.is_terminal]
+            return len(live) == 2 and all(t.polls >= polls for t in live)
+
+        async with started(first) as cli:
+            await wait_until(lambda: live_and_polled(1), "2 frozen tasks, both polled")
+            cli.kill()
+            await cli.wait()
+
+        # The re-run sends item 0 again (index 0, before the live items 1 and 2).
+        async with started([*argv, "--resubmit-unknown"]) as cli:
+            await wait_until(
+                lambda: live_and_polled(2) or mock.counters.rate_limited > 0,
+                "the live tasks adopted (or a create refused)",
+            )
+            assert mock.counters.rate_limited == 0
+            clock.resume()
+            done = await cli.wait()
 
         assert done.returncode == 0, done.stderr
         check_succeeded(mock, out, prompts)

@@ -123,7 +123,9 @@ async def test_a_create_refused_with_429_then_ctrl_c_is_not_unknown(tmp_path: Pa
     source, out = tmp_path / "prompts.txt", tmp_path / "out"
     prompts = write_prompts(source, 1)
     async with batch_mock(cap=2) as mock:
-        mock.inject("create", Fault.RATE_LIMIT, retry_after=30)
+        # The pause outlasts the moment the Ctrl-C lands (the retry would then show as a
+        # create); the drain waits it out, so a longer pause only makes the test slower.
+        mock.inject("create", Fault.RATE_LIMIT, retry_after=4)
         argv = batch_argv(mock, source, out, concurrency=2)
         async with started(argv) as cli:
             await wait_until(lambda: mock.counters.rate_limited == 1, "the refused create")
