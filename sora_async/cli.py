@@ -65,8 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--poll-interval", type=positive_float, help="base poll interval in seconds"
     )
-    parser.add_argument("--redis-url", help="shared governor (not available in this version)")
-    parser.add_argument("--account", help="account name for the shared governor")
+    parser.add_argument(
+        "--redis-url", help="share the account cap between workers via Redis, env SORA_REDIS_URL"
+    )
+    parser.add_argument(
+        "--account", help="account name in Redis, env SORA_ACCOUNT (default: from the key)"
+    )
     parser.add_argument(
         "--callback-listen", metavar="HOST:PORT", help="sora2api completion callbacks"
     )

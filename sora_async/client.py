@@ -58,6 +58,7 @@ from .transport import CallTimeouts, Transport
 
 if TYPE_CHECKING:
     from .fanout import GenerationRun
+    from .governor_redis import RedisGovernor
 
 __all__ = ["DEFAULT_MAX_DOWNLOADS", "DEFAULT_WAIT_TIMEOUT", "SoraClient"]
 
@@ -130,10 +131,15 @@ class SoraClient:
             account=account,
             env=environ,
         )
+        # -- shared governor (issue 11): built here, opened and closed with the client --
+        self._owned_governor: RedisGovernor | None = None
         if self._settings.redis_url is not None and governor is None:
-            raise ConfigurationError(
-                "redis_url: the shared Redis governor is not available in this version; "
-                "leave it unset to use the in-process governor"
+            from .governor_redis import RedisGovernor
+
+            governor = self._owned_governor = RedisGovernor(
+                self._settings.redis_url,
+                self._settings.account,
+                self._settings.max_concurrent_tasks,
             )
         self._provider: Provider = get_provider(self._settings.provider)
         if isinstance(max_downloads, bool) or max_downloads < 1:
@@ -230,6 +236,8 @@ class SoraClient:
             raise RuntimeError(f"this SoraClient is {self._state.value}; make a new one")
         await self._transport.__aenter__()
         try:
+            if self._owned_governor is not None:  # shared governor (issue 11)
+                await self._owned_governor.open()
             if (
                 self._receiver is not None
                 and not self._receiver.is_running
@@ -242,6 +250,8 @@ class SoraClient:
             self._task_group = anyio.create_task_group()
             await self._task_group.__aenter__()
         except BaseException:
+            if self._owned_governor is not None:  # shared governor (issue 11)
+                await self._owned_governor.aclose()
             await self._transport.aclose()
             raise
         self._state = _State.OPENED
@@ -282,6 +292,10 @@ class SoraClient:
                 if self._owns_receiver and self._receiver is not None:
                     await self._receiver.aclose()
                 await self._transport.aclose()
+            # Shared governor (issue 11): after the slots above were released, and outside the
+            # shield (its task group must be the innermost scope when it exits).
+            if self._owned_governor is not None:
+                await self._owned_governor.aclose()
 
     def _require_open(self) -> None:
         if self._state is _State.UNOPENED:

@@ -1,0 +1,730 @@
+"""The shared governor: one account's task slots as Redis leases, for many processes.
+
+Several workers (processes, machines) that use the same Redis and the same account name share
+the account's cap: a slot is a *lease*, a member of one sorted set per account whose score is
+its expiry time in Redis's own clock (``TIME``). Everything that reads or changes the pool runs
+as one Lua script, so the check and the change are atomic and no worker's clock is ever used.
+
+Keys (``{account}`` is a hash tag, so every key of one account lives on one cluster slot):
+
+* ``sora_async:{account}:leases`` -- lease id -> expiry (ms). ``ZCARD`` is the account's held
+  slots once expired members are purged, which every script does first.
+* ``sora_async:{account}:live``   -- the leases whose create succeeded (the 429 adaptation
+  counts them), same expiry.
+* ``sora_async:{account}:queue``  -- waiters -> arrival number; ``...:qexp`` -> their expiry.
+  A waiter is admitted when its rank in the queue is below the free room, so waiters are
+  served in arrival order across processes. Each process queues one waiter at a time (its
+  own waiters queue locally behind an ``anyio.Lock``), which keeps the wake-up traffic to one
+  script call per process per freed slot.
+* ``sora_async:{account}:cfg``    -- the cap (``total``), the cap in force (``effective``, lower
+  after a 429), the pause deadline and the 429 streak: the adaptation is the account's, not a
+  worker's.
+* channel ``sora_async:{account}:wake`` -- published when room may have appeared; waiters also
+  look again every ``wait_fallback`` seconds, so a lost message or a lease that simply expired
+  costs a short delay, never a stuck waiter.
+
+Leases and crashes: a holder renews all its leases every ``heartbeat`` seconds; a lease left by a
+crashed worker disappears ``lease_ttl`` seconds after its last renewal (45 s by default: four
+heartbeats may be missed). A renewal re-adds a lease that is gone (a worker that outlived its
+lease in a long pause, or a Redis that restarted without persistence): the task is alive on the
+server, so it counts. Until then the account may be over-filled; the server's 429 is handled as
+by the in-process governor and costs nothing.
+
+Redis lost during a run: ``acquire`` keeps waiting (nothing new is created), releases and
+successes are kept and sent when Redis is back, polls and downloads go on (they never touch
+Redis); a warning says so once per outage. A Redis that comes back empty is noticed by the
+missing ``cfg`` key: admissions then wait two heartbeats so every live holder re-registers its
+leases before anyone new gets in.
+
+``release`` and ``on_create_succeeded`` are synchronous (see :mod:`sora_async.governor`): they
+change local state and wake a background writer, which sends them in one script call together
+with the renewals.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlsplit, urlunsplit
+
+import anyio
+import anyio.abc
+
+from .errors import ConfigurationError
+from .governor import (
+    DEFAULT_RATE_LIMIT_PAUSE,
+    DEFAULT_TOTAL,
+    MAX_DEFAULT_RATE_LIMIT_PAUSE,
+    GovernorStatistics,
+    Slot,
+)
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from redis.commands.core import AsyncScript
+
+__all__ = [
+    "DEFAULT_HEARTBEAT",
+    "DEFAULT_LEASE_TTL",
+    "KEY_PREFIX",
+    "RedisGovernor",
+    "account_keys",
+]
+
+logger = logging.getLogger("sora_async")
+
+#: A crashed worker's slots come back this long after its last renewal.
+DEFAULT_LEASE_TTL: Final = 45.0
+#: Renewal period; four renewals can be missed before a live lease expires.
+DEFAULT_HEARTBEAT: Final = 10.0
+#: A waiter looks again this often even without a wake-up message.
+DEFAULT_WAIT_FALLBACK: Final = 2.0
+DEFAULT_CONNECT_TIMEOUT: Final = 5.0
+KEY_PREFIX: Final = "sora_async"
+# Idle accounts' keys vanish after a day; every script call pushes this back.
+_KEEP_MS: Final = 24 * 3600 * 1000
+_MIN_RATE_LIMIT_PAUSE: Final = 1.0
+# How long aclose() may spend handing back released slots before leaving them to the TTL.
+_CLOSE_FLUSH_TIMEOUT: Final = 2.0
+
+
+def account_keys(account: str, prefix: str = KEY_PREFIX) -> tuple[list[str], str]:
+    """The five keys and the wake-up channel of ``account`` (tests and operators read them)."""
+    base = f"{prefix}:{{{account}}}"
+    keys = [f"{base}:{name}" for name in ("leases", "live", "queue", "qexp", "cfg")]
+    return keys, f"{base}:wake"
+
+
+# KEYS: leases, live, queue, qexp, cfg. Helpers shared by the three scripts.
+_PRELUDE = """
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function purge(now)
+  local freed = redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+  local gone = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now)
+  for _, id in ipairs(gone) do
+    redis.call('ZREM', KEYS[3], id)
+    redis.call('ZREM', KEYS[4], id)
+  end
+  return freed
+end
+-- A missing cfg is a first use (grace 0) or a Redis that lost its data (grace > 0: let the
+-- live holders re-register their leases before anyone new is admitted).
+local function load_cfg(now, default_total, grace)
+  local v = redis.call('HMGET', KEYS[5], 'total', 'effective', 'paused_until', 'strikes')
+  if not v[1] then
+    local paused = now + grace
+    redis.call('HSET', KEYS[5], 'total', default_total, 'effective', default_total,
+               'paused_until', paused, 'strikes', 0)
+    return default_total, default_total, paused, 0
+  end
+  return tonumber(v[1]), tonumber(v[2]), tonumber(v[3]), tonumber(v[4])
+end
+local function keep(ms)
+  for i = 1, 5 do redis.call('PEXPIRE', KEYS[i], ms) end
+end
+"""
+
+# ARGV: lease id, ttl ms, default total, grace ms, queue ttl ms, channel, keep ms.
+# Returns 1 (granted), 0 (wait for a wake-up), or -ms (paused for that long).
+_ACQUIRE = (
+    _PRELUDE
+    + """
+local function admit()
+local now = now_ms()
+local id, ttl = ARGV[1], tonumber(ARGV[2])
+local freed = purge(now)
+local _, effective, paused = load_cfg(now, tonumber(ARGV[3]), tonumber(ARGV[4]))
+if redis.call('ZSCORE', KEYS[1], id) then
+  -- Granted already (the answer was lost): renew and say so again.
+  redis.call('ZADD', KEYS[1], now + ttl, id)
+  redis.call('ZREM', KEYS[3], id)
+  redis.call('ZREM', KEYS[4], id)
+  return 1
+end
+if not redis.call('ZSCORE', KEYS[3], id) then
+  redis.call('ZADD', KEYS[3], redis.call('HINCRBY', KEYS[5], 'seq', 1), id)
+end
+redis.call('ZADD', KEYS[4], now + tonumber(ARGV[5]), id)
+if freed > 0 then redis.call('PUBLISH', ARGV[6], 'expired') end
+if paused > now then return -(paused - now) end
+local free = effective - redis.call('ZCARD', KEYS[1])
+local rank = redis.call('ZRANK', KEYS[3], id)
+if rank >= free then return 0 end
+redis.call('ZADD', KEYS[1], now + ttl, id)
+redis.call('ZREM', KEYS[3], id)
+redis.call('ZREM', KEYS[4], id)
+-- Room left for the next in line: tell them now rather than at their fallback.
+if free > 1 and redis.call('ZCARD', KEYS[3]) > 0 then
+  redis.call('PUBLISH', ARGV[6], 'room')
+end
+return 1
+end
+local answer = admit()
+keep(tonumber(ARGV[7]))
+return answer
+"""
+)
+
+# ARGV: ttl ms, default total, grace ms, channel, keep ms, new total (0: unchanged),
+#       successes, n, released ids..., m, held ids..., k, live ids...
+# Returns {held on the account, effective, total, paused ms left, leases re-added}.
+_SYNC = (
+    _PRELUDE
+    + """
+local now = now_ms()
+local ttl = tonumber(ARGV[1])
+local freed = purge(now)
+local total, effective, paused = load_cfg(now, tonumber(ARGV[2]), tonumber(ARGV[3]))
+local new_eff = effective
+local new_total = tonumber(ARGV[6])
+if new_total > 0 and new_total ~= total then
+  -- A cap reduced by a 429 keeps its evidence (under the new total); otherwise follow it.
+  if effective < total then new_eff = math.min(effective, new_total) else new_eff = new_total end
+  total = new_total
+end
+local successes = tonumber(ARGV[7])
+local i = 8
+local n = tonumber(ARGV[i])
+for j = i + 1, i + n do
+  freed = freed + redis.call('ZREM', KEYS[1], ARGV[j])
+  redis.call('ZREM', KEYS[2], ARGV[j])
+  redis.call('ZREM', KEYS[3], ARGV[j])
+  redis.call('ZREM', KEYS[4], ARGV[j])
+end
+i = i + n + 1
+n = tonumber(ARGV[i])
+local readded = 0
+for j = i + 1, i + n do
+  readded = readded + redis.call('ZADD', KEYS[1], now + ttl, ARGV[j])
+end
+i = i + n + 1
+n = tonumber(ARGV[i])
+for j = i + 1, i + n do
+  redis.call('ZADD', KEYS[2], now + ttl, ARGV[j])
+end
+if successes > 0 then
+  if now >= paused then new_eff = new_eff + successes end
+  -- The server holds every live task of the account: that many fit, plus one probe.
+  new_eff = math.min(total, math.max(new_eff, redis.call('ZCARD', KEYS[2]) + 1))
+  redis.call('HSET', KEYS[5], 'strikes', 0)
+end
+redis.call('HSET', KEYS[5], 'total', total, 'effective', new_eff)
+if freed > 0 or new_eff > effective then redis.call('PUBLISH', ARGV[4], 'freed') end
+keep(tonumber(ARGV[5]))
+return {redis.call('ZCARD', KEYS[1]), new_eff, total, math.max(0, paused - now), readded}
+"""
+)
+
+# ARGV: lease id, default total, grace ms, retry-after ms (-1: none), default pause ms,
+#       max default pause ms, min pause ms, keep ms.
+# Returns the pause in ms. The lease is given back: the refused create queues again.
+_RATE_LIMITED = (
+    _PRELUDE
+    + """
+local now = now_ms()
+purge(now)
+local _, effective, paused, strikes = load_cfg(now, tonumber(ARGV[2]), tonumber(ARGV[3]))
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+strikes = strikes + 1
+local pause
+local retry_after = tonumber(ARGV[4])
+if retry_after >= 0 then
+  pause = math.max(tonumber(ARGV[7]), retry_after)
+else
+  pause = math.min(tonumber(ARGV[6]), tonumber(ARGV[5]) * 2 ^ math.min(strikes - 1, 16))
+end
+paused = math.max(paused, now + math.floor(pause))
+effective = math.max(1, math.min(effective, redis.call('ZCARD', KEYS[2]) + 1))
+redis.call('HSET', KEYS[5], 'paused_until', paused, 'effective', effective, 'strikes', strikes)
+keep(tonumber(ARGV[8]))
+return paused - now
+"""
+)
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its user and password: safe for messages and logs."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<unparsable URL>"
+    return urlunsplit((parts.scheme, host + port, parts.path, "", ""))
+
+
+def _check_positive(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def _check_total(value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"total must be an integer >= 1, got {value!r}")
+    return value
+
+
+class RedisGovernor:
+    """The account's slots as Redis leases shared by every process using ``account``.
+
+    ``async with RedisGovernor(url, account, total) as governor:`` (or :meth:`open` /
+    :meth:`aclose`); a :class:`~sora_async.SoraClient` given ``redis_url=`` builds, opens and
+    closes one itself. ``total`` is the account's cap: the last process to open or resize
+    sets it for all. See the module docstring for the keys and the failure modes.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        account: str,
+        total: int = DEFAULT_TOTAL,
+        *,
+        lease_ttl: float = DEFAULT_LEASE_TTL,
+        heartbeat: float = DEFAULT_HEARTBEAT,
+        wait_fallback: float | None = None,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        default_pause: float = DEFAULT_RATE_LIMIT_PAUSE,
+        max_default_pause: float = MAX_DEFAULT_RATE_LIMIT_PAUSE,
+        min_pause: float = _MIN_RATE_LIMIT_PAUSE,
+        prefix: str = KEY_PREFIX,
+    ) -> None:
+        if not account or not isinstance(account, str):
+            raise ConfigurationError(f"account must be a non-empty string, got {account!r}")
+        self._url = url
+        self._safe_url = redact_url(url)
+        self._account = account
+        self._total = _check_total(total)
+        self._ttl = _check_positive("lease_ttl", lease_ttl)
+        self._heartbeat = _check_positive("heartbeat", heartbeat)
+        if self._heartbeat * 2 > self._ttl:
+            raise ConfigurationError(
+                f"heartbeat ({heartbeat}s) must be at most half of lease_ttl ({lease_ttl}s): "
+                "a lease must survive a missed renewal"
+            )
+        self._fallback = (
+            min(DEFAULT_WAIT_FALLBACK, self._heartbeat)
+            if wait_fallback is None
+            else _check_positive("wait_fallback", wait_fallback)
+        )
+        self._connect_timeout = _check_positive("connect_timeout", connect_timeout)
+        self._default_pause = default_pause
+        self._max_default_pause = max_default_pause
+        self._min_pause = min_pause
+        self._keys, self._channel = account_keys(account, prefix)
+        self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._lease_numbers = 0
+
+        self._redis: Redis | None = None
+        self._scripts: dict[str, AsyncScript] = {}
+        self._group: anyio.abc.TaskGroup | None = None
+        self._opened = False
+        self._closed = False
+
+        # slot id -> its lease id (a slot refused with 429 queues again under a new lease).
+        self._leases: dict[str, str] = {}
+        self._live: set[str] = set()
+        self._pending_release: set[str] = set()
+        self._pending_successes = 0
+        self._pending_total: int | None = None
+        self._dirty = anyio.Event()
+        self._wake = anyio.Event()
+        self._queue_lock = anyio.Lock()
+        self._waiting = 0
+        self._down = False
+
+        # The account as last seen in Redis.
+        self._account_held = 0
+        self._effective = self._total
+        self._paused_until = 0.0
+        #: Round trips to Redis (script calls and subscriptions), for measurements.
+        self.redis_calls = 0
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    @property
+    def account(self) -> str:
+        return self._account
+
+    @property
+    def url(self) -> str:
+        """The Redis URL without credentials."""
+        return self._safe_url
+
+    async def open(self) -> None:
+        """Connect, check that Redis answers and register this process's cap.
+
+        Raises ConfigurationError (nothing is created) when the extra is missing or Redis
+        cannot be reached.
+        """
+        if self._opened:
+            return
+        if self._closed:
+            raise RuntimeError("this governor is closed")
+        try:
+            from redis.asyncio import Redis
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+        except ImportError:
+            raise ConfigurationError(
+                "redis_url needs the Redis client: pip install 'sora_async[redis]'"
+            ) from None
+        try:
+            client = Redis.from_url(
+                self._url,
+                socket_connect_timeout=self._connect_timeout,
+                socket_timeout=max(self._connect_timeout, self._heartbeat),
+                # One immediate reconnect for a pooled connection that a restart cut; longer
+                # outages are ours to handle (acquire waits, the writer retries).
+                retry=Retry(NoBackoff(), 1),
+            )
+        except ValueError as exc:
+            raise ConfigurationError(f"redis_url is not a Redis URL ({exc})") from None
+        self._redis = client
+        self._scripts = {
+            "acquire": client.register_script(_ACQUIRE),
+            "sync": client.register_script(_SYNC),
+            "rate_limited": client.register_script(_RATE_LIMITED),
+        }
+        try:
+            with anyio.fail_after(self._connect_timeout * 2):
+                await self._sync(new_total=self._total, grace=0)
+        except BaseException as exc:
+            self._redis = None
+            with anyio.CancelScope(shield=True):
+                await client.aclose()
+            if isinstance(exc, Exception):
+                raise ConfigurationError(
+                    f"redis_url: cannot use Redis at {self._safe_url} "
+                    f"({type(exc).__name__}: {self._scrub(exc)}); nothing was created"
+                ) from None
+            raise
+        self._group = anyio.create_task_group()
+        await self._group.__aenter__()
+        self._group.start_soon(self._writer)
+        self._group.start_soon(self._listener)
+        self._opened = True
+
+    async def aclose(self) -> None:
+        """Send the releases still pending (briefly), stop background work, disconnect.
+
+        Leases still held are not released: they expire after the TTL (their tasks may be
+        alive on the server). Idempotent; acquiring afterwards is an error.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        group, self._group = self._group, None
+        try:
+            if group is not None:
+                group.cancel_scope.cancel()
+                await group.__aexit__(None, None, None)
+        finally:
+            await self._disconnect()
+
+    async def _disconnect(self) -> None:
+        with anyio.CancelScope(shield=True):
+            if self._redis is None:
+                return
+            if self._pending_release or self._pending_successes:
+                # Others get these slots now rather than after the TTL.
+                with anyio.move_on_after(_CLOSE_FLUSH_TIMEOUT):
+                    try:
+                        await self._sync()
+                    except Exception as exc:
+                        logger.debug("Redis governor: final release failed: %r", exc)
+            redis, self._redis = self._redis, None
+            await redis.aclose()
+
+    async def __aenter__(self) -> RedisGovernor:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        s = self.statistics()
+        return (
+            f"<RedisGovernor {self._safe_url} account={self._account!r} held={s.held} "
+            f"live={s.live} waiting={s.waiting} effective_total={s.effective_total} "
+            f"total={s.total}>"
+        )
+
+    # -- the Governor protocol -----------------------------------------------------------------
+
+    @property
+    def total(self) -> int:
+        return self._total
+
+    @total.setter
+    def total(self, value: int) -> None:
+        self._total = _check_total(value)
+        self._pending_total = self._total
+        self._dirty.set()
+
+    @property
+    def effective_total(self) -> int:
+        """The account's cap in force, as last seen in Redis."""
+        return self._effective
+
+    async def acquire(self) -> Slot:
+        if self._closed or not self._opened:
+            raise RuntimeError(f"this governor is {'closed' if self._closed else 'not open'}")
+        slot = Slot()
+        await self._admit(slot)
+        return slot
+
+    def release(self, slot: Slot) -> None:
+        lease = self._leases.pop(slot.id, None)
+        if lease is None:
+            return
+        self._live.discard(lease)
+        self._pending_release.add(lease)
+        self._dirty.set()
+
+    def on_create_succeeded(self, slot: Slot, task_id: str | None = None) -> None:
+        if task_id is not None:
+            slot.task_id = task_id
+        lease = self._leases.get(slot.id)
+        if lease is None:
+            return
+        self._live.add(lease)
+        self._pending_successes += 1
+        self._dirty.set()
+
+    async def on_rate_limited(self, slot: Slot, retry_after: float | None) -> None:
+        """Record the 429 on the account (pause, shrink), then queue ``slot`` again."""
+        lease = self._leases.pop(slot.id, None)
+        if lease is not None:
+            self._live.discard(lease)
+            retry_ms = -1 if retry_after is None else max(0, int(retry_after * 1000))
+            try:
+                pause_ms = await self._call(
+                    "rate_limited",
+                    lease,
+                    self._total,
+                    self._grace_ms,
+                    retry_ms,
+                    int(self._default_pause * 1000),
+                    int(self._max_default_pause * 1000),
+                    int(self._min_pause * 1000),
+                    _KEEP_MS,
+                )
+                self._paused_until = time.monotonic() + int(pause_ms) / 1000
+            except Exception as exc:
+                if not self._is_outage(exc):
+                    raise
+                self._report_down(exc)
+                # The lease could not be handed back: let the writer do it.
+                self._pending_release.add(lease)
+                self._dirty.set()
+        await self._admit(slot)
+
+    def statistics(self) -> GovernorStatistics:
+        """This process's slots; ``effective_total`` and the pause are the account's."""
+        return GovernorStatistics(
+            held=len(self._leases),
+            waiting=self._waiting,
+            total=self._total,
+            effective_total=self._effective,
+            live=len(self._live),
+            paused_for=max(0.0, self._paused_until - time.monotonic()),
+        )
+
+    @property
+    def account_held(self) -> int:
+        """Slots held on the whole account, as last seen in Redis."""
+        return self._account_held
+
+    # -- internals -----------------------------------------------------------------------------
+
+    @property
+    def _grace_ms(self) -> int:
+        return int(self._heartbeat * 2000)
+
+    def _new_lease(self) -> str:
+        self._lease_numbers += 1
+        return f"{self._owner}:{self._lease_numbers}"
+
+    def _scrub(self, exc: BaseException) -> str:
+        text = str(exc)
+        try:
+            password = urlsplit(self._url).password
+        except ValueError:
+            password = None
+        return text.replace(password, "***") if password else text
+
+    @staticmethod
+    def _is_outage(exc: BaseException) -> bool:
+        from redis.exceptions import ConnectionError, ReadOnlyError, TimeoutError
+
+        return isinstance(exc, (ConnectionError, TimeoutError, ReadOnlyError, OSError))
+
+    def _report_down(self, exc: BaseException) -> None:
+        if self._down:
+            return
+        self._down = True
+        logger.warning(
+            "Redis at %s is unreachable (%s): no new task is created until it is back; "
+            "tasks already alive are still polled and downloaded",
+            self._safe_url,
+            type(exc).__name__,
+        )
+
+    def _report_up(self) -> None:
+        if self._down:
+            self._down = False
+            logger.warning("Redis at %s is back: creating again", self._safe_url)
+
+    def _notify(self) -> None:
+        self._wake.set()
+        self._wake = anyio.Event()
+
+    async def _call(self, name: str, *args: Any) -> Any:
+        if self._redis is None:
+            raise RuntimeError("this governor is not open")
+        self.redis_calls += 1
+        return await self._scripts[name](keys=self._keys, args=args)
+
+    async def _admit(self, slot: Slot) -> None:
+        """Queue ``slot`` under a new lease until the account has room for it."""
+        lease = self._new_lease()
+        self._waiting += 1
+        try:
+            async with self._queue_lock:
+                while True:
+                    wake = self._wake
+                    try:
+                        answer = int(
+                            await self._call(
+                                "acquire",
+                                lease,
+                                int(self._ttl * 1000),
+                                self._total,
+                                self._grace_ms,
+                                int(self._fallback * 3000),
+                                self._channel,
+                                _KEEP_MS,
+                            )
+                        )
+                    except Exception as exc:
+                        if not self._is_outage(exc):
+                            raise
+                        self._report_down(exc)
+                        with anyio.move_on_after(self._fallback):
+                            await wake.wait()
+                        continue
+                    self._report_up()
+                    if answer == 1:
+                        self._leases[slot.id] = lease
+                        return
+                    if answer < 0:
+                        self._paused_until = time.monotonic() - answer / 1000
+                        await anyio.sleep(-answer / 1000)
+                        continue
+                    with anyio.move_on_after(self._fallback):
+                        await wake.wait()
+        except BaseException:
+            # The script may have granted the lease before the answer was lost.
+            self._pending_release.add(lease)
+            self._dirty.set()
+            raise
+        finally:
+            self._waiting -= 1
+
+    async def _sync(self, *, new_total: int | None = None, grace: int | None = None) -> None:
+        """One round trip: hand back released leases, count successes, renew the rest."""
+        released = sorted(self._pending_release)
+        successes = self._pending_successes
+        total = new_total if new_total is not None else self._pending_total
+        held = list(self._leases.values())
+        live = sorted(self._live)
+        args: list[Any] = [
+            int(self._ttl * 1000),
+            self._total,
+            self._grace_ms if grace is None else grace,
+            self._channel,
+            _KEEP_MS,
+            total or 0,
+            successes,
+            *_counted(released),
+            *_counted(held),
+            *_counted(live),
+        ]
+        reply = await self._call("sync", *args)
+        self._pending_release.difference_update(released)
+        self._pending_successes -= successes
+        if self._pending_total == total:
+            self._pending_total = None
+        self._account_held, self._effective = int(reply[0]), int(reply[1])
+        self._paused_until = time.monotonic() + int(reply[3]) / 1000
+        if int(reply[4]) and self._opened:
+            logger.warning(
+                "Redis had lost %d lease(s) of tasks still alive here (a restart, or a pause "
+                "longer than the lease TTL); they count again",
+                int(reply[4]),
+            )
+        if released:
+            self._notify()
+
+    async def _writer(self) -> None:
+        """Send releases and successes as they come, renew every heartbeat."""
+        while True:
+            with anyio.move_on_after(self._heartbeat):
+                await self._dirty.wait()
+            self._dirty = anyio.Event()
+            try:
+                await self._sync()
+            except Exception as exc:
+                if not self._is_outage(exc):
+                    logger.error("Redis governor: renewing leases failed: %s", self._scrub(exc))
+                else:
+                    self._report_down(exc)
+                # Try again soon: pending work is kept, and leases must be renewed in time.
+                await anyio.sleep(min(self._fallback, self._heartbeat))
+                self._dirty.set()
+            else:
+                self._report_up()
+
+    async def _listener(self) -> None:
+        """Turn wake-up messages into local wake-ups; resubscribe after a lost connection."""
+        assert self._redis is not None
+        while True:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                self.redis_calls += 1
+                await pubsub.subscribe(self._channel)
+                # Anything published while unsubscribed is lost: look again now.
+                self._notify()
+                while True:
+                    message = await pubsub.get_message(timeout=self._heartbeat)
+                    if message is not None:
+                        self._notify()
+            except Exception as exc:
+                if not self._is_outage(exc):
+                    logger.error("Redis governor: wake-up channel failed: %s", self._scrub(exc))
+            finally:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await anyio.sleep(self._fallback)
+
+
+def _counted(items: Sequence[str]) -> list[Any]:
+    return [len(items), *items]
