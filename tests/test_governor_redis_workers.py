@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from redis_support import HEARTBEAT, LEASE_TTL, RedisServer, parse_report, worker_command
 
 from sora_async.governor_redis import account_keys
+from sora_async.mock import MockConfig, MockServer
 
 pytestmark = pytest.mark.anyio
 
@@ -108,24 +109,31 @@ def _check_results(reports: dict[str, dict[str, Any]], counts: dict[str, int]) -
 
 
 async def test_four_workers_never_overfill_the_account(redis_server: RedisServer) -> None:
-    async with running_mock(task_seconds=0.1, cap=CAP, file_size=64) as mock:
-        base_url = mock.url_for("freesora")
-        reports: dict[str, dict[str, Any]] = {}
-        names = [f"w{i}" for i in range(4)]
-        started = time.monotonic()
-        async with anyio.create_task_group() as group:
-            for name in names:
-                command = worker_command(
-                    base_url=base_url,
-                    redis_url=redis_server.url,
-                    account="shared",
-                    name=name,
-                    count=100,
-                    cap=CAP,
-                )
-                group.start_soon(_run, command, reports, name)
-        elapsed = time.monotonic() - started
-        counters = mock.counters
+    # Four Python processes on a shared machine: a longer hang guard than running_mock's.
+    config = MockConfig(task_seconds=0.1, jitter=0.0, cap=CAP, file_size=64)
+    with anyio.fail_after(2 * HANG_GUARD):
+        async with MockServer(config) as mock:
+            await _four_workers(mock, redis_server)
+
+
+async def _four_workers(mock: MockServer, redis_server: RedisServer) -> None:
+    base_url = mock.url_for("freesora")
+    reports: dict[str, dict[str, Any]] = {}
+    names = [f"w{i}" for i in range(4)]
+    started = time.monotonic()
+    async with anyio.create_task_group() as group:
+        for name in names:
+            command = worker_command(
+                base_url=base_url,
+                redis_url=redis_server.url,
+                account="shared",
+                name=name,
+                count=100,
+                cap=CAP,
+            )
+            group.start_soon(_run, command, reports, name)
+    elapsed = time.monotonic() - started
+    counters = mock.counters
     _check_results(reports, dict.fromkeys(names, 100))
     assert counters.creates == 400
     assert set(counters.creates_by_prompt.values()) == {1}
