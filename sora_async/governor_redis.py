@@ -92,6 +92,7 @@ _KEEP_MS: Final = 24 * 3600 * 1000
 _MIN_RATE_LIMIT_PAUSE: Final = 1.0
 # How long aclose() may spend handing back released slots before leaving them to the TTL.
 _CLOSE_FLUSH_TIMEOUT: Final = 2.0
+_SCHEMES: Final = ("redis", "rediss", "unix")
 
 
 def account_keys(account: str, prefix: str = KEY_PREFIX) -> tuple[list[str], str]:
@@ -302,6 +303,10 @@ class RedisGovernor:
     ) -> None:
         if not account or not isinstance(account, str):
             raise ConfigurationError(f"account must be a non-empty string, got {account!r}")
+        if not isinstance(url, str) or urlsplit(url).scheme not in _SCHEMES:
+            shown = redact_url(url) if isinstance(url, str) else repr(url)
+            allowed = ", ".join(f"{scheme}://" for scheme in _SCHEMES)
+            raise ConfigurationError(f"redis_url must start with {allowed}, got {shown!r}")
         self._url = url
         self._safe_url = redact_url(url)
         self._account = account

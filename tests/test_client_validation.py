@@ -230,7 +230,7 @@ async def test_a_missing_api_key_is_a_configuration_error() -> None:
         ({"poll_interval": math.nan}, {}, ["poll_interval"]),
         ({"wait_timeout": 0}, {}, ["wait_timeout"]),
         ({"max_downloads": 0}, {}, ["max_downloads"]),
-        ({"redis_url": "redis://127.0.0.1:6379/0"}, {}, ["redis_url"]),
+        ({"redis_url": "http://127.0.0.1:6379/0"}, {}, ["redis_url", "redis://"]),
         ({"callback_receiver": True}, {}, ["callback"]),
     ],
 )
