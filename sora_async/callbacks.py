@@ -35,13 +35,12 @@ import asyncio
 import hashlib
 import hmac
 import ipaddress
-import json
 import logging
 import re
 import secrets
 from collections import OrderedDict
 from types import TracebackType
-from typing import Final, NoReturn
+from typing import Final, NoReturn, Protocol
 
 import attrs
 from aiohttp import web
@@ -51,12 +50,14 @@ from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 from yarl import URL
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, ProtocolError
+from .providers.sora2api import Sora2Api
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_MAX_REMEMBERED",
     "DEFAULT_PATH_PREFIX",
+    "CallbackBodyReader",
     "CallbackReceiver",
     "CallbackStatistics",
     "WakeHint",
@@ -69,18 +70,23 @@ DEFAULT_MAX_BODY_BYTES: Final = 64 * 1024
 #: How many task ids with a callback are remembered (for early callbacks and duplicates).
 DEFAULT_MAX_REMEMBERED: Final = 10_000
 
-# A task id longer than this is not a provider id; refusing it keeps memory per entry bounded.
-_MAX_TASK_ID_LENGTH: Final = 256
 # Reads are capped per call so the buffer never holds more than max_body_bytes + 1.
 _READ_CHUNK: Final = 16 * 1024
 # A token must be a single URL path segment and long enough not to be guessed.
 _TOKEN_RE: Final = re.compile(r"[A-Za-z0-9_-]{16,256}")
 # Literal path segments only: aiohttp would read "{...}" as a route variable.
 _PREFIX_SEGMENT_RE: Final = re.compile(r"[A-Za-z0-9._~-]+")
-_TASK_ID_KEYS: Final = ("taskId", "task_id")
 _OK_BODY: Final = {"code": 200, "msg": "ok"}
 # Handlers are tiny, so a long graceful-shutdown wait would only delay the client's exit.
 _SHUTDOWN_TIMEOUT: Final = 5.0
+
+
+class CallbackBodyReader(Protocol):
+    """The provider side of a callback: which task a body names (its wire format, not ours)."""
+
+    def callback_task_id(self, body: bytes) -> str:
+        """The task id the body names; raise ProtocolError (its text is the reason) if none."""
+        ...
 
 
 class WakeHint:
@@ -136,7 +142,8 @@ class CallbackReceiver:
     ``host``/``port`` are where the standalone server listens (``port=0``: a free port, read
     back after start). ``public_url`` is the externally reachable base URL; without it the
     standalone server's own address is used, which only a local (mock) provider can reach.
-    ``token`` defaults to a fresh ``secrets.token_urlsafe(32)`` per receiver.
+    ``token`` defaults to a fresh ``secrets.token_urlsafe(32)`` per receiver. ``reader``
+    reads the body; the default is sora2api, the one provider with callbacks.
     """
 
     def __init__(
@@ -149,6 +156,7 @@ class CallbackReceiver:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         token: str | None = None,
         max_remembered: int = DEFAULT_MAX_REMEMBERED,
+        reader: CallbackBodyReader | None = None,
     ) -> None:
         if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
             raise ConfigurationError(f"callback port must be an integer 0-65535, got {port!r}")
@@ -161,6 +169,7 @@ class CallbackReceiver:
             raise ConfigurationError(
                 "callback token must be 16-256 characters of A-Z, a-z, 0-9, '_' or '-'"
             )
+        self._reader: CallbackBodyReader = reader if reader is not None else Sora2Api()
         self._host = host
         self._port = port
         self._public_url = _normalize_public_url(public_url) if public_url is not None else None
@@ -398,12 +407,9 @@ class CallbackReceiver:
             raise web.HTTPMethodNotAllowed(request.method, ["POST"])
         body = await self._read_capped(request)
         try:
-            payload = json.loads(body)
-        except (ValueError, RecursionError):
-            self._reject_body("body is not JSON")
-        task_id = _extract_task_id(payload)
-        if task_id is None:
-            self._reject_body("no task id")
+            task_id = self._reader.callback_task_id(body)
+        except ProtocolError as exc:
+            self._reject_body(str(exc))
         self._note_callback(task_id)
         return web.json_response(_OK_BODY)
 
@@ -439,23 +445,6 @@ class CallbackReceiver:
     def __repr__(self) -> str:
         state = "running" if self.is_running else "stopped"
         return f"<CallbackReceiver {self.redacted_callback_url} {state}>"
-
-
-def _extract_task_id(payload: object) -> str | None:
-    """The task id of a callback body: ``data.taskId`` (record-info shape) or a top-level one."""
-    if not isinstance(payload, dict):
-        return None
-    data = payload.get("data")
-    for container in (data, payload):
-        if not isinstance(container, dict):
-            continue
-        for key in _TASK_ID_KEYS:
-            value = container.get(key)
-            if isinstance(value, int) and not isinstance(value, bool):
-                value = str(value)
-            if isinstance(value, str) and 0 < len(value) <= _MAX_TASK_ID_LENGTH:
-                return value
-    return None
 
 
 def _redacting_access_logger(

@@ -16,7 +16,7 @@ from aiohttp import web
 from yarl import URL
 
 from sora_async.callbacks import CallbackReceiver, CallbackStatistics, WakeHint
-from sora_async.errors import ConfigurationError
+from sora_async.errors import ConfigurationError, ProtocolError
 
 pytestmark = pytest.mark.anyio
 
@@ -563,3 +563,27 @@ async def test_starting_is_not_mounting() -> None:
     mounted = CallbackReceiver(public_url="https://hooks.example.test/app")
     mounted.mount(web.Application())
     assert mounted.is_mounted
+
+
+class PlainTextReader:
+    """A provider whose callback body is the bare task id: the receiver asks, never parses."""
+
+    def callback_task_id(self, body: bytes) -> str:
+        text = body.decode("ascii", "replace").strip()
+        if not text.startswith("task-"):
+            raise ProtocolError("not a task id")
+        return text
+
+
+async def test_the_provider_reads_the_body(session: aiohttp.ClientSession) -> None:
+    async with CallbackReceiver(reader=PlainTextReader()) as rec:
+        hint = rec.watch("task-9")
+        async with session.post(rec.callback_url, data=b"task-9") as resp:
+            assert resp.status == 200
+        async with session.post(rec.callback_url, data=b"banana") as resp:
+            assert (resp.status, await resp.text()) == (400, "not a task id")
+        # sora2api's shape means nothing to this provider.
+        async with session.post(rec.callback_url, json=record_info("task-1")) as resp:
+            assert resp.status == 400
+        assert hint.is_set()
+        assert (rec.statistics().accepted, rec.statistics().rejected_body) == (1, 2)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from sora_async import calls, providers
+from sora_async import calls, pricing, providers
 from sora_async.errors import ValidationError
 from sora_async.models import check_task_id
-from sora_async.providers import _wire, base
+from sora_async.providers import _wire, base, freesora
 
 
 def test_old_import_paths_name_the_same_objects() -> None:
@@ -15,6 +15,8 @@ def test_old_import_paths_name_the_same_objects() -> None:
     for name in ("ApiCall", "Endpoint", "RawResponse", "parse_retry_after"):
         assert getattr(base, name) is getattr(calls, name)
     assert providers.check_task_id is _wire.check_task_id is check_task_id
+    assert pricing.freesora_price is freesora.freesora_price
+    assert pricing.FREESORA_PRICES is freesora.FREESORA_PRICES
 
 
 @pytest.mark.parametrize("task_id", ["", "   ", None, 7])

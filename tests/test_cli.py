@@ -18,7 +18,7 @@ import pytest
 
 from sora_async.mock import MockConfig, MockServer
 from sora_async.models import Model
-from sora_async.pricing import freesora_price
+from sora_async.providers.freesora import freesora_price
 
 pytestmark = pytest.mark.anyio
 

@@ -31,7 +31,7 @@ from sora_async import (
 )
 from sora_async.mock import MockConfig, MockServer
 from sora_async.models import RETENTION
-from sora_async.pricing import freesora_price
+from sora_async.providers.freesora import freesora_price
 
 pytestmark = pytest.mark.anyio
 

@@ -13,8 +13,7 @@ from sora_async.calls import Endpoint, RawResponse
 from sora_async.errors import NotSupportedError, ProtocolError, ValidationError
 from sora_async.images import PreparedImage
 from sora_async.models import Model, TaskState, VideoRequest
-from sora_async.pricing import freesora_price
-from sora_async.providers.freesora import FreeSora
+from sora_async.providers.freesora import FreeSora, freesora_price
 from sora_async.providers.sora2api import Sora2Api
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 8

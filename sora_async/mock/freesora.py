@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from ..models import Model, TaskState
-from ..pricing import freesora_price
+from ..providers.freesora import freesora_price
 from .state import MockState
 from .tasks import Outcome, Task
 from .wire import bad_field, file_url, is_http_url, origin_of, read_object

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import attrs
@@ -18,14 +19,16 @@ from ..calls import ApiCall, Endpoint, RawResponse
 from ..errors import ProtocolError, ValidationError
 from ..images import PreparedImage, image_kind
 from ..models import AspectRatio, Credits, Model, TaskState, TaskStatus, VideoRequest, check_task_id
-from ..pricing import freesora_price
 from ._wire import Codec, dedupe_urls, make_converters, note_unknown, wire
 
 __all__ = [
+    "DEFAULT_DURATION",
+    "FREESORA_PRICES",
     "FreeSora",
     "FreeSoraCreated",
     "FreeSoraCredits",
     "FreeSoraTask",
+    "freesora_price",
 ]
 
 logger = logging.getLogger(__name__)
@@ -37,6 +40,26 @@ CREDITS_PATH = "/get-user-credits"
 DEFAULT_MODEL = Model.SORA_2
 #: The only model whose payload takes a duration.
 DURATION_MODEL = Model.SORA_2_STABLE
+#: A request without a duration runs for this long (freesora's default).
+DEFAULT_DURATION = 10
+
+#: Credits per task, from the document: Sora 2 and Sora 2 Stable cost 100/150 for 10s/15s,
+#: Sora 2 Pro 375/675 (storyboard, not a model this SDK sends, 375/675/875 for 10s/15s/25s).
+#: Failed jobs are refunded automatically.
+FREESORA_PRICES: Mapping[tuple[Model, int], int] = {
+    (Model.SORA_2, 10): 100,
+    (Model.SORA_2, 15): 150,
+    (Model.SORA_2_STABLE, 10): 100,
+    (Model.SORA_2_STABLE, 15): 150,
+    (Model.SORA_2_PRO, 10): 375,
+    (Model.SORA_2_PRO, 15): 675,
+}
+
+
+def freesora_price(model: Model, duration: int | None) -> int:
+    """Credits freesora deducts for one task of this model and duration."""
+    return FREESORA_PRICES[(model, duration or DEFAULT_DURATION)]
+
 
 _STATES: dict[str, TaskState] = {
     **dict.fromkeys(("pending", "queued", "waiting", "submitted"), TaskState.PENDING),

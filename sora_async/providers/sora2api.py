@@ -9,6 +9,7 @@ a completion callback (``callBackUrl``). A task's state is ``successFlag``: 0 ge
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any, ClassVar
 
@@ -49,6 +50,11 @@ _FLAG_STATES = {
     3: TaskState.FAILED,
 }
 _FLAG_FAILURES = {2: "task creation failed", 3: "video generation failed"}
+#: Where a completion callback may name its task: data.<key> (record-info shape) or <key>.
+_CALLBACK_TASK_ID_KEYS = ("taskId", "task_id")
+# A task id longer than this is not a provider id; refusing it keeps the receiver's memory
+# per remembered callback bounded.
+_MAX_CALLBACK_TASK_ID = 256
 _unknown_seen: set[str] = set()
 
 
@@ -221,3 +227,26 @@ class Sora2Api:
 
     def decode_credits(self, response: RawResponse) -> Credits:
         raise NotSupportedError("sora2api has no credits endpoint")
+
+    def callback_task_id(self, body: bytes) -> str:
+        """The task a completion callback (``callBackUrl``) is about; ProtocolError if none.
+
+        The document does not print the callback body; it is read as record-info's shape
+        (``data.taskId``), with a top-level id accepted too. Callbacks are unsigned, so only
+        the id is read: it wakes that task's poller, which asks record-info for the truth.
+        """
+        try:
+            payload = json.loads(body)
+        except (ValueError, RecursionError):
+            raise ProtocolError("body is not JSON") from None
+        if isinstance(payload, dict):
+            for container in (payload.get("data"), payload):
+                if not isinstance(container, dict):
+                    continue
+                for key in _CALLBACK_TASK_ID_KEYS:
+                    value = container.get(key)
+                    if isinstance(value, int) and not isinstance(value, bool):
+                        value = str(value)
+                    if isinstance(value, str) and 0 < len(value) <= _MAX_CALLBACK_TASK_ID:
+                        return value
+        raise ProtocolError("no task id")
