@@ -35,6 +35,7 @@ from .fanout import GenerationRun
 from .governor import Governor, GovernorStatistics, LocalGovernor
 from .models import (
     AspectRatio,
+    Character,
     Credits,
     Model,
     Quality,
@@ -54,6 +55,7 @@ __all__ = [
     "BadRequestError",
     "CallTimeouts",
     "CallbackReceiver",
+    "Character",
     "ConfigurationError",
     "ConnectError",
     "ConnectionDroppedError",

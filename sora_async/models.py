@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import math
 import os
-from typing import Any
+import re
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import attrs
 
 from .errors import TaskFailedError, ValidationError
+from .images import is_http_url
 
 __all__ = [
     "RETENTION",
     "AspectRatio",
+    "Character",
     "Credits",
     "Model",
     "Quality",
@@ -162,6 +167,88 @@ def _check_optional_bool(_: Any, attribute: Any, value: Any) -> None:
         raise ValidationError(attribute.name, value, "true or false")
 
 
+class Character(NamedTuple):
+    """freesora (VIP): a character to keep in the video, shown in a clip.
+
+    ``url`` is the clip (http(s)); ``timestamps`` is where in it the character appears,
+    ``"start,end"`` in seconds (the document's example: ``"0,3"``). A pair rather than an
+    attrs class so that a request's JSON (the batch journal) round-trips it as ``[url, ts]``.
+    """
+
+    url: str
+    timestamps: str
+
+
+#: The longest remix target id accepted; the document's pids are short ("s_xxx").
+MAX_REMIX_TARGET_ID = 256
+_PID = re.compile(r"[!-~]+")
+_CHARACTER_FORMS = 'a list of {"url": "https://...", "timestamps": "start,end"} items'
+_TIMESTAMPS_FORM = 'seconds "start,end" with 0 <= start < end, e.g. "0,3"'
+
+
+def _check_remix_target_id(_: Any, __: Any, value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str) or not _PID.fullmatch(value) or len(value) > MAX_REMIX_TARGET_ID:
+        raise ValidationError(
+            "remix_target_id",
+            value,
+            f"the pid of an earlier video (result_pid, e.g. 's_...'): up to "
+            f"{MAX_REMIX_TARGET_ID} printable characters, no spaces",
+        )
+
+
+def _to_timestamps(field: str, value: Any) -> str:
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        bounds: list[Any] = list(value)
+    elif isinstance(value, str):
+        bounds = value.split(",")
+    else:
+        raise ValidationError(field, value, _TIMESTAMPS_FORM)
+    numbers: list[float] = []
+    for bound in bounds:
+        if isinstance(bound, bool):
+            raise ValidationError(field, value, _TIMESTAMPS_FORM)
+        try:
+            number = float(bound.strip() if isinstance(bound, str) else bound)
+        except (TypeError, ValueError):
+            raise ValidationError(field, value, _TIMESTAMPS_FORM) from None
+        numbers.append(number)
+    if len(numbers) != 2 or not all(math.isfinite(n) and n >= 0 for n in numbers):
+        raise ValidationError(field, value, _TIMESTAMPS_FORM)
+    if numbers[0] >= numbers[1]:
+        raise ValidationError(field, value, _TIMESTAMPS_FORM, reason="start is not before end")
+    return ",".join(f"{n:g}" for n in numbers)
+
+
+def _to_character(index: int, item: Any) -> Character:
+    where = f"characters[{index}]"
+    if isinstance(item, Mapping):
+        unknown = sorted(set(map(str, item)) - {"url", "timestamps"})
+        if unknown:
+            raise ValidationError(
+                where, item, "the keys url and timestamps", reason=f"unknown {', '.join(unknown)}"
+            )
+        url, timestamps = item.get("url"), item.get("timestamps")
+    elif isinstance(item, (list, tuple)) and len(item) == 2:
+        url, timestamps = item
+    else:
+        raise ValidationError(where, item, _CHARACTER_FORMS)
+    if not isinstance(url, str) or not is_http_url(url.strip()):
+        raise ValidationError(f"{where}.url", url, "an http(s) URL of the character's clip")
+    return Character(url.strip(), _to_timestamps(f"{where}.timestamps", timestamps))
+
+
+def _to_characters(value: Any) -> tuple[Character, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, (list, tuple)):
+        raise ValidationError("characters", value, _CHARACTER_FORMS)
+    if not value:
+        raise ValidationError("characters", value, _CHARACTER_FORMS + ", at least one; or unset")
+    return tuple(_to_character(i, item) for i, item in enumerate(value))
+
+
 def _image_repr(value: Any) -> str:
     if isinstance(value, (bytes, bytearray)):
         return f"<{len(value)} bytes>"
@@ -198,6 +285,15 @@ class VideoRequest:
     #: sora2api: where the provider POSTs the completion notice.
     callback_url: str | None = attrs.field(
         default=None, kw_only=True, validator=_check_optional_str("callback_url")
+    )
+    #: freesora (VIP): continue or remix an earlier video, named by its pid (``result_pid``).
+    remix_target_id: str | None = attrs.field(
+        default=None, kw_only=True, validator=_check_remix_target_id
+    )
+    #: freesora (VIP): characters to keep, each a :class:`Character` (or a mapping with ``url``
+    #: and ``timestamps``, or a ``[url, timestamps]`` pair).
+    characters: tuple[Character, ...] | None = attrs.field(
+        default=None, kw_only=True, converter=_to_characters
     )
 
 

@@ -66,6 +66,14 @@ def _check_body(body: dict[str, Any]) -> tuple[Model, int | None]:
         characters = body["characters"]
         if not isinstance(characters, list) or not all(isinstance(c, dict) for c in characters):
             raise bad_field("characters", "must be an array of objects")
+        for number, character in enumerate(characters):
+            # The document: "each item includes url and timestamps" (example "0,3").
+            if not is_http_url(character.get("url")) or not isinstance(
+                character.get("timestamps"), str
+            ):
+                raise bad_field(
+                    f"characters[{number}]", "needs url (http(s)) and timestamps (text)"
+                )
     return model, duration
 
 

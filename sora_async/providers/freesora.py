@@ -185,6 +185,12 @@ class FreeSora:
             payload["duration"] = request.duration
         if request.public is not None:
             payload["isPublic"] = request.public
+        if request.remix_target_id is not None:
+            payload["remixTargetId"] = request.remix_target_id
+        if request.characters is not None:
+            payload["characters"] = [
+                {"url": c.url, "timestamps": c.timestamps} for c in request.characters
+            ]
         return ApiCall(endpoint=Endpoint.CREATE, method="POST", path=CREATE_PATH, json=payload)
 
     def status_call(self, task_id: str) -> ApiCall:

@@ -144,8 +144,14 @@ class Sora2Api:
                 f"{Model.SORA_2.value} or unset",
                 reason="sora2api runs one model and takes no model field",
             )
-        for field, value in (("duration", request.duration), ("public", request.public)):
+        for field, value in (
+            ("duration", request.duration),
+            ("public", request.public),
+            ("remix_target_id", request.remix_target_id),
+            ("characters", request.characters),
+        ):
             if value is not None:
+                # remix_target_id and characters are freesora's (VIP) features.
                 raise ValidationError(
                     field, value, "unset (None)", reason=f"sora2api does not support {field}"
                 )
