@@ -1,19 +1,18 @@
-"""SoraClient: the lifecycle of one client and its public coroutines.
+"""SoraClient: settings, the client's own lifecycle, and the public coroutines.
 
-It glues the pieces together and owns no wire format: the provider builds and decodes, the
-transport sends, the governor counts account slots, the poller decides when to ask again.
+It owns no wire format and no task: the provider builds and decodes, the transport sends, the
+governor counts account slots, and :mod:`sora_async.lifecycle` owns each task from its slot to
+its files. This module resolves settings, opens and closes what the client holds, and checks
+arguments before anything is sent.
 """
 
 from __future__ import annotations
 
 import enum
-import inspect
 import logging
 import math
 import os
-import time
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
-from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -30,34 +29,19 @@ from .config import (
     Settings,
     resolve_settings,
 )
-from .download import DownloadedFile, download_file, video_filename
-from .errors import (
-    APIError,
-    AuthenticationError,
-    ConfigurationError,
-    CreateOutcomeUnknownError,
-    DownloadError,
-    NotFoundError,
-    NotSupportedError,
-    ProtocolError,
-    RateLimitError,
-    SoraError,
-    TransportError,
-    ValidationError,
-    create_was_not_made,
-)
-from .events import CreateSkipped, EventHook, EventKind, HookFailedAfterCreate, Job, TaskEvent, emit
-from .governor import Governor, LocalGovernor, Slot
-from .images import prepare_image
-from .models import Credits, Model, TaskResult, TaskState, TaskStatus, VideoRequest
-from .polling import PollPlanner, PollSchedule, poll_until_terminal
+from .errors import ConfigurationError, NotSupportedError, SoraError, ValidationError
+from .events import EventHook, FileHook, FileNamer, FileReuser, Job, ProgressHook
+from .fanout import GenerationRun
+from .governor import Governor, LocalGovernor
+from .lifecycle import TaskRuntime
+from .models import Credits, Model, TaskResult, TaskStatus, VideoRequest
+from .polling import PollPlanner
 from .providers import PreparedImage, Provider, get_provider
 from .providers._wire import check_task_id
 from .retry import RetryPolicy
 from .transport import CallTimeouts, Transport
 
 if TYPE_CHECKING:
-    from .fanout import GenerationRun
     from .governor_redis import RedisGovernor
 
 __all__ = ["DEFAULT_MAX_DOWNLOADS", "DEFAULT_WAIT_TIMEOUT", "SoraClient"]
@@ -66,12 +50,17 @@ logger = logging.getLogger("sora_async")
 
 #: Simultaneous downloads per client; kept below the connection pool so polls still get through.
 DEFAULT_MAX_DOWNLOADS = 4
-#: How long ``wait`` polls a task before giving up (the providers' samples give up at 10 min;
-#: a busy account queues longer).
+#: How long ``wait`` watches a task before giving up (the providers' samples give up at 10 min;
+#: a busy account queues longer). The task is still followed after that, until it ends.
 DEFAULT_WAIT_TIMEOUT = 3600.0
-#: A create whose outcome is unknown may have started a task that counts against the account;
-#: its slot is held for this many expected task durations before it is given back.
-UNKNOWN_SLOT_HOLD_FACTOR = 2.0
+
+
+def _as_request(request: VideoRequest | str) -> VideoRequest:
+    if isinstance(request, str):
+        return VideoRequest(request)
+    if not isinstance(request, VideoRequest):
+        raise ValidationError("request", request, "a VideoRequest or a prompt string")
+    return request
 
 
 class _State(enum.Enum):
@@ -80,24 +69,12 @@ class _State(enum.Enum):
     CLOSED = "closed"
 
 
-@attrs.define
-class _Tracked:
-    """A task this client created or adopted and has not yet seen terminal."""
-
-    request: VideoRequest | None
-    slot: Slot | None
-    started_at: float
-    callback_expected: bool
-    #: Created by this client (so ``started_at`` is its creation time, worth learning from).
-    created_here: bool = True
-
-
 class SoraClient:
     """One provider-neutral client; use ``async with SoraClient(...) as client:``.
 
     Settings follow the contract's precedence (argument > environment > default). The
-    aiohttp session, the callback receiver and background work live between ``__aenter__``
-    and ``aclose()``; a closed client cannot be reopened.
+    aiohttp session, the callback receiver and the followers of live tasks live between
+    ``__aenter__`` and ``aclose()``; a closed client cannot be reopened.
     """
 
     def __init__(
@@ -131,7 +108,7 @@ class SoraClient:
             account=account,
             env=environ,
         )
-        # -- shared governor (issue 11): built here, opened and closed with the client --
+        # The shared governor (redis_url): built here, opened and closed with the client.
         self._owned_governor: RedisGovernor | None = None
         if self._settings.redis_url is not None and governor is None:
             from .governor_redis import RedisGovernor
@@ -164,16 +141,23 @@ class SoraClient:
             timeouts=timeouts,
         )
         self._governor: Governor = governor or LocalGovernor(self._settings.max_concurrent_tasks)
-        self._download_limiter = anyio.CapacityLimiter(max_downloads)
         self._wait_timeout = wait_timeout
-        # For safe calls (status, credits); None: the transport's SAFE_CALLS policy.
-        self._retry = retry
-        self._planner = PollPlanner(
-            self._provider.name,
-            poll_interval=self._settings.poll_interval,
-            expected_duration=expected_duration,
+        self._runtime = TaskRuntime(
+            provider=self._provider,
+            transport=self._transport,
+            governor=self._governor,
+            planner=PollPlanner(
+                self._provider.name,
+                poll_interval=self._settings.poll_interval,
+                expected_duration=expected_duration,
+            ),
+            receiver=self._receiver,
+            max_downloads=max_downloads,
+            # For safe calls (status, credits); None: the transport's SAFE_CALLS policy.
+            retry=retry,
+            spawn=self._spawn,
         )
-        self._tracked: dict[str, _Tracked] = {}
+        self._retry = retry
         self._state = _State.UNOPENED
         self._task_group: anyio.abc.TaskGroup | None = None
 
@@ -206,7 +190,7 @@ class SoraClient:
             )
         return receiver
 
-    # -- lifecycle ---------------------------------------------------------------------------
+    # -- the client's own lifecycle ----------------------------------------------------------
 
     @property
     def provider(self) -> str:
@@ -236,7 +220,7 @@ class SoraClient:
             raise RuntimeError(f"this SoraClient is {self._state.value}; make a new one")
         await self._transport.__aenter__()
         try:
-            if self._owned_governor is not None:  # shared governor (issue 11)
+            if self._owned_governor is not None:
                 await self._owned_governor.open()
             if (
                 self._receiver is not None
@@ -245,12 +229,12 @@ class SoraClient:
             ):
                 await self._receiver.start()
                 self._owns_receiver = True
-            # Background work (runs of generate_many, delayed slot releases) lives in this
-            # group, so nothing outlives the client.
+            # Followers of live tasks, runs of generate_many and delayed slot releases live in
+            # this group, so nothing outlives the client.
             self._task_group = anyio.create_task_group()
             await self._task_group.__aenter__()
         except BaseException:
-            if self._owned_governor is not None:  # shared governor (issue 11)
+            if self._owned_governor is not None:
                 await self._owned_governor.aclose()
             await self._transport.aclose()
             raise
@@ -278,22 +262,12 @@ class SoraClient:
                 await group.__aexit__(None, None, None)
         finally:
             with anyio.CancelScope(shield=True):
-                if self._tracked:
-                    logger.warning(
-                        "closing with %d task(s) not seen finished (still alive on the server, "
-                        "check them with status()): %s",
-                        len(self._tracked),
-                        ", ".join(sorted(self._tracked)),
-                    )
-                for tracked in self._tracked.values():
-                    if tracked.slot is not None:
-                        self._governor.release(tracked.slot)
-                        tracked.slot = None
+                self._runtime.close()
                 if self._owns_receiver and self._receiver is not None:
                     await self._receiver.aclose()
                 await self._transport.aclose()
-            # Shared governor (issue 11): after the slots above were released, and outside the
-            # shield (its task group must be the innermost scope when it exits).
+            # After the slots above were released, and outside the shield (its task group must
+            # be the innermost scope when it exits).
             if self._owned_governor is not None:
                 await self._owned_governor.aclose()
 
@@ -303,7 +277,7 @@ class SoraClient:
         if self._state is _State.CLOSED:
             raise RuntimeError("this SoraClient is closed")
 
-    def _spawn(self, func: Any, *args: Any) -> None:
+    def _spawn(self, func: Callable[..., Any], *args: object) -> None:
         self._require_open()
         assert self._task_group is not None
         self._task_group.start_soon(func, *args)
@@ -313,9 +287,16 @@ class SoraClient:
         """Tasks this client created (or adopted) and has not seen terminal: id -> request.
 
         After a run is stopped early, its tasks that are still alive on the server are here
-        (and were logged); ``wait()`` or ``status()`` on them picks them up again.
+        (and were logged). The client goes on following them in the background, so each
+        leaves this list, and gives its slot back, when it ends; ``wait()`` on one returns
+        its result.
         """
-        return {task_id: tracked.request for task_id, tracked in self._tracked.items()}
+        return self._runtime.unfinished
+
+    @property
+    def learned_durations(self) -> dict[Model | None, float]:
+        """How long this client's tasks took, learned from what it saw; they place first polls."""
+        return self._runtime.planner.learned
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -329,308 +310,115 @@ class SoraClient:
 
         Raises ValidationError naming the field; reads a local image off the event loop.
         """
-        self._provider.check_request(request)
-        if request.image is None:
-            return None
-        return await anyio.to_thread.run_sync(
-            partial(
-                prepare_image,
-                request.image,
-                accepts_bytes=self._provider.accepts_image_bytes,
-                provider=self._provider.name,
-            )
-        )
+        return await self._runtime.prepare(request)
 
-    def _with_callback(self, request: VideoRequest) -> tuple[VideoRequest, bool]:
-        if self._receiver is None or request.callback_url is not None:
-            return request, False
-        return attrs.evolve(request, callback_url=self._receiver.callback_url), True
-
-    async def create(self, request: VideoRequest) -> str:
+    async def create(self, request: VideoRequest | str) -> str:
         """Create one task and return its id, holding an account slot until it is terminal.
 
         Waits for a slot first (never more than ``max_concurrent_tasks`` live tasks) and
         retries a create only where it provably did not happen (connect error, 429). Any
         other failure after the request may have left raises
-        :class:`CreateOutcomeUnknownError` and is never re-sent.
+        :class:`CreateOutcomeUnknownError` and is never re-sent. The client follows the task
+        from then on (its slot is freed when it ends), whether or not anyone waits for it.
         """
-        return await self._create(Job(request))
-
-    async def _create(
-        self,
-        job: Job,
-        hook: EventHook | None = None,
-        may_send: Callable[[], bool] | None = None,
-    ) -> str:
-        """Create ``job``'s task. ``may_send()`` is asked right before each attempt: False
-        (a run draining after Ctrl-C) gives the slot back and raises CreateSkipped."""
         self._require_open()
-        if not isinstance(job.request, VideoRequest):
-            raise ValidationError("request", job.request, "a VideoRequest")
-        image = await self.prepare(job.request)
-        request, callback_expected = self._with_callback(job.request)
-        call = self._provider.create_call(request, image)
-        slot: Slot | None = await self._governor.acquire()
-        try:
-            while True:
-                assert slot is not None
-                if may_send is not None and not may_send():
-                    raise CreateSkipped("the run stopped creating before this job was sent")
-                # Shielded from the intent record to the task id record: a cancellation can
-                # neither fall between the two nor lose the answer of a request that left.
-                with anyio.CancelScope(shield=True):
-                    await emit(hook, TaskEvent(EventKind.CREATING, job.key, job.request))
-                    try:
-                        task_id = await self._transport.call(
-                            call, self._provider.decode_create, safe=False
-                        )
-                    except RateLimitError as exc:
-                        rate_limited: RateLimitError | None = exc
-                        # Definitely not created: a journal records that before any pause.
-                        await emit(
-                            hook,
-                            TaskEvent(EventKind.RATE_LIMITED, job.key, job.request, error=exc),
-                        )
-                    except (TransportError, ProtocolError, APIError) as exc:
-                        if create_was_not_made(exc):
-                            raise  # nothing was sent, or the server said no: not created
-                        self._hold_slot(slot, request, "create outcome unknown: a task may exist")
-                        slot = None
-                        raise CreateOutcomeUnknownError(
-                            f"{type(exc).__name__}: {exc}", request=job.request
-                        ) from exc
-                    else:
-                        self._governor.on_create_succeeded(slot, task_id)
-                        self._tracked[task_id] = _Tracked(
-                            job.request, slot, time.monotonic(), callback_expected
-                        )
-                        slot = None
-                        try:
-                            await emit(
-                                hook, TaskEvent(EventKind.CREATED, job.key, job.request, task_id)
-                            )
-                        except Exception as exc:
-                            raise HookFailedAfterCreate(task_id, exc) from exc
-                        return task_id
-                assert rate_limited is not None and slot is not None
-                logger.info(
-                    "create refused with 429 (account full or rate limited); retrying in %s",
-                    f"{rate_limited.retry_after:g}s" if rate_limited.retry_after else "a while",
-                )
-                await self._governor.on_rate_limited(slot, rate_limited.retry_after)
-        finally:
-            if slot is not None:
-                # The create definitely did not happen (or we never sent it).
-                self._governor.release(slot)
-
-    def _hold_slot(self, slot: Slot, request: VideoRequest | None, why: str) -> None:
-        """Keep counting a task we can no longer follow for a while, then give its slot back.
-
-        Its task may be alive on the server (an unknown create outcome, a wait that timed
-        out): releasing at once could over-fill the account, holding forever would shrink it.
-        """
-        schedule = self._schedule(request)
-        hold = (schedule.expected_duration or 300.0) * UNKNOWN_SLOT_HOLD_FACTOR
-        logger.warning("%s: its account slot is held for %.0fs", why, hold)
-
-        async def release_later() -> None:
-            try:
-                await anyio.sleep(hold)
-            finally:
-                self._governor.release(slot)
-
-        if self._task_group is not None:
-            self._task_group.start_soon(release_later)
-        else:  # pragma: no cover - only while closing
-            self._governor.release(slot)
-
-    def _stop_following(self, task_id: str, error: SoraError) -> None:
-        """``wait`` gave up on a task: it stays listed in ``unfinished_tasks``; its slot goes
-        back at once if the server disowns the task, else after a hold."""
-        tracked = self._tracked.get(task_id)
-        if tracked is None or tracked.slot is None:
-            return
-        slot, tracked.slot = tracked.slot, None
-        if isinstance(error, (NotFoundError, AuthenticationError)):
-            self._governor.release(slot)  # not a task of this account: it holds no slot
-        else:
-            self._hold_slot(slot, tracked.request, f"stopped following task {task_id} ({error})")
+        return await self._runtime.create(Job(_as_request(request)))
 
     async def status(self, task_id: str) -> TaskStatus:
         """One status poll (retried on transient failures). A terminal status frees its slot."""
         self._require_open()
         check_task_id(task_id)
-        status = await self._transport.call(
-            self._provider.status_call(task_id),
-            partial(self._provider.decode_status, task_id),
-            safe=True,
-            retry=self._retry,
-        )
-        if status.is_terminal:
-            self._forget(task_id)
-        return status
-
-    def _forget(self, task_id: str) -> None:
-        tracked = self._tracked.pop(task_id, None)
-        if tracked is not None and tracked.slot is not None:
-            self._governor.release(tracked.slot)
-
-    def _abandon(self, task_id: str) -> None:
-        """Stop counting a live task against the slots (its waiter gave up); keep it listed."""
-        tracked = self._tracked.get(task_id)
-        if tracked is not None and tracked.slot is not None:
-            self._governor.release(tracked.slot)
-            tracked.slot = None
+        return await self._runtime.status(task_id)
 
     async def adopt(self, task_id: str, request: VideoRequest | None = None) -> None:
         """Count a task created elsewhere (an earlier run) against the slots until terminal."""
         self._require_open()
-        if task_id in self._tracked:
-            return
-        slot = await self._governor.acquire()
-        self._governor.on_create_succeeded(slot, task_id)
-        self._tracked[task_id] = _Tracked(
-            request, slot, time.monotonic(), False, created_here=False
-        )
-
-    def _schedule(self, request: VideoRequest | None) -> PollSchedule:
-        return self._planner.schedule(request)
-
-    @property
-    def learned_durations(self) -> dict[Model | None, float]:
-        """Seconds from create to seen-finished for this client's succeeded tasks, per model
-        (an exponential average); they place the first poll of later tasks."""
-        return self._planner.learned
-
-    def _learn_duration(
-        self, tracked: _Tracked | None, status: TaskStatus, still_running_at: float | None
-    ) -> None:
-        if tracked is None or not tracked.created_here:
-            return
-        self._planner.learn(
-            tracked.request,
-            created_at=tracked.started_at,
-            last_running_at=still_running_at,
-            finished_seen_at=time.monotonic(),
-            succeeded=status.state is TaskState.SUCCEEDED,
-        )
+        check_task_id(task_id)
+        await self._runtime.adopt(task_id, request)
 
     async def wait(
         self,
         task_id: str,
         *,
-        timeout: float | None = None,  # noqa: ASYNC109 - the deadline names the task on expiry
-        on_progress: Any = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the error names the task and its state
+        on_progress: ProgressHook | None = None,
     ) -> TaskResult:
-        """Poll until the task is terminal and return its result (a failure is not raised).
+        """Wait until the task is terminal and return its result (a failure is not raised).
 
         ``timeout`` (default: the client's ``wait_timeout``) raises WaitTimeoutError;
-        ``on_progress(status)`` is called with every status seen.
+        ``on_progress(status)`` (a function or a coroutine function) is called with every
+        status seen. Neither a timeout nor a cancellation stops the client from following the
+        task: its slot is freed when it ends.
         """
         self._require_open()
         check_task_id(task_id)
-        return await self._wait(
-            Job(self._request_of(task_id), task_id=task_id), timeout, None, on_progress
+        return await self._runtime.wait(
+            Job(None, task_id=task_id),
+            timeout=self._wait_timeout if timeout is None else timeout,
+            on_progress=on_progress,
         )
-
-    def _request_of(self, task_id: str) -> VideoRequest | None:
-        tracked = self._tracked.get(task_id)
-        return tracked.request if tracked is not None else None
-
-    async def _wait(
-        self,
-        job: Job,
-        timeout: float | None,  # noqa: ASYNC109 - see wait()
-        hook: EventHook | None,
-        on_progress: Any = None,
-    ) -> TaskResult:
-        assert job.task_id is not None
-        task_id = job.task_id
-        tracked = self._tracked.get(task_id)
-        wake = None
-        if self._receiver is not None and tracked is not None and tracked.callback_expected:
-            wake = self._receiver.watch(task_id)
-
-        still_running_at: float | None = None
-
-        async def fetch() -> TaskStatus:
-            nonlocal still_running_at
-            asked_at = time.monotonic()
-            status = await self.status(task_id)
-            if on_progress is not None:
-                on_progress(status)
-            if not status.is_terminal:
-                still_running_at = asked_at
-                await emit(
-                    hook,
-                    TaskEvent(EventKind.PROGRESS, job.key, job.request, task_id, status=status),
-                )
-            return status
-
-        schedule = self._schedule(job.request)
-        if tracked is not None and tracked.created_here:
-            started_at = tracked.started_at
-        else:
-            # A task of unknown age (adopted after a crash, or someone else's id): look now
-            # rather than wait out a first-poll delay meant for a task just created.
-            started_at = time.monotonic() - schedule.initial_delay
-        try:
-            final = await poll_until_terminal(
-                fetch,
-                schedule,
-                timeout=self._wait_timeout if timeout is None else timeout,
-                wake=wake,
-                task_id=task_id,
-                started_at=started_at,
-            )
-        except SoraError as exc:
-            self._stop_following(task_id, exc)
-            raise
-        finally:
-            if wake is not None and self._receiver is not None:
-                self._receiver.unwatch(task_id, wake)
-        self._learn_duration(tracked, final, still_running_at)
-        return TaskResult.from_status(final, job.request, key=job.key)
 
     async def generate(
         self,
-        request: VideoRequest,
+        request: VideoRequest | str,
         *,
         timeout: float | None = None,  # noqa: ASYNC109 - see wait()
-        on_progress: Any = None,
+        on_progress: ProgressHook | None = None,
+        download_to: str | os.PathLike[str] | None = None,
     ) -> TaskResult:
-        """Create one task and wait for it; a failed task is returned, not raised."""
-        task_id = await self.create(request)
-        return await self._wait(Job(request, task_id=task_id), timeout, None, on_progress)
+        """Create one task and wait for it; a failed task is returned, not raised.
+
+        ``download_to`` also fetches a success's files there (``result.files``; a download
+        that fails is in ``result.download_error``, and ``result.ok`` is then False).
+        """
+        self._require_open()
+        job = Job(_as_request(request))
+        if download_to is not None:
+            dest = Path(download_to)
+            # Before the create, which is paid: a folder we cannot write fails for free.
+            await anyio.to_thread.run_sync(_check_writable_dir, dest)
+        task_id = await self._runtime.create(job)
+        result = await self._runtime.wait(
+            attrs.evolve(job, task_id=task_id),
+            timeout=self._wait_timeout if timeout is None else timeout,
+            on_progress=on_progress,
+        )
+        if result.ok and download_to is not None:
+            try:
+                files = await self._runtime.download(result, Path(download_to))
+            except (OSError, SoraError) as exc:
+                return attrs.evolve(result, download_error=f"{type(exc).__name__}: {exc}")
+            result = attrs.evolve(result, files=[os.fspath(file.path) for file in files])
+        return result
 
     def generate_many(
         self,
-        requests: Iterable[VideoRequest | Job] | AsyncIterable[VideoRequest | Job],
+        requests: Iterable[VideoRequest | str | Job] | AsyncIterable[VideoRequest | str | Job],
         *,
         timeout: float | None = None,
         on_event: EventHook | None = None,
         download_to: str | os.PathLike[str] | None = None,
-        filename: Any = None,
-        reuse_file: Any = None,
+        filename: FileNamer | None = None,
+        reuse_file: FileReuser | None = None,
     ) -> GenerationRun:
         """Governed fan-out: yields one TaskResult per request, in completion order.
 
         ``requests`` is consumed lazily (a generator of 100 000 prompts is never materialized)
-        and live work is bounded by the account cap. Failures are yielded, not raised. Use
-        ``async for result in client.generate_many(...)``, or ``async with`` it to be certain
-        that an early exit has finished reporting (``run.unfinished``) before going on.
+        and live work is bounded by the account cap. Failures are yielded, not raised; a hook
+        that raises is logged and does not stop its task or the run. Use ``async for result in
+        client.generate_many(...)``, or ``async with`` it to be certain that an early exit has
+        finished reporting (``run.unfinished``, ``run.undelivered``) before going on.
         ``download_to`` fetches each success's files there before yielding it;
         ``filename(result, index, count)`` names them (default: the task id);
         ``reuse_file(result, path)`` may return a DownloadedFile for a file already whole
         there (a resumed batch knows which), which is then not fetched again.
         """
-        from .fanout import GenerationRun
-
         self._require_open()
         return GenerationRun(
-            self,
+            self._runtime,
+            self._spawn,
             requests,
-            timeout=timeout,
+            timeout=self._wait_timeout if timeout is None else timeout,
             on_event=on_event,
             download_to=Path(download_to) if download_to is not None else None,
             filename=filename,
@@ -644,8 +432,8 @@ class SoraClient:
         result: TaskResult,
         dest_dir: str | os.PathLike[str],
         *,
-        filename: Any = None,
-        on_file: Any = None,
+        filename: FileNamer | None = None,
+        on_file: FileHook | None = None,
     ) -> list[Path]:
         """Write a succeeded result's videos into ``dest_dir`` and return their paths.
 
@@ -654,43 +442,8 @@ class SoraClient:
         id unless ``filename(result, index, count)`` says otherwise.
         """
         self._require_open()
-        files = await self._download(result, Path(dest_dir), filename, on_file)
+        files = await self._runtime.download(result, Path(dest_dir), filename, on_file)
         return [file.path for file in files]
-
-    async def _download(
-        self, result: TaskResult, dest: Path, filename: Any, on_file: Any, reuse: Any = None
-    ) -> list[DownloadedFile]:
-        if result.task_id is None or not result.state.is_terminal or not result.video_urls:
-            raise DownloadError(
-                f"nothing to download for task {result.task_id}: state {result.state}, "
-                f"{len(result.video_urls)} video URL(s)"
-            )
-        count = len(result.video_urls)
-        files = []
-        for index, url in enumerate(result.video_urls):
-            name = (
-                filename(result, index, count)
-                if filename is not None
-                else video_filename(result.task_id, index, count)
-            )
-            kept = reuse(result, dest / name) if reuse is not None else None
-            if kept is not None:
-                files.append(kept)
-                continue
-            async with self._download_limiter:
-                file = await download_file(
-                    self._transport.session,
-                    url,
-                    dest / name,
-                    read_timeout=self._transport.timeouts.download_read,
-                    connect_timeout=self._transport.timeouts.connect,
-                )
-            files.append(file)
-            if on_file is not None:
-                outcome = on_file(file)
-                if inspect.isawaitable(outcome):
-                    await outcome
-        return files
 
     async def credits(self) -> Credits:
         """The account balance (freesora). sora2api has no balance endpoint: NotSupportedError."""
@@ -705,3 +458,16 @@ class SoraClient:
             safe=True,
             retry=self._retry,
         )
+
+
+def _check_writable_dir(path: Path) -> None:
+    """Make ``path`` and prove a file can be written there, or raise ConfigurationError."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".sora-async-write-check-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigurationError(
+            f"download_to: cannot write into {os.fspath(path)!r} ({exc.strerror or exc})"
+        ) from None

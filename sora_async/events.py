@@ -5,7 +5,8 @@ from __future__ import annotations
 import enum
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import attrs
 
@@ -16,9 +17,14 @@ __all__ = [
     "CreateSkipped",
     "EventHook",
     "EventKind",
+    "FileHook",
+    "FileNamer",
+    "FileReuser",
     "HookFailedAfterCreate",
     "Job",
+    "ProgressHook",
     "TaskEvent",
+    "call_hook",
     "emit",
 ]
 
@@ -92,14 +98,49 @@ class TaskEvent:
         return self.status.progress if self.status is not None else None
 
 
-#: A hook receives every event; it may be a plain function or a coroutine function (awaited
-#: in line, so a slow hook slows the run: that is what makes write-ahead journaling possible).
-EventHook = Callable[[TaskEvent], "Awaitable[object] | object"]
+# -- the hooks a caller may give -------------------------------------------------------------
+# Each may be a plain function or a coroutine function: a returned awaitable is awaited in line,
+# so a slow hook slows its own job (that is what makes write-ahead journaling possible). The
+# task lifecycle contains a hook that raises: see sora_async.lifecycle.
+
+
+class EventHook(Protocol):
+    """Receives every event of a run (``generate_many(on_event=...)``)."""
+
+    def __call__(self, event: TaskEvent, /) -> Awaitable[object] | object: ...
+
+
+class ProgressHook(Protocol):
+    """Receives every status a wait sees, the terminal one included (``on_progress=``)."""
+
+    def __call__(self, status: TaskStatus, /) -> Awaitable[object] | object: ...
+
+
+class FileHook(Protocol):
+    """Receives each result file once it is written whole (``download(on_file=...)``)."""
+
+    def __call__(self, file: DownloadedFile, /) -> Awaitable[object] | object: ...
+
+
+class FileNamer(Protocol):
+    """Names file ``index`` of ``count`` of a result (``filename=``); a plain file name."""
+
+    def __call__(self, result: TaskResult, index: int, count: int, /) -> str: ...
+
+
+class FileReuser(Protocol):
+    """Returns the record of a file already whole at ``path`` (not fetched again), or None."""
+
+    def __call__(self, result: TaskResult, path: Path, /) -> DownloadedFile | None: ...
+
+
+async def call_hook(hook: Callable[..., object], *args: Any) -> None:
+    """Call a user hook, awaiting what a coroutine function returns."""
+    outcome = hook(*args)
+    if inspect.isawaitable(outcome):
+        await outcome
 
 
 async def emit(hook: EventHook | None, event: TaskEvent) -> None:
-    if hook is None:
-        return
-    outcome = hook(event)
-    if inspect.isawaitable(outcome):
-        await outcome
+    if hook is not None:
+        await call_hook(hook, event)

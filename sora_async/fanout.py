@@ -1,44 +1,47 @@
 """generate_many: governed fan-out of many requests, yielding results in completion order.
 
+This module is only about concurrency; each job's life (slot, create or adopt, polling,
+files, events) is :meth:`sora_async.lifecycle.TaskRuntime.run_job`'s.
+
 Shape of a run: one feeder pulls the input lazily and starts one worker per job, but only
 after taking a *work token*; there are ``2 x cap`` tokens, so live coroutines and pulled-but-
-unfinished inputs stay O(cap) however long the input is. A worker creates the task (taking an
-account slot from the governor, so at most ``cap`` tasks are alive), polls it to the end (which
-frees the slot), optionally downloads its files, and hands the result to the consumer through a
-bounded stream; its token comes back once the result is delivered.
+unfinished inputs stay O(cap) however long the input is. A worker runs its job and hands the
+result to the consumer through an unbuffered stream (a result counts as delivered only once
+the consumer has taken it); its token comes back once the result is delivered.
 
 The run lives in the client's task group, not in the consumer's frame: an async generator
 cannot own a task group safely (leaving the ``async for`` early closes it from another task).
 Stopping (``break``, an exception or cancellation in the consumer, ``aclose()``) cancels the
-feeder and the pollers at once, so no new task is created; a create already on the wire is
-shielded until its answer is recorded. Tasks alive on the server at that moment are logged,
-kept in ``run.unfinished`` and in ``client.unfinished_tasks``, and their slots are returned.
+feeder and the workers at once, so no new task is created; a create already on the wire is
+shielded until its answer is recorded. Nothing is dropped silently: tasks still alive on the
+server are logged and kept in ``run.unfinished`` (the client goes on following them, and
+frees each one's slot when it ends), and results the server had already finished but the
+consumer never took are logged and kept in ``run.undelivered``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import anyio.abc
 import attrs
 
-from .errors import SoraError, ValidationError, WaitTimeoutError
-from .events import CreateSkipped, EventHook, EventKind, HookFailedAfterCreate, Job, TaskEvent, emit
+from .events import EventHook, FileNamer, FileReuser, Job
+from .lifecycle import Attempt, TaskRuntime
 from .models import TaskResult, VideoRequest
-
-if TYPE_CHECKING:
-    from .client import SoraClient
 
 __all__ = ["GenerationRun"]
 
 logger = logging.getLogger("sora_async")
+
+Requests = Iterable[VideoRequest | str | Job] | AsyncIterable[VideoRequest | str | Job]
+Spawn = Callable[..., None]
 
 
 class GenerationRun:
@@ -51,17 +54,19 @@ class GenerationRun:
 
     def __init__(
         self,
-        client: SoraClient,
-        requests: Iterable[VideoRequest | Job] | AsyncIterable[VideoRequest | Job],
+        runtime: TaskRuntime,
+        spawn: Spawn,
+        requests: Requests,
         *,
         timeout: float | None,
         on_event: EventHook | None,
         download_to: Path | None,
-        filename: Any,
-        reuse_file: Any = None,
+        filename: FileNamer | None,
+        reuse_file: FileReuser | None = None,
     ) -> None:
         self._engine = _Engine(
-            client,
+            runtime,
+            spawn,
             requests,
             timeout=timeout,
             on_event=on_event,
@@ -107,7 +112,7 @@ class GenerationRun:
         return self._engine.draining
 
     def stop(self) -> None:
-        """Stop creating at once; pollers are cancelled and live tasks reported. Not awaited."""
+        """Stop creating at once; watchers are cancelled and live tasks reported. Not awaited."""
         self._engine.stop()
 
     def __del__(self) -> None:
@@ -120,6 +125,11 @@ class GenerationRun:
     def unfinished(self) -> dict[str, Job]:
         """Tasks alive on the server when the run stopped early: task id -> job."""
         return self._engine.unfinished
+
+    @property
+    def undelivered(self) -> list[TaskResult]:
+        """Results of tasks that ended on the server but were never yielded (early stop)."""
+        return self._engine.undelivered
 
     @property
     def submitted(self) -> int:
@@ -150,25 +160,31 @@ class _Engine:
 
     def __init__(
         self,
-        client: SoraClient,
-        requests: Iterable[VideoRequest | Job] | AsyncIterable[VideoRequest | Job],
+        runtime: TaskRuntime,
+        spawn: Spawn,
+        requests: Requests,
         *,
         timeout: float | None,
         on_event: EventHook | None,
         download_to: Path | None,
-        filename: Any,
-        reuse_file: Any = None,
+        filename: FileNamer | None,
+        reuse_file: FileReuser | None,
     ) -> None:
-        self._client = client
+        self._runtime = runtime
+        self._spawn = spawn
         self._requests = requests
-        self._timeout = timeout
-        self._on_event = on_event
-        self._download_to = download_to
-        self._filename = filename
-        self._reuse_file = reuse_file
-        cap = client.governor.total
+        self._job_options: dict[str, Any] = {
+            "timeout": timeout,
+            "hook": on_event,
+            "may_send": self._may_send,
+            "download_to": download_to,
+            "filename": filename,
+            "reuse_file": reuse_file,
+        }
+        cap = runtime.governor.total
         self._tokens = anyio.Semaphore(2 * cap)
-        self._send, self._receive = anyio.create_memory_object_stream[TaskResult](cap)
+        # Unbuffered: a send returns only once the consumer has the result in hand.
+        self._send, self._receive = anyio.create_memory_object_stream[TaskResult](0)
         self._scope = anyio.CancelScope()
         self._feeder_scope = anyio.CancelScope()
         self._draining = False
@@ -176,8 +192,9 @@ class _Engine:
         self._started = False
         self._stopping = False
         self._error: BaseException | None = None
-        self._live: dict[str, Job] = {}
+        self._left: list[Attempt] = []
         self._unfinished: dict[str, Job] = {}
+        self._undelivered: list[TaskResult] = []
         self._submitted = 0
 
     # -- consumer side -----------------------------------------------------------------------
@@ -220,12 +237,14 @@ class _Engine:
 
     @property
     def unfinished(self) -> dict[str, Job]:
-        """Tasks alive on the server when the run stopped early: task id -> job."""
         return dict(self._unfinished)
 
     @property
+    def undelivered(self) -> list[TaskResult]:
+        return list(self._undelivered)
+
+    @property
     def submitted(self) -> int:
-        """Jobs pulled from the input so far."""
         return self._submitted
 
     # -- producer side -----------------------------------------------------------------------
@@ -234,7 +253,7 @@ class _Engine:
         if self._started:
             return
         self._started = True
-        self._client._spawn(self._main)
+        self._spawn(self._main)
 
     async def _main(self) -> None:
         try:
@@ -250,7 +269,7 @@ class _Engine:
             logger.error("generate_many stopped: the input raised %s", type(exc).__name__)
             self._error = exc
         finally:
-            self._report_unfinished()
+            self._report_left()
             self._send.close()
             self._done.set()
 
@@ -275,112 +294,47 @@ class _Engine:
     async def _work(self, job: Job) -> None:
         """One job from input to delivered result; its work token comes back at the end."""
         self._submitted += 1
+        attempt = Attempt(job)
+        delivered = False
         try:
-            result = await self._outcome(job)
+            result = await self._runtime.run_job(attempt, **self._job_options)
             if result is None:
                 return  # not sent: the run stopped creating first
-            kind = EventKind.SUCCEEDED if result.ok else EventKind.FAILED
-            await emit(
-                self._on_event,
-                TaskEvent(kind, job.key, job.request, result.task_id, result=result),
-            )
             await self._send.send(result)
-        except anyio.get_cancelled_exc_class():
-            for task_id in [t for t, live_job in self._live.items() if live_job is job]:
-                self._unfinish(task_id, job)
-            raise
+            delivered = True
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            pass  # the consumer went away; the result is in the event hook and the logs
+            pass  # the consumer went away; reported below
         finally:
-            for task_id in [t for t, live_job in self._live.items() if live_job is job]:
-                del self._live[task_id]
+            if not delivered:
+                self._left.append(attempt)
             self._tokens.release()
-
-    async def _outcome(self, job: Job) -> TaskResult | None:
-        """Create (or adopt), wait, download: the job's result, failures included."""
-        client = self._client
-        task_id = job.task_id
-        try:
-            if not isinstance(job.request, VideoRequest):
-                raise ValidationError(
-                    "requests", job.request, "VideoRequest or Job items", reason="bad item"
-                )
-            if task_id is None:
-                try:
-                    task_id = await client._create(job, self._on_event, self._may_send)
-                except CreateSkipped:
-                    return None
-                except HookFailedAfterCreate as exc:
-                    # Alive and paid for: keep its id in the result, the log and the list.
-                    task_id = exc.task_id
-                    logger.error("job %r: %s; it is alive on the server", job.key, exc)
-                    self._unfinished[task_id] = job
-                    raise
-            else:
-                await client.adopt(task_id, job.request)
-            self._live[task_id] = job
-            result = await client._wait(
-                attrs.evolve(job, task_id=task_id), self._timeout, self._on_event
-            )
-            self._live.pop(task_id, None)
-            if result.ok and self._download_to is not None:
-                result = await self._fetch_files(result, job)
-            return result
-        except WaitTimeoutError as exc:
-            # Still alive on the server (the client holds its slot a while): report it.
-            assert task_id is not None
-            self._unfinished[task_id] = job
-            return TaskResult.from_exception(exc, job.request, task_id, key=job.key)
-        except (SoraError, HookFailedAfterCreate) as exc:
-            return TaskResult.from_exception(exc, job.request, task_id, key=job.key)
-        except Exception as exc:  # a bug must not abort the batch: fail this one job
-            logger.exception("unexpected error in job %r", job.key)
-            return TaskResult.from_exception(exc, job.request, task_id, key=job.key)
 
     def _may_send(self) -> bool:
         # Stopping too: a worker handed a slot just before stop() resumes without being
         # cancelled (the cancellation reaches it at its next await, inside the create shield).
         return not (self._draining or self._stopping)
 
-    def _unfinish(self, task_id: str, job: Job) -> None:
-        self._unfinished[task_id] = job
-        self._client._abandon(task_id)
-
-    async def _fetch_files(self, result: TaskResult, job: Job) -> TaskResult:
-        assert self._download_to is not None
-        hook = self._on_event
-
-        async def on_file(file: Any) -> None:
-            await emit(
-                hook,
-                TaskEvent(
-                    EventKind.DOWNLOADED,
-                    job.key,
-                    job.request,
-                    result.task_id,
-                    result=result,
-                    file=file,
-                ),
-            )
-
-        # A journal learns "succeeded, fetching" before the first byte is written.
-        await emit(
-            hook,
-            TaskEvent(EventKind.DOWNLOADING, job.key, job.request, result.task_id, result=result),
-        )
-        try:
-            files = await self._client._download(
-                result, self._download_to, self._filename, on_file, self._reuse_file
-            )
-        except SoraError as exc:
-            return attrs.evolve(result, download_error=f"{type(exc).__name__}: {exc}")
-        return attrs.evolve(result, files=[os.fspath(file.path) for file in files])
-
-    def _report_unfinished(self) -> None:
+    def _report_left(self) -> None:
+        """Sort the jobs that never delivered a result: alive on the server, or finished there
+        but never yielded. Either way nothing is dropped silently."""
+        alive = self._runtime.unfinished
+        for attempt in self._left:
+            if attempt.result is not None:
+                self._undelivered.append(attempt.result)
+            elif attempt.task_id is not None and attempt.task_id in alive:
+                self._unfinished[attempt.task_id] = attempt.job
         if self._unfinished:
             logger.warning(
                 "generate_many ended with %d task(s) still alive on the server "
-                "(not abandoned: see run.unfinished / client.unfinished_tasks): %s",
+                "(not abandoned: the client follows them until they end; see run.unfinished / "
+                "client.unfinished_tasks): %s",
                 len(self._unfinished),
                 ", ".join(sorted(self._unfinished)),
+            )
+        if self._undelivered:
+            logger.warning(
+                "generate_many ended with %d finished task(s) whose results were never "
+                "yielded (see run.undelivered): %s",
+                len(self._undelivered),
+                ", ".join(sorted(str(r.task_id) for r in self._undelivered)),
             )

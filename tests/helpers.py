@@ -16,7 +16,7 @@ from typing import Any
 
 import anyio
 
-from sora_async import SoraClient
+from sora_async import SoraClient, VideoRequest
 from sora_async.mock import MockConfig, MockServer
 
 PROVIDERS = ("freesora", "sora2api")
@@ -79,3 +79,10 @@ async def wait_until(condition: Callable[[], bool]) -> None:
     with anyio.fail_after(HANG_GUARD):
         while not condition():  # noqa: ASYNC110
             await anyio.sleep(0.02)
+
+
+async def created_elsewhere(mock: MockServer, provider: str, prompt: str = "a kite") -> str:
+    """A task made by another client, which is gone: nobody here follows (polls) it, so a
+    test can count exactly the status requests it sends itself."""
+    async with client_for(mock, provider) as creator:
+        return await creator.create(VideoRequest(prompt))

@@ -9,7 +9,7 @@ keeps it; a 429 is waited out and the create is sent again, and made exactly onc
 from __future__ import annotations
 
 import pytest
-from helpers import KEY, PROVIDERS, client_for, running_mock, wait_until
+from helpers import KEY, PROVIDERS, client_for, created_elsewhere, running_mock, wait_until
 
 from sora_async import (
     APIError,
@@ -232,7 +232,7 @@ async def test_the_slot_of_an_unknown_outcome_is_given_back_later() -> None:
 @pytest.mark.parametrize("route", ROUTES)
 async def test_server_errors_on_status_are_retried(provider: str, route: str) -> None:
     async with running_mock() as mock, client_for(mock, provider) as client:
-        task_id = await client.create(VideoRequest("a kite"))
+        task_id = await created_elsewhere(mock, provider)
         inject(mock, "status", route, 503)
         status = await client.status(task_id)
         assert status.task_id == task_id
@@ -247,7 +247,7 @@ async def test_server_errors_on_status_are_retried(provider: str, route: str) ->
 @pytest.mark.parametrize("route", ROUTES)
 async def test_a_rate_limited_status_is_retried(provider: str, route: str) -> None:
     async with running_mock() as mock, client_for(mock, provider) as client:
-        task_id = await client.create(VideoRequest("a kite"))
+        task_id = await created_elsewhere(mock, provider)
         if route == "http":
             mock.inject("status", Fault.HTTP_ERROR, status=429, retry_after=0.05, times=2)
         else:

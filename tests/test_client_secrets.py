@@ -214,7 +214,8 @@ async def test_status_errors_hide_the_key(provider: str, logs: pytest.LogCapture
         ]
         task_id = await client.create(VideoRequest("a long kite"))
         mock.inject("status", Fault.RATE_LIMIT, retry_after=0.01, times=50)
-        errors.append(await raised(lambda: client.wait(task_id, timeout=0.1), WaitTimeoutError))
+        # Long enough for the client's follower to have seen a poll fail (its cause).
+        errors.append(await raised(lambda: client.wait(task_id, timeout=1.5), WaitTimeoutError))
     for exc in errors:
         assert_error_clean(exc)
     assert errors[-1].__cause__ is not None

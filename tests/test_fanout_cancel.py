@@ -3,7 +3,8 @@
 The mock runs on a ManualClock, moved once by the test: three of the first twenty tasks end and
 every other task stays alive on the server for as long as the test looks. So when the consumer
 leaves after three results, the tasks that must be reported are exactly the mock's live tasks,
-and nothing depends on how fast anything ran.
+and nothing depends on how fast anything ran. Those tasks keep their slots until the client,
+which goes on following them, sees them end.
 """
 
 from __future__ import annotations
@@ -166,12 +167,8 @@ async def test_leaving_early_stops_creating_and_reports_live_tasks(
             assert len(results) == FEW
             if run is None:
                 # Nothing awaited the stop: wait until the run has wound down and reported.
-                await wait_until(
-                    lambda: client.governor.statistics().held == 0 and bool(stop_warnings(caplog))
-                )
+                await wait_until(lambda: bool(stop_warnings(caplog)))
             # async with: aclose() returned only once all of this was true.
-            stats = client.governor.statistics()
-            assert stats.held == 0 and stats.live == 0 and stats.waiting == 0
             [warning] = stop_warnings(caplog)
 
             # Every task the server created was recorded by the client ...
@@ -184,6 +181,9 @@ async def test_leaving_early_stops_creating_and_reports_live_tasks(
             alive = {task_id for task_id, task in on_server.items() if not task.state.is_terminal}
             assert unfinished == alive
             assert CAP - FEW <= len(unfinished) <= CAP
+            # Their slots are still held: they count against the account until they end.
+            stats = client.governor.statistics()
+            assert stats.held == stats.live == len(unfinished) and stats.waiting == 0
 
             # They are reported: by the client, in the log, and by the run where it is kept.
             assert set(client.unfinished_tasks) == unfinished
@@ -197,13 +197,15 @@ async def test_leaving_early_stops_creating_and_reports_live_tasks(
                     assert job.request is not None
                     assert job.request.prompt == on_server[task_id].prompt
 
-            # The run is over: even when every task ends now, nothing polls them and no new
-            # task is created for the rest of the input. (A poll already on the wire when the
-            # run was cancelled may still land on the server: let it, then count.)
+            # The run is over: no new task is created for the rest of the input. The client
+            # follows the live tasks to their end (and only that), then frees their slots.
             await anyio.sleep(QUIET)
-            creates, polls, pulled = mock.counters.creates, mock.counters.polls, prompts.pulled
+            creates, pulled = mock.counters.creates, prompts.pulled
             clock.advance(100.0)
             assert mock.live_tasks(KEY) == 0
+            await wait_until(lambda: not client.unfinished_tasks)
+            assert client.governor.statistics().held == 0
+            polls = mock.counters.polls
             await anyio.sleep(QUIET)
             assert mock.counters.creates == creates
             assert mock.counters.polls == polls

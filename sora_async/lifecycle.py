@@ -1,0 +1,676 @@
+"""One task's life, from account slot to fetched files, owned in one place.
+
+A task is followed by exactly one coroutine, its *follower*, from the moment its id is known
+(a create answered, or an id adopted) until it is seen terminal. The follower runs in the
+client's task group, not in the caller's frame, so no caller can take the task's slot with it:
+
+* the slot is taken before the create and given back only when the task is seen terminal, or
+  when the create provably made no task (:func:`~sora_async.errors.create_was_not_made`);
+* a caller that stops waiting (cancellation, ``break``, a timeout, a hook that raises) only
+  stops *watching*; the follower goes on polling at the task's own backed-off cadence and
+  frees the slot when the task ends, so the next run never over-fills the account;
+* ``wait()`` and ``generate_many`` watch a follower; they never poll by themselves, so two
+  waiters of one task cost one poller.
+
+Hooks the caller gives us (``on_progress``, event hooks, file hooks) are called by the watcher,
+in the watcher's task, never by the follower: a hook that raises is logged once and ignored (it
+changes neither the task's fate nor the run); a coroutine hook is awaited. Two events are the
+exception, because a write-ahead journal depends on them: a hook that raises on CREATING stops
+the create before it is sent, and one that raises on CREATED fails the job with its task id
+(:class:`~sora_async.events.HookFailedAfterCreate`), while the task itself is still followed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.abc
+import attrs
+
+from .callbacks import CallbackReceiver
+from .download import DownloadedFile, download_file, video_filename
+from .errors import (
+    AuthenticationError,
+    CreateOutcomeUnknownError,
+    DownloadError,
+    NotFoundError,
+    ProtocolError,
+    RateLimitError,
+    SoraError,
+    ValidationError,
+    WaitTimeoutError,
+    create_was_not_made,
+)
+from .events import (
+    CreateSkipped,
+    EventHook,
+    EventKind,
+    FileHook,
+    FileNamer,
+    FileReuser,
+    HookFailedAfterCreate,
+    Job,
+    ProgressHook,
+    TaskEvent,
+    call_hook,
+    emit,
+)
+from .governor import Governor, Slot
+from .images import prepare_image
+from .models import TaskResult, TaskState, TaskStatus, VideoRequest
+from .polling import PollPlanner, poll_until_terminal
+from .providers import PreparedImage, Provider
+from .retry import RetryPolicy
+from .transport import Transport
+
+__all__ = ["Attempt", "TaskRuntime"]
+
+logger = logging.getLogger("sora_async")
+
+#: A create whose outcome is unknown may have started a task that counts against the account,
+#: but without its id nobody can follow it: its slot is held for this many expected task
+#: durations, then given back.
+UNKNOWN_SLOT_HOLD_FACTOR = 2.0
+#: Poll errors after which a task is not the account's: its slot goes back at once.
+_DISOWNED = (NotFoundError, AuthenticationError)
+
+
+@attrs.define(eq=False)
+class _Task:
+    """A task the runtime follows: created here or adopted, not yet seen terminal."""
+
+    task_id: str
+    request: VideoRequest | None
+    slot: Slot | None
+    created_at: float
+    created_here: bool
+    callback_expected: bool
+    latest: TaskStatus | None = None
+    final: TaskStatus | None = None
+    #: Why following stopped without a terminal status (a 404, an unknown status...).
+    error: SoraError | None = None
+    #: Set (and replaced) whenever ``latest`` or the outcome changes; watchers wait on it.
+    changed: anyio.Event = attrs.field(factory=anyio.Event)
+    last_running_at: float | None = None
+    #: The last poll's error, while polls fail (transient errors the follower rides out).
+    last_error: SoraError | None = None
+    watchers: int = 0
+    scope: anyio.CancelScope = attrs.field(factory=anyio.CancelScope)
+
+    @property
+    def over(self) -> bool:
+        return self.final is not None or self.error is not None
+
+    def publish(self) -> None:
+        changed, self.changed = self.changed, anyio.Event()
+        changed.set()
+
+
+@attrs.define(eq=False)
+class Attempt:
+    """What a fan-out needs to know about one job while it runs, for an early stop."""
+
+    job: Job
+    task_id: str | None = None
+    #: Set as soon as the task is seen terminal (before its files are fetched).
+    result: TaskResult | None = None
+
+
+class _Observer:
+    """Calls one watcher's user hook; a hook that raises is logged once, then ignored."""
+
+    __slots__ = ("_failed", "_hook", "_what")
+
+    def __init__(self, hook: Callable[[Any], object] | None, what: str) -> None:
+        self._hook = hook
+        self._what = what
+        self._failed = False
+
+    async def __call__(self, argument: Any, label: object) -> None:
+        if self._hook is None:
+            return
+        try:
+            await call_hook(self._hook, argument)
+        except Exception:
+            if not self._failed:
+                self._failed = True
+                logger.exception(
+                    "%s raised for %s; ignored (the task goes on, its slot is still freed)",
+                    self._what,
+                    label,
+                )
+
+
+class TaskRuntime:
+    """The services one task's life needs (provider, transport, governor, planner, receiver),
+    and the tasks being followed. One per client; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        provider: Provider,
+        transport: Transport,
+        governor: Governor,
+        planner: PollPlanner,
+        receiver: CallbackReceiver | None,
+        max_downloads: int,
+        retry: RetryPolicy | None,
+        spawn: Callable[..., None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.provider = provider
+        self.transport = transport
+        self.governor = governor
+        self.planner = planner
+        self.receiver = receiver
+        self._downloads = anyio.CapacityLimiter(max_downloads)
+        self._retry = retry
+        self._spawn = spawn
+        self._clock = clock
+        self._tasks: dict[str, _Task] = {}
+
+    # -- what is followed --------------------------------------------------------------------
+
+    @property
+    def unfinished(self) -> dict[str, VideoRequest | None]:
+        """Tasks created or adopted here and not seen terminal: id -> request."""
+        return {task_id: task.request for task_id, task in self._tasks.items()}
+
+    def close(self) -> None:
+        """The client is closing (followers already cancelled): report and free what is left."""
+        if self._tasks:
+            logger.warning(
+                "closing with %d task(s) not seen finished (still alive on the server, "
+                "check them with status()): %s",
+                len(self._tasks),
+                ", ".join(sorted(self._tasks)),
+            )
+        for task in self._tasks.values():
+            self._release(task)
+
+    def _release(self, task: _Task) -> None:
+        slot, task.slot = task.slot, None
+        if slot is not None:
+            self.governor.release(slot)
+
+    def _register(
+        self,
+        task_id: str,
+        request: VideoRequest | None,
+        slot: Slot | None,
+        *,
+        created_here: bool,
+        callback_expected: bool = False,
+        follow: bool = True,
+    ) -> _Task:
+        task = _Task(
+            task_id,
+            request,
+            slot,
+            created_at=self._clock(),
+            created_here=created_here,
+            callback_expected=callback_expected,
+        )
+        self._tasks[task_id] = task
+        if follow:
+            self._spawn(self._follow, task)
+        return task
+
+    # -- one poll ----------------------------------------------------------------------------
+
+    async def status(self, task_id: str) -> TaskStatus:
+        """One status poll (retried on transient failures); a terminal one frees the slot."""
+        status = await self.transport.call(
+            self.provider.status_call(task_id),
+            partial(self.provider.decode_status, task_id),
+            safe=True,
+            retry=self._retry,
+        )
+        task = self._tasks.get(task_id)
+        if task is not None:
+            if status.is_terminal:
+                self._finish(task, status)
+            elif not task.over:
+                task.latest = status
+                task.publish()
+        return status
+
+    # -- the follower ------------------------------------------------------------------------
+
+    async def _follow(self, task: _Task) -> None:
+        receiver = self.receiver if task.callback_expected else None
+        wake = receiver.watch(task.task_id) if receiver is not None else None
+        schedule = self.planner.schedule(task.request)
+        started_at = task.created_at
+        if not task.created_here:
+            # A task of unknown age (adopted after a crash, someone else's id): look now
+            # rather than wait out a first-poll delay meant for a task just created.
+            started_at -= schedule.initial_delay
+
+        async def fetch() -> TaskStatus:
+            asked_at = self._clock()
+            try:
+                status = await self.status(task.task_id)
+            except SoraError as exc:
+                task.last_error = exc  # the cause a watcher that gives up reports
+                raise
+            task.last_error = None
+            if not status.is_terminal:
+                task.last_running_at = asked_at
+            return status
+
+        try:
+            with task.scope:
+                final = await poll_until_terminal(
+                    fetch,
+                    schedule,
+                    timeout=None,
+                    wake=wake,
+                    task_id=task.task_id,
+                    started_at=started_at,
+                    clock=self._clock,
+                )
+                self._finish(task, final)
+        except SoraError as exc:
+            self._give_up(task, exc)
+        finally:
+            if wake is not None and receiver is not None:
+                receiver.unwatch(task.task_id, wake)
+
+    def _finish(self, task: _Task, status: TaskStatus) -> None:
+        if task.over:
+            return
+        task.final = status
+        task.latest = status
+        self._tasks.pop(task.task_id, None)
+        self._release(task)
+        if task.created_here:
+            self.planner.learn(
+                task.request,
+                created_at=task.created_at,
+                last_running_at=task.last_running_at,
+                finished_seen_at=self._clock(),
+                succeeded=status.state is TaskState.SUCCEEDED,
+            )
+        task.scope.cancel()
+        task.publish()
+
+    def _give_up(self, task: _Task, error: SoraError) -> None:
+        """Polling ended without a terminal status: the error goes to every watcher."""
+        if task.over:
+            return
+        task.error = error
+        if isinstance(error, (*_DISOWNED, ProtocolError)):
+            # Not this account's task (404/401), or a state we cannot read (an unknown status,
+            # seen several times): it holds no slot we could ever see freed.
+            self._tasks.pop(task.task_id, None)
+            self._release(task)
+        else:
+            # It may still be alive; it stays listed, and its slot is held for a while.
+            slot, task.slot = task.slot, None
+            if slot is not None:
+                self.hold_slot(slot, task.request, f"stopped following task {task.task_id}")
+        logger.error("stopped following task %s: %s", task.task_id, error)
+        task.publish()
+
+    def hold_slot(self, slot: Slot, request: VideoRequest | None, why: str) -> None:
+        """Keep counting a task nobody can follow for a while, then give its slot back.
+
+        Releasing at once could over-fill the account; holding forever would shrink it.
+        """
+        expected = self.planner.schedule(request).expected_duration or 300.0
+        hold = expected * UNKNOWN_SLOT_HOLD_FACTOR
+        logger.warning("%s: its account slot is held for %.0fs", why, hold)
+
+        async def release_later() -> None:
+            try:
+                await anyio.sleep(hold)
+            finally:
+                self.governor.release(slot)
+
+        try:
+            self._spawn(release_later)
+        except RuntimeError:  # the client is closing: nothing will be created any more
+            self.governor.release(slot)
+
+    # -- create and adopt --------------------------------------------------------------------
+
+    async def prepare(self, request: VideoRequest) -> PreparedImage | None:
+        """Everything about ``request`` checkable before sending; reads an image off the loop."""
+        self.provider.check_request(request)
+        if request.image is None:
+            return None
+        return await anyio.to_thread.run_sync(
+            partial(
+                prepare_image,
+                request.image,
+                accepts_bytes=self.provider.accepts_image_bytes,
+                provider=self.provider.name,
+            )
+        )
+
+    async def create(
+        self,
+        job: Job,
+        hook: EventHook | None = None,
+        may_send: Callable[[], bool] | None = None,
+    ) -> str:
+        """Create ``job``'s task under a slot and start following it; return its id.
+
+        ``may_send()`` is asked right before each attempt: False (a run draining after Ctrl-C)
+        gives the slot back and raises CreateSkipped.
+        """
+        if not isinstance(job.request, VideoRequest):
+            raise ValidationError("request", job.request, "a VideoRequest")
+        image = await self.prepare(job.request)
+        request, callback_expected = self._with_callback(job.request)
+        call = self.provider.create_call(request, image)
+        slot: Slot | None = await self.governor.acquire()
+        try:
+            while True:
+                assert slot is not None
+                if may_send is not None and not may_send():
+                    raise CreateSkipped("the run stopped creating before this job was sent")
+                rate_limited: RateLimitError | None = None
+                # Shielded from the intent record to the task id record: a cancellation can
+                # neither fall between the two nor lose the answer of a request that left.
+                with anyio.CancelScope(shield=True):
+                    await emit(hook, TaskEvent(EventKind.CREATING, job.key, job.request))
+                    try:
+                        task_id = await self.transport.call(
+                            call, self.provider.decode_create, safe=False
+                        )
+                    except RateLimitError as exc:
+                        rate_limited = exc
+                    except SoraError as exc:
+                        if create_was_not_made(exc):
+                            raise
+                        self.hold_slot(slot, request, "create outcome unknown: a task may exist")
+                        slot = None
+                        raise CreateOutcomeUnknownError(
+                            f"{type(exc).__name__}: {exc}", request=job.request
+                        ) from exc
+                    else:
+                        self.governor.on_create_succeeded(slot, task_id)
+                        task = self._register(
+                            task_id,
+                            job.request,
+                            slot,
+                            created_here=True,
+                            callback_expected=callback_expected,
+                            follow=False,
+                        )
+                        slot = None  # the task owns it now
+                        try:
+                            # Before anything else happens to the task (its first poll
+                            # included), a journal makes its id durable.
+                            await emit(
+                                hook, TaskEvent(EventKind.CREATED, job.key, job.request, task_id)
+                            )
+                        except Exception as exc:
+                            raise HookFailedAfterCreate(task_id, exc) from exc
+                        finally:
+                            # Followed whatever the hook did: only that frees the slot.
+                            self._spawn(self._follow, task)
+                        return task_id
+                    # Definitely not created: a journal records that before any pause. A hook
+                    # that fails here only loses a note; the create is retried regardless.
+                    assert rate_limited is not None
+                    await _Observer(hook, "the event hook")(
+                        TaskEvent(EventKind.RATE_LIMITED, job.key, job.request, error=rate_limited),
+                        job.key,
+                    )
+                assert rate_limited is not None and slot is not None
+                logger.info(
+                    "create refused with 429 (account full or rate limited); retrying in %s",
+                    f"{rate_limited.retry_after:g}s" if rate_limited.retry_after else "a while",
+                )
+                await self.governor.on_rate_limited(slot, rate_limited.retry_after)
+        finally:
+            if slot is not None:
+                # The create definitely did not happen (or was never sent).
+                self.governor.release(slot)
+
+    def _with_callback(self, request: VideoRequest) -> tuple[VideoRequest, bool]:
+        if self.receiver is None or request.callback_url is not None:
+            return request, False
+        return attrs.evolve(request, callback_url=self.receiver.callback_url), True
+
+    async def adopt(self, task_id: str, request: VideoRequest | None = None) -> None:
+        """Count a task created elsewhere (an earlier run) against the slots until terminal."""
+        if task_id in self._tasks:
+            return
+        slot = await self.governor.acquire()
+        if task_id in self._tasks:  # adopted by someone else while we queued
+            self.governor.release(slot)
+            return
+        self.governor.on_create_succeeded(slot, task_id)
+        self._register(task_id, request, slot, created_here=False)
+
+    # -- watching ----------------------------------------------------------------------------
+
+    async def wait(
+        self,
+        job: Job,
+        *,
+        timeout: float | None,  # noqa: ASYNC109 - the error names the task and its last state
+        on_progress: ProgressHook | None = None,
+        hook: EventHook | None = None,
+    ) -> TaskResult:
+        """Watch ``job``'s task until it is terminal; a failed task is returned, not raised.
+
+        A task nobody follows yet (an id from elsewhere) is followed without a slot, and only
+        while somebody watches it. Leaving early, by timeout or cancellation, leaves the
+        follower running: the task's slot is freed when the task ends.
+        """
+        assert job.task_id is not None
+        task = self._tasks.get(job.task_id)
+        if task is None:
+            task = self._register(job.task_id, job.request, None, created_here=False)
+        request = job.request if job.request is not None else task.request
+        progress = _Observer(on_progress, "on_progress")
+        events = _Observer(hook, "the event hook")
+        task.watchers += 1
+        try:
+            with anyio.move_on_after(timeout if timeout is not None else float("inf")):
+                shown: TaskStatus | None = None
+                while True:
+                    changed = task.changed
+                    if task.latest is not None and task.latest is not shown:
+                        status = shown = task.latest
+                        await progress(status, job.task_id)
+                        if not status.is_terminal:
+                            await events(
+                                TaskEvent(
+                                    EventKind.PROGRESS,
+                                    job.key,
+                                    request,
+                                    job.task_id,
+                                    status=status,
+                                ),
+                                job.key,
+                            )
+                        continue
+                    if task.final is not None:
+                        return TaskResult.from_status(task.final, request, key=job.key)
+                    if task.error is not None:
+                        raise task.error
+                    await changed.wait()
+            last = task.latest.state if task.latest is not None else None
+            raise WaitTimeoutError(
+                job.task_id, timeout or 0.0, str(last) if last else None
+            ) from task.last_error
+        finally:
+            task.watchers -= 1
+            if task.watchers == 0 and task.slot is None and not task.created_here:
+                # Someone else's id that nobody watches any more: nothing to keep count of.
+                if not task.over:
+                    self._tasks.pop(task.task_id, None)
+                task.scope.cancel()
+
+    # -- one job, start to end ---------------------------------------------------------------
+
+    async def run_job(
+        self,
+        attempt: Attempt,
+        *,
+        timeout: float | None,  # noqa: ASYNC109 - see wait()
+        hook: EventHook | None = None,
+        may_send: Callable[[], bool] | None = None,
+        download_to: Path | None = None,
+        filename: FileNamer | None = None,
+        reuse_file: FileReuser | None = None,
+        on_progress: ProgressHook | None = None,
+    ) -> TaskResult | None:
+        """Create (or adopt), watch, fetch: the job's result, failures included; None when the
+        run stopped creating before the job was sent. SUCCEEDED/FAILED are emitted here."""
+        job = attempt.job
+        try:
+            result = await self._outcome(
+                attempt,
+                timeout=timeout,
+                hook=hook,
+                may_send=may_send,
+                download_to=download_to,
+                filename=filename,
+                reuse_file=reuse_file,
+                on_progress=on_progress,
+            )
+        except CreateSkipped:
+            return None
+        kind = EventKind.SUCCEEDED if result.ok else EventKind.FAILED
+        await _Observer(hook, "the event hook")(
+            TaskEvent(kind, job.key, job.request, result.task_id, result=result), job.key
+        )
+        return result
+
+    async def _outcome(
+        self,
+        attempt: Attempt,
+        *,
+        timeout: float | None,  # noqa: ASYNC109 - see wait()
+        hook: EventHook | None,
+        may_send: Callable[[], bool] | None,
+        download_to: Path | None,
+        filename: FileNamer | None,
+        reuse_file: FileReuser | None,
+        on_progress: ProgressHook | None,
+    ) -> TaskResult:
+        job = attempt.job
+        try:
+            if isinstance(job.request, str):  # a plain prompt
+                job = attempt.job = attrs.evolve(job, request=VideoRequest(job.request))
+            if not isinstance(job.request, VideoRequest):
+                raise ValidationError(
+                    "requests", job.request, "VideoRequest, str or Job items", reason="bad item"
+                )
+            if job.task_id is None:
+                try:
+                    attempt.task_id = await self.create(job, hook, may_send)
+                except HookFailedAfterCreate as exc:
+                    # Alive and paid for: its id stays in the result, the log and the list.
+                    attempt.task_id = exc.task_id
+                    logger.error("job %r: %s; it is alive on the server", job.key, exc)
+                    raise
+            else:
+                attempt.task_id = job.task_id
+                await self.adopt(job.task_id, job.request)
+            result = await self.wait(
+                attrs.evolve(job, task_id=attempt.task_id),
+                timeout=timeout,
+                on_progress=on_progress,
+                hook=hook,
+            )
+            attempt.result = result
+            if result.ok and download_to is not None:
+                result = await self._fetch_files(
+                    result, job, dest=download_to, hook=hook, filename=filename, reuse=reuse_file
+                )
+                attempt.result = result
+            return result
+        except CreateSkipped:
+            raise
+        except (SoraError, HookFailedAfterCreate) as exc:
+            return TaskResult.from_exception(exc, job.request, attempt.task_id, key=job.key)
+        except Exception as exc:  # a bug must not abort the batch: fail this one job
+            logger.exception("unexpected error in job %r", job.key)
+            return TaskResult.from_exception(exc, job.request, attempt.task_id, key=job.key)
+
+    # -- files -------------------------------------------------------------------------------
+
+    async def _fetch_files(
+        self,
+        result: TaskResult,
+        job: Job,
+        *,
+        dest: Path,
+        hook: EventHook | None,
+        filename: FileNamer | None,
+        reuse: FileReuser | None,
+    ) -> TaskResult:
+        events = _Observer(hook, "the event hook")
+
+        async def on_file(file: DownloadedFile) -> None:
+            event = TaskEvent(
+                EventKind.DOWNLOADED, job.key, job.request, result.task_id, result=result, file=file
+            )
+            await events(event, job.key)
+
+        # A journal learns "succeeded, fetching" before the first byte is written.
+        await events(
+            TaskEvent(EventKind.DOWNLOADING, job.key, job.request, result.task_id, result=result),
+            job.key,
+        )
+        try:
+            files = await self.download(result, dest, filename, on_file, reuse)
+        except SoraError as exc:
+            return attrs.evolve(result, download_error=f"{type(exc).__name__}: {exc}")
+        except OSError as exc:  # the destination, not the server: disk full, no permission
+            return attrs.evolve(result, download_error=f"{type(exc).__name__}: {exc}")
+        return attrs.evolve(result, files=[os.fspath(file.path) for file in files])
+
+    async def download(
+        self,
+        result: TaskResult,
+        dest: Path,
+        filename: FileNamer | None = None,
+        on_file: Callable[[DownloadedFile], Awaitable[None] | None] | FileHook | None = None,
+        reuse: FileReuser | None = None,
+    ) -> list[DownloadedFile]:
+        """Write a succeeded result's videos into ``dest`` (see SoraClient.download)."""
+        if result.task_id is None or not result.state.is_terminal or not result.video_urls:
+            raise DownloadError(
+                f"nothing to download for task {result.task_id}: state {result.state}, "
+                f"{len(result.video_urls)} video URL(s)"
+            )
+        count = len(result.video_urls)
+        files = []
+        for index, url in enumerate(result.video_urls):
+            name = (
+                filename(result, index, count)
+                if filename is not None
+                else video_filename(result.task_id, index, count)
+            )
+            kept = reuse(result, dest / name) if reuse is not None else None
+            if kept is not None:
+                files.append(kept)
+                continue
+            async with self._downloads:
+                file = await download_file(
+                    self.transport.session,
+                    url,
+                    dest / name,
+                    read_timeout=self.transport.timeouts.download_read,
+                    connect_timeout=self.transport.timeouts.connect,
+                )
+            files.append(file)
+            if on_file is not None:
+                await call_hook(on_file, file)
+        return files
