@@ -34,10 +34,9 @@ from .events import EventHook, FileHook, FileNamer, FileReuser, Job, ProgressHoo
 from .fanout import GenerationRun
 from .governor import Governor, LocalGovernor
 from .lifecycle import TaskRuntime
-from .models import Credits, Model, TaskResult, TaskStatus, VideoRequest
+from .models import Credits, Model, TaskResult, TaskStatus, VideoRequest, check_task_id
 from .polling import PollPlanner
 from .providers import PreparedImage, Provider, get_provider
-from .providers._wire import check_task_id
 from .retry import RetryPolicy
 from .transport import CallTimeouts, Transport
 
