@@ -7,7 +7,8 @@ without hammering the server, and a bulk CLI that never pays twice for a prompt.
 
 from .callbacks import CallbackReceiver
 from .client import SoraClient
-from .config import Secret
+from .config import Secret, Settings
+from .download import DownloadedFile
 from .errors import (
     APIError,
     AuthenticationError,
@@ -30,9 +31,19 @@ from .errors import (
     ValidationError,
     WaitTimeoutError,
 )
-from .events import EventKind, Job, TaskEvent
+from .events import (
+    EventHook,
+    EventKind,
+    FileHook,
+    FileNamer,
+    FileReuser,
+    Job,
+    ProgressHook,
+    TaskEvent,
+)
 from .fanout import GenerationRun
-from .governor import Governor, GovernorStatistics, LocalGovernor
+from .governor import Governor, GovernorStatistics, LocalGovernor, Slot
+from .images import PreparedImage
 from .models import (
     AspectRatio,
     Character,
@@ -62,7 +73,12 @@ __all__ = [
     "CreateOutcomeUnknownError",
     "Credits",
     "DownloadError",
+    "DownloadedFile",
+    "EventHook",
     "EventKind",
+    "FileHook",
+    "FileNamer",
+    "FileReuser",
     "GenerationRun",
     "Governor",
     "GovernorStatistics",
@@ -73,6 +89,8 @@ __all__ = [
     "NotFoundError",
     "NotSupportedError",
     "PollSchedule",
+    "PreparedImage",
+    "ProgressHook",
     "ProtocolError",
     "Quality",
     "RateLimitError",
@@ -80,6 +98,8 @@ __all__ = [
     "RetryPolicy",
     "Secret",
     "ServerError",
+    "Settings",
+    "Slot",
     "SoraClient",
     "SoraError",
     "TaskEvent",

@@ -39,6 +39,7 @@ import logging
 import re
 import secrets
 from collections import OrderedDict
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Final, NoReturn, Protocol
 
@@ -50,6 +51,7 @@ from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 from yarl import URL
 
+from .config import ENV_CALLBACK_LISTEN, ENV_CALLBACK_PUBLIC_URL
 from .errors import ConfigurationError, ProtocolError
 from .providers.sora2api import Sora2Api
 
@@ -61,6 +63,7 @@ __all__ = [
     "CallbackReceiver",
     "CallbackStatistics",
     "WakeHint",
+    "receiver_from_settings",
 ]
 
 logger = logging.getLogger(__name__)
@@ -513,3 +516,25 @@ def _url_host(sock_host: str) -> str:
 def _require_positive_int(value: object, name: str) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ConfigurationError(f"callback {name} must be a positive integer, got {value!r}")
+
+
+def receiver_from_settings(
+    option: bool | CallbackReceiver | None, environ: Mapping[str, str]
+) -> CallbackReceiver | None:
+    """The receiver a client's ``callback_receiver=`` (or its environment) asks for, if any."""
+    if isinstance(option, CallbackReceiver):
+        return option
+    if option is True:
+        return CallbackReceiver()
+    if option is None and environ.get(ENV_CALLBACK_LISTEN):
+        host, _, port = environ[ENV_CALLBACK_LISTEN].rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigurationError(
+                f"{ENV_CALLBACK_LISTEN} must be HOST:PORT, got {environ[ENV_CALLBACK_LISTEN]!r}"
+            )
+        return CallbackReceiver(host, int(port), environ.get(ENV_CALLBACK_PUBLIC_URL) or None)
+    if option is None and environ.get(ENV_CALLBACK_PUBLIC_URL):
+        raise ConfigurationError(
+            f"{ENV_CALLBACK_PUBLIC_URL} needs {ENV_CALLBACK_LISTEN} (HOST:PORT to listen on)"
+        )
+    return None

@@ -218,7 +218,7 @@ def result_json(result: TaskResult, files: Sequence[Path] = ()) -> dict[str, Any
         "error": result.error,
         "refunded": result.refunded,
         "expires_at": result.expires_at.isoformat() if result.expires_at else None,
-        "files": [str(path) for path in files] or list(result.files),
+        "files": [str(path) for path in files] or [str(path) for path in result.files],
     }
 
 

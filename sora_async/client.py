@@ -21,14 +21,9 @@ import anyio
 import anyio.abc
 import attrs
 
-from .callbacks import CallbackReceiver
-from .config import (
-    ENV_CALLBACK_LISTEN,
-    ENV_CALLBACK_PUBLIC_URL,
-    Secret,
-    Settings,
-    resolve_settings,
-)
+from .callbacks import CallbackReceiver, receiver_from_settings
+from .config import Secret, Settings, resolve_settings
+from .durable import check_writable_dir
 from .errors import ConfigurationError, NotSupportedError, SoraError, ValidationError
 from .events import EventHook, FileHook, FileNamer, FileReuser, Job, ProgressHook
 from .fanout import GenerationRun
@@ -130,7 +125,11 @@ class SoraClient:
                 f"expected_duration must be a positive number of seconds or None, "
                 f"got {expected_duration!r}"
             )
-        self._receiver = self._pick_receiver(callback_receiver, environ)
+        self._receiver = receiver_from_settings(callback_receiver, environ)
+        if self._receiver is not None and not self._provider.supports_callbacks:
+            raise ConfigurationError(
+                f"callback_receiver: {self._provider.name} offers no completion callbacks"
+            )
         self._owns_receiver = False
         connections = max_connections or max(self._settings.max_concurrent_tasks + 4, 10)
         self._transport = Transport(
@@ -159,35 +158,6 @@ class SoraClient:
         self._retry = retry
         self._state = _State.UNOPENED
         self._task_group: anyio.abc.TaskGroup | None = None
-
-    def _pick_receiver(
-        self, option: bool | CallbackReceiver | None, environ: Mapping[str, str]
-    ) -> CallbackReceiver | None:
-        receiver: CallbackReceiver | None
-        if isinstance(option, CallbackReceiver):
-            receiver = option
-        elif option is True:
-            receiver = CallbackReceiver()
-        elif option is None and environ.get(ENV_CALLBACK_LISTEN):
-            host, _, port = environ[ENV_CALLBACK_LISTEN].rpartition(":")
-            if not host or not port.isdigit():
-                raise ConfigurationError(
-                    f"{ENV_CALLBACK_LISTEN} must be HOST:PORT, got {environ[ENV_CALLBACK_LISTEN]!r}"
-                )
-            receiver = CallbackReceiver(
-                host, int(port), environ.get(ENV_CALLBACK_PUBLIC_URL) or None
-            )
-        elif option is None and environ.get(ENV_CALLBACK_PUBLIC_URL):
-            raise ConfigurationError(
-                f"{ENV_CALLBACK_PUBLIC_URL} needs {ENV_CALLBACK_LISTEN} (HOST:PORT to listen on)"
-            )
-        else:
-            receiver = None
-        if receiver is not None and not self._provider.supports_callbacks:
-            raise ConfigurationError(
-                f"callback_receiver: {self._provider.name} offers no completion callbacks"
-            )
-        return receiver
 
     # -- the client's own lifecycle ----------------------------------------------------------
 
@@ -375,7 +345,7 @@ class SoraClient:
         if download_to is not None:
             dest = Path(download_to)
             # Before the create, which is paid: a folder we cannot write fails for free.
-            await anyio.to_thread.run_sync(_check_writable_dir, dest)
+            await anyio.to_thread.run_sync(check_writable_dir, dest, "download_to")
         task_id = await self._runtime.create(job)
         result = await self._runtime.wait(
             attrs.evolve(job, task_id=task_id),
@@ -387,7 +357,7 @@ class SoraClient:
                 files = await self._runtime.download(result, Path(download_to))
             except (OSError, SoraError) as exc:
                 return attrs.evolve(result, download_error=f"{type(exc).__name__}: {exc}")
-            result = attrs.evolve(result, files=[os.fspath(file.path) for file in files])
+            result = attrs.evolve(result, files=[file.path for file in files])
         return result
 
     def generate_many(
@@ -457,16 +427,3 @@ class SoraClient:
             safe=True,
             retry=self._retry,
         )
-
-
-def _check_writable_dir(path: Path) -> None:
-    """Make ``path`` and prove a file can be written there, or raise ConfigurationError."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".sora-async-write-check-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise ConfigurationError(
-            f"download_to: cannot write into {os.fspath(path)!r} ({exc.strerror or exc})"
-        ) from None

@@ -8,7 +8,9 @@ import secrets
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["fsync_directory", "write_lines_atomically"]
+from .errors import ConfigurationError
+
+__all__ = ["check_writable_dir", "fsync_directory", "write_lines_atomically"]
 
 
 def fsync_directory(directory: str | os.PathLike[str]) -> None:
@@ -48,3 +50,18 @@ def write_lines_atomically(path: str | os.PathLike[str], lines: Iterable[str]) -
         raise
     fsync_directory(target.parent)
     return target
+
+
+def check_writable_dir(path: str | os.PathLike[str], setting: str) -> None:
+    """Make ``path`` and prove a file can be written there, or raise ConfigurationError naming
+    ``setting``. Asked before a paid create whose files go there."""
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".sora-async-write-check-{os.getpid()}-{secrets.token_hex(4)}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigurationError(
+            f"{setting}: cannot write into {os.fspath(folder)!r} ({exc.strerror or exc})"
+        ) from None

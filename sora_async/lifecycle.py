@@ -23,7 +23,6 @@ the create before it is sent, and one that raises on CREATED fails the job with 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -634,7 +633,7 @@ class TaskRuntime:
             return attrs.evolve(result, download_error=f"{type(exc).__name__}: {exc}")
         except OSError as exc:  # the destination, not the server: disk full, no permission
             return attrs.evolve(result, download_error=f"{type(exc).__name__}: {exc}")
-        return attrs.evolve(result, files=[os.fspath(file.path) for file in files])
+        return attrs.evolve(result, files=[file.path for file in files])
 
     async def download(
         self,

@@ -13,6 +13,7 @@ import math
 import os
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import attrs
@@ -342,8 +343,9 @@ class TaskResult:
     expires_at: dt.datetime | None = None
     #: The caller's key for this request (in ``generate_many``: its input position).
     key: Any = None
-    #: Files written for this result (``generate_many(download_to=...)``).
-    files: list[str] = attrs.field(factory=list)
+    #: Files written for this result (``generate(download_to=...)``, ``generate_many``): the
+    #: same paths ``download()`` returns.
+    files: list[Path] = attrs.field(factory=list)
     #: Why the files could not be fetched, for a task that itself succeeded.
     download_error: str | None = None
     #: The exception behind a failure that did not come from the task itself.

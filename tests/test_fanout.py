@@ -441,7 +441,7 @@ async def test_event_hook_is_awaited_and_sees_each_job_in_order(
             check_succeeded(mock, result, request.prompt)
             [download] = [e for e in events if e.key == key and e.kind == "downloaded"]
             assert download.file is not None
-            assert result.files == [str(download.file.path)]
+            assert result.files == [download.file.path]
             check_file(mock, result, download.file.path, tmp_path)
         # Progress events come from polls that saw the task still running.
         assert any("progress" in kinds(key) for key in range(len(requests)))
@@ -565,6 +565,6 @@ async def test_a_file_the_caller_already_has_whole_is_not_fetched_again(tmp_path
                 r.key: r
                 async for r in client.generate_many(prompts, download_to=tmp_path, reuse_file=reuse)
             }
-        assert results[0].ok and results[0].files == [str(kept[0])]
+        assert results[0].ok and results[0].files == [kept[0]]
         assert results[1].ok and len(results[1].files) == 1
         assert mock.counters.downloads == 1  # only the second one's file
