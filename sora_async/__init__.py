@@ -28,6 +28,7 @@ from .errors import (
     SoraError,
     TaskFailedError,
     TransportError,
+    UnknownStatusError,
     ValidationError,
     WaitTimeoutError,
 )
@@ -108,6 +109,7 @@ __all__ = [
     "TaskState",
     "TaskStatus",
     "TransportError",
+    "UnknownStatusError",
     "ValidationError",
     "VideoRequest",
     "WaitTimeoutError",

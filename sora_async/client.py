@@ -29,8 +29,8 @@ from .events import EventHook, FileHook, FileNamer, FileReuser, Job, ProgressHoo
 from .fanout import GenerationRun
 from .governor import Governor, LocalGovernor
 from .lifecycle import TaskRuntime
-from .models import Credits, Model, TaskResult, TaskStatus, VideoRequest, check_task_id
-from .polling import PollPlanner
+from .models import Credits, TaskResult, TaskStatus, VideoRequest, check_task_id
+from .polling import DurationKey, PollPlanner
 from .providers import PreparedImage, Provider, get_provider
 from .retry import RetryPolicy
 from .transport import CallTimeouts, Transport
@@ -145,7 +145,7 @@ class SoraClient:
             transport=self._transport,
             governor=self._governor,
             planner=PollPlanner(
-                self._provider.name,
+                self._provider.poll_profile,
                 poll_interval=self._settings.poll_interval,
                 expected_duration=expected_duration,
             ),
@@ -263,7 +263,7 @@ class SoraClient:
         return self._runtime.unfinished
 
     @property
-    def learned_durations(self) -> dict[Model | None, float]:
+    def learned_durations(self) -> dict[DurationKey, float]:
         """How long this client's tasks took, learned from what it saw; they place first polls."""
         return self._runtime.planner.learned
 

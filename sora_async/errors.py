@@ -20,6 +20,7 @@ key or the request headers::
     │   ├── RateLimitError          429 (carries retry_after)
     │   └── ServerError             5xx, 408
     ├── ProtocolError               an answer we cannot decode (bad JSON, missing field)
+    │   └── UnknownStatusError      a task status the provider module does not know
     ├── CreateOutcomeUnknownError   a create may or may not have happened; never re-sent
     ├── TaskFailedError             the task ended in the failed state
     ├── WaitTimeoutError            a task was not terminal before the deadline
@@ -49,6 +50,7 @@ __all__ = [
     "SoraError",
     "TaskFailedError",
     "TransportError",
+    "UnknownStatusError",
     "ValidationError",
     "WaitTimeoutError",
     "create_may_be_resent",
@@ -165,6 +167,34 @@ class ProtocolError(SoraError):
         self.body = body
         where = f"{endpoint}: " if endpoint else ""
         super().__init__(f"{where}{message}")
+
+
+class UnknownStatusError(ProtocolError):
+    """A status answer named a task state the provider module does not know (``status``).
+
+    Raised by the decoder for each such answer; the poller asks again a few times and then
+    gives up on the task with one of these carrying ``task_id`` and ``times`` (how many
+    consecutive answers said so). The task may have ended (cancelled, timed out on the
+    server): look at it on the provider's side.
+    """
+
+    def __init__(
+        self,
+        status: object,
+        *,
+        endpoint: str | None = None,
+        task_id: str | None = None,
+        times: int | None = None,
+    ) -> None:
+        self.status = status
+        self.task_id = task_id
+        self.times = times
+        text = f"unknown task status {status!r}"
+        if task_id is not None:
+            text = f"task {task_id}: {text}"
+        if times is not None:
+            text += f" in {times} consecutive answers; stopped following the task"
+        super().__init__(text, endpoint=endpoint)
 
 
 class CreateOutcomeUnknownError(SoraError):

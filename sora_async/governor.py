@@ -19,13 +19,32 @@ How the in-process governor works
 * **Resizing.** ``total`` (the configured cap) can be changed while running. Growing it lets
   waiters in at once; shrinking it never revokes a slot, it only stops new ones until enough
   tasks have finished.
-* **A 429 on a create** means the account is fuller than this process thinks: another process
-  (or a task this process forgot) uses the same account. The governor then
+* **A 429 on a create** is one of two things, and only one of them says anything about the
+  account's room:
 
-  1. **pauses**: nobody starts a create before the time the server named in Retry-After (one
+  - a **rate limit**: too many requests in a short window. The sora2api document lists 429
+    only as "Too many requests - implement backoff strategy"; the mock's injected rate
+    limits say "too many requests" with a Retry-After of a fraction of a second. It says
+    nothing about how many tasks fit, so it **slows that request only**: the refused create
+    waits its Retry-After (without one, 5 s doubling per consecutive refusal of *that*
+    create, up to 60 s) while holding its slot, then is retried. Nobody else pauses, the
+    window stays as it is.
+  - the **account cap**: the account already has its 20 live tasks (freesora's document:
+    "up to 20 video generation tasks simultaneously"), because another process or a task
+    this process forgot uses the same account. Neither document says how a server words it;
+    the evidence taken is (a) a message that speaks of concurrent tasks or the task limit
+    (the mock: "too many concurrent tasks: the limit is 20"; see :func:`is_account_cap`),
+    (b) a Retry-After longer than :data:`RATE_LIMIT_MAX_RETRY_AFTER` (a rate window that
+    long outlasts the run's tasks, so it is as good as a full account), or (c) the same
+    create refused :data:`CAP_EVIDENCE_REFUSALS` times in a row, each time after waiting as
+    told (a rate limit would have let it through by then).
+
+  Only the cap makes the governor
+
+  1. **pause**: nobody starts a create before the time the server named in Retry-After (one
      deadline shared by every acquirer; without Retry-After, 5 s doubling per consecutive 429
      up to 60 s, reset by the next successful create);
-  2. **shrinks** its *effective* cap to ``live + 1``, where ``live`` counts the slots whose
+  2. **shrink** its *effective* cap to ``live + 1``, where ``live`` counts the slots whose
      create succeeded and which are still held. The server has just accepted ``live`` of our
      tasks and refused one more, so ``live`` is what evidently fits right now; the ``+ 1`` is
      a single probe. Without it, room freed by the *other* process would stay unused until one
@@ -33,12 +52,13 @@ How the in-process governor works
      answered, at most one create is refused per pause, and a refused create costs nothing
      (no task, no credits). Slots of creates still in flight
      are not counted: they are evidence neither way until they are answered;
-  3. **grows back additively**: each create that succeeds after the pause adds one to the
+  3. **grow back additively**: each create that succeeds after the pause adds one to the
      effective cap, up to ``total``. A success also proves the server holds ``live`` tasks, so
-     the cap is never below ``live + 1``. The next 429 shrinks it again.
+     the cap is never below ``live + 1``. The next cap 429 shrinks it again.
 
-  The rate-limited caller awaits :meth:`~LocalGovernor.on_rate_limited`, which returns when
-  the pause is over and its slot fits under the effective cap; then the create is retried.
+  The rate-limited caller awaits :meth:`~LocalGovernor.on_rate_limited` (with the server's
+  ``message``), which returns when its slot may retry: after its own wait for a rate limit,
+  or when the pause is over and the slot fits under the effective cap for the account cap.
   A slot that does not fit (say twenty creates refused at once with no task of ours alive)
   gives its place back and queues again behind the others, so after each pause exactly the
   allowed number of creates go out, not every refused one.
@@ -58,6 +78,7 @@ write to a background task of its own and relies on lease expiry for the rest.
 from __future__ import annotations
 
 import math
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -68,11 +89,15 @@ import anyio
 import attrs
 
 __all__ = [
+    "CAP_EVIDENCE_REFUSALS",
     "DEFAULT_TOTAL",
+    "RATE_LIMIT_MAX_RETRY_AFTER",
     "Governor",
     "GovernorStatistics",
     "LocalGovernor",
     "Slot",
+    "is_account_cap",
+    "request_pause",
 ]
 
 #: Both providers document 20 concurrent tasks per account.
@@ -82,6 +107,48 @@ DEFAULT_RATE_LIMIT_PAUSE: Final = 5.0
 MAX_DEFAULT_RATE_LIMIT_PAUSE: Final = 60.0
 # A Retry-After of 0 would turn the single probe into a tight loop of refused POSTs.
 _MIN_RATE_LIMIT_PAUSE: Final = 1.0
+# The same for one rate-limited create (three such refusals make it cap evidence anyway).
+_MIN_REQUEST_PAUSE: Final = 0.05
+#: A Retry-After longer than this (seconds) is taken as the account cap, not a rate limit.
+RATE_LIMIT_MAX_RETRY_AFTER: Final = 30.0
+#: The same create refused this many times in a row (after waiting each time) is the cap.
+CAP_EVIDENCE_REFUSALS: Final = 3
+# How servers word "the account has as many live tasks as it may": concurrent / simultaneous
+# / parallel tasks, a task (or slot) limit, "the limit is N", too many running tasks.
+_CAP_WORDS: Final = re.compile(
+    r"concurren|simultaneous|parallel|\b(?:task|job|slot)s?\s+(?:limit|cap|quota)\b"
+    r"|\blimit is \d|too many (?:running |active |live |pending )?(?:tasks|jobs|generations)",
+    re.IGNORECASE,
+)
+
+
+def is_account_cap(
+    retry_after: float | None, message: str | None = None, refusals: int = 1
+) -> bool:
+    """Whether a 429 on a create shows the account cap rather than a rate limit.
+
+    ``message`` is the server's text, ``refusals`` how many times in a row this create was
+    refused (this one included). See the module docstring for why these signs.
+    """
+    if message is not None and _CAP_WORDS.search(message):
+        return True
+    if retry_after is not None and retry_after > RATE_LIMIT_MAX_RETRY_AFTER:
+        return True
+    return refusals >= CAP_EVIDENCE_REFUSALS
+
+
+def request_pause(
+    retry_after: float | None, refusals: int, default: float, maximum: float
+) -> float:
+    """How long one rate-limited create waits: its Retry-After, else ``default`` doubling per
+    refusal in a row up to ``maximum``."""
+    if retry_after is not None and math.isfinite(retry_after):
+        return max(_MIN_REQUEST_PAUSE, retry_after)
+    return _doubling(refusals, default, maximum)
+
+
+def _doubling(consecutive: int, default: float, maximum: float) -> float:
+    return float(min(maximum, default * 2.0 ** min(consecutive - 1, 16)))
 
 
 def _new_slot_id() -> str:
@@ -99,6 +166,8 @@ class Slot:
 
     id: str = attrs.field(factory=_new_slot_id)
     task_id: str | None = None
+    #: 429s its create got in a row (a slot serves one create): evidence for is_account_cap.
+    refusals: int = attrs.field(default=0, repr=False)
 
 
 @attrs.frozen
@@ -145,8 +214,11 @@ class Governor(Protocol):
         """The create made with ``slot`` succeeded: the slot now stands for a live task."""
         ...
 
-    async def on_rate_limited(self, slot: Slot, retry_after: float | None) -> None:
-        """The create made with ``slot`` got a 429: pause, shrink, and return when it may retry."""
+    async def on_rate_limited(
+        self, slot: Slot, retry_after: float | None, *, message: str | None = None
+    ) -> None:
+        """The create made with ``slot`` got a 429 (``message``: the server's text): wait as a
+        rate limit or the account cap asks, and return when it may retry."""
         ...
 
     def statistics(self) -> GovernorStatistics:
@@ -248,23 +320,34 @@ class LocalGovernor:
         effective = max(effective, len(self._live) + 1)
         self._set_effective(min(self._total, effective))
 
-    async def on_rate_limited(self, slot: Slot, retry_after: float | None) -> None:
+    async def on_rate_limited(
+        self, slot: Slot, retry_after: float | None, *, message: str | None = None
+    ) -> None:
         """Record a 429 for the create made with ``slot``; return when it may be retried.
 
-        Pauses every acquirer until ``retry_after`` seconds from now (see the module doc for the
-        default), shrinks the effective cap to ``live + 1``, then waits until the pause is over
-        and ``slot`` fits under the effective cap. If it does not fit (or had been released),
-        it queues for a slot again. If this is cancelled the slot may or may not be held:
-        release it (release is idempotent).
+        ``message`` is the server's text, the best evidence of what the 429 means (see the
+        module doc). A rate limit: ``slot`` alone waits ``retry_after`` (or the default
+        backoff of its consecutive refusals). The account cap: every acquirer pauses until
+        ``retry_after`` seconds from now, the effective cap shrinks to ``live + 1``, and this
+        returns once the pause is over and ``slot`` fits under the effective cap; if it does
+        not fit (or had been released), it queues for a slot again. If this is cancelled the
+        slot may or may not be held: release it (release is idempotent).
         """
         # A refused create never stood for a live task.
         self._live.discard(slot.id)
+        slot.refusals += 1
+        if not is_account_cap(retry_after, message, slot.refusals):
+            pause = request_pause(
+                retry_after, slot.refusals, self._default_pause, self._max_default_pause
+            )
+            await self._sleep(pause)
+            await self._admit(slot)
+            return
         self._consecutive_429 += 1
         if retry_after is not None and math.isfinite(retry_after):
             pause = max(_MIN_RATE_LIMIT_PAUSE, retry_after)
         else:
-            exponent = min(self._consecutive_429 - 1, 16)
-            pause = min(self._max_default_pause, self._default_pause * 2.0**exponent)
+            pause = _doubling(self._consecutive_429, self._default_pause, self._max_default_pause)
         self._paused_until = max(self._paused_until, self._clock() + pause)
         self._set_effective(min(self._effective, len(self._live) + 1))
         await self._admit(slot)

@@ -63,6 +63,8 @@ from .governor import (
     MAX_DEFAULT_RATE_LIMIT_PAUSE,
     GovernorStatistics,
     Slot,
+    is_account_cap,
+    request_pause,
 )
 
 if TYPE_CHECKING:
@@ -514,8 +516,18 @@ class RedisGovernor:
         self._pending_successes += 1
         self._dirty.set()
 
-    async def on_rate_limited(self, slot: Slot, retry_after: float | None) -> None:
-        """Record the 429 on the account (pause, shrink), then queue ``slot`` again."""
+    async def on_rate_limited(
+        self, slot: Slot, retry_after: float | None, *, message: str | None = None
+    ) -> None:
+        """Record the 429 on the account (pause, shrink), then queue ``slot`` again; a rate
+        limit (see :func:`~sora_async.governor.is_account_cap`) only delays this create."""
+        slot.refusals += 1
+        if not is_account_cap(retry_after, message, slot.refusals):
+            pause = request_pause(
+                retry_after, slot.refusals, self._default_pause, self._max_default_pause
+            )
+            await anyio.sleep(pause)
+            return
         lease = self._leases.pop(slot.id, None)
         if lease is not None:
             self._live.discard(lease)

@@ -431,7 +431,9 @@ class TaskRuntime:
                     "create refused with 429 (account full or rate limited); retrying in %s",
                     f"{rate_limited.retry_after:g}s" if rate_limited.retry_after else "a while",
                 )
-                await self.governor.on_rate_limited(slot, rate_limited.retry_after)
+                await self.governor.on_rate_limited(
+                    slot, rate_limited.retry_after, message=rate_limited.message
+                )
         finally:
             if slot is not None:
                 # The create definitely did not happen (or was never sent).

@@ -1,34 +1,54 @@
-"""When to ask for a task's status again: a pure schedule, and the wait loop built on it.
+"""When to ask for a task's status again: a pure schedule, what it learns, and the wait loop.
 
-A task takes minutes, so a fixed short interval spends most of its requests on a task that
-cannot be done yet, and a fixed long one reports completion late. :func:`next_poll_delay` answers
-"how long until the next poll?" from what has been seen so far, as a pure function:
+Each provider module declares a :class:`PollProfile` (its documented cadence and its prior
+guesses of how long a task takes). A client's :class:`PollPlanner` turns the profile, the
+user's settings and the durations it has *seen* into one :class:`PollSchedule` per task, and
+:func:`next_poll_delay` answers "how long until the next poll?" as a pure function of the
+schedule and what has been observed so far.
 
-* **First poll**: ``initial_delay`` after creation, a fraction (0.2) of the model's expected
-  duration: a Sora 2 task is not done after 4 seconds, so polling then only costs requests.
-* **With progress** (freesora reports 0-100): the rate since the task started moving predicts
-  when it reaches 100, and the next poll is aimed just after that moment. The prediction is
-  never trusted further ahead than the task has been seen moving (an extrapolation no longer
-  than the history it rests on) nor ``max_interval``. Once the predicted moment has passed,
-  polls come every ``min_interval``, growing by ``backoff`` per unchanged answer for a task
-  that stalls at 99%. A task that stalls mid-way falls back to the backoff below.
-* **Without progress** (sora2api, or a task still at 0%): capped exponential backoff from
-  ``base_interval`` (the contract's ``poll_interval``), multiplied by ``backoff`` per unchanged
-  answer and reset by any change (pending -> running, a new progress value). The cap is the
-  smaller of ``max_interval`` and ``latency_fraction`` of the task's age (never below
-  ``base_interval``), so the delay in noticing completion stays a small fraction of the task's
-  duration, whatever that duration is, while the number of polls grows only logarithmically.
-* **Completion callback expected** (sora2api ``callBackUrl``): the callback wakes the poller,
-  so polls only guard against a lost callback, every ``callback_fallback_interval``.
-* **Retry-After** from the server wins whenever it is longer.
-* Jitter (a fraction, both ways) spreads the polls of tasks created together; every delay is
-  finite and clamped to ``[min_interval, max_interval]``, except a longer Retry-After.
+Two promises hold for every task, whatever the priors or the learned durations say (priors
+are hints, never promises), and a property test checks them over true durations from 0.1 s
+to two hours and any base interval ``b``:
+
+* **Lag.** A task is seen finished at most ``max(b, latency_fraction * its duration)`` after
+  it finished (``latency_fraction`` is 10%): no gap is longer than ``b`` or than that
+  fraction of the task's age at the last poll, unless progress predicts the finish.
+* **Cost.** By any moment, no more polls were made than a poller asking every ``b`` seconds
+  from the create would have made: the k-th poll never comes before ``initial_delay + (k-1)
+  * b`` (the *budget*). So the first poll comes no later, and no sooner, than ``b`` after the
+  create (``initial_delay``, which only a server hint could lower), and a task that fails at
+  once is seen within one base interval.
+
+Between those two bounds, what was observed decides where the polls go:
+
+* **Progress** (freesora reports 0-100): the rate since the task started moving predicts its
+  finish, and the next poll is aimed just after it. The rate is the fastest the whole-number
+  percentages allow, so a prediction errs early (one more poll) rather than late (lag). A
+  prediction is trusted no further ahead than ``progress_fraction`` of the task's age nor
+  than it has been seen moving. A task that stalls falls back to the rule below.
+* **Without progress** (sora2api, or a task still at 0%): outside the window in which the
+  task is expected to finish (``expected_duration`` +- 2.5 ``expected_spread``), polls are
+  sparse: the gap grows with the task's age, ``max(b, latency_fraction * age)``, capped by
+  ``max_interval``, so a long task costs a logarithmic number of polls. Inside the window,
+  polls come midway between ``min_interval`` and ``b``, a little more often than a fixed
+  poller's, paid for by the sparse polls before (the budget still caps the count), so the
+  usual lag is smaller than its. The window comes from the durations the planner has seen
+  for this kind of task; before any is seen, from the provider's prior with a wide spread.
+  A prior that is ten times off in either direction costs nothing but the window's density
+  in the wrong place; the lag promise still holds, and the first finished task replaces it.
+* **Completion callback expected** (sora2api ``callBackUrl``): after the first poll, polls
+  only guard against a lost callback, every ``callback_fallback_interval``.
+* **Retry-After** from the server wins whenever it is longer. Jitter (a fraction) spreads
+  the sparse polls of tasks created together; it only ever shortens a gap, within the bounds.
 
 :func:`poll_until_terminal` runs the loop: it sleeps (cut short by a wake hint when a callback
 arrives), fetches, and returns the first terminal status. A callback body is never trusted: the
 wake only triggers a poll. Transient failures that survived the fetch's own retries (transport,
 5xx, 429, undecodable answer) do not end the wait: polling goes on, with backoff, until the
-overall deadline, which raises :class:`~sora_async.errors.WaitTimeoutError`.
+overall deadline, which raises :class:`~sora_async.errors.WaitTimeoutError`. A status the
+provider module does not know (:class:`~sora_async.errors.UnknownStatusError`) is asked again
+a few times, then the wait ends with that error, naming the status: a task in a state nobody
+can interpret should not hold an account slot for an hour.
 """
 
 from __future__ import annotations
@@ -38,6 +58,7 @@ import logging
 import math
 import random
 import time
+import types
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Final, NamedTuple, Protocol
 
@@ -51,16 +72,19 @@ from .errors import (
     RateLimitError,
     ServerError,
     TransportError,
+    UnknownStatusError,
     WaitTimeoutError,
 )
-from .models import Model, TaskState, TaskStatus, VideoRequest
+from .models import TaskState, TaskStatus, VideoRequest
 
 __all__ = [
-    "EXPECTED_DURATIONS",
-    "INITIAL_DELAY_FRACTION",
+    "LEARNING_RATE",
     "TRANSIENT_POLL_ERRORS",
+    "UNKNOWN_STATUS_LIMIT",
+    "DurationKey",
     "Observation",
     "PollPlanner",
+    "PollProfile",
     "PollSchedule",
     "WakeSignal",
     "next_poll_delay",
@@ -69,24 +93,14 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: The first poll comes after this fraction of the expected duration.
-INITIAL_DELAY_FRACTION: Final = 0.2
-
-#: Expected task durations in seconds, by provider and model (None: the provider's only or
-#: default model). Sora 2 renders of 10-15 s clips typically take two to four minutes and Pro
-#: renders about twice that; sora2api's own sample shows five minutes from createTime to
-#: completeTime. They only place the first poll, so an estimate off by half costs a few polls
-#: or a few seconds, never correctness.
-EXPECTED_DURATIONS: Final[Mapping[tuple[str, str | None], float]] = {
-    ("freesora", None): 180.0,
-    ("freesora", Model.SORA_2.value): 180.0,
-    ("freesora", Model.SORA_2_STABLE.value): 180.0,
-    ("freesora", Model.SORA_2_PRO.value): 360.0,
-    ("sora2api", None): 300.0,
-}
-
 #: Errors of a fetch that do not end the wait: the status is still unknown, not bad.
 TRANSIENT_POLL_ERRORS: Final = (TransportError, ServerError, RateLimitError, ProtocolError)
+
+#: Consecutive answers with a status nobody knows before the wait gives up on the task.
+UNKNOWN_STATUS_LIMIT: Final = 3
+
+#: Weight of the newest observation in a learned duration, once a few have been seen.
+LEARNING_RATE: Final = 0.1
 
 # Aim this fraction of min_interval past the predicted finish, so that the poll lands after
 # the task flips to succeeded rather than just before it.
@@ -95,6 +109,17 @@ _FINISH_MARGIN_FRACTION: Final = 0.25
 _MAX_EXPONENT: Final = 64
 # Enough history for the estimates; bounds memory for a wait without a deadline.
 _MAX_OBSERVATIONS: Final = 256
+# A prior is a guess: its finish window is +-62% wide (2.5 spreads of 25%).
+_PRIOR_SPREAD: Final = 0.25
+# The window is never narrower than +-12% of the expected duration (2.5 spreads of 5%) ...
+_MIN_SPREAD: Final = 0.05
+# ... and it spans this many spreads on each side.
+_WINDOW_SPREADS: Final = 2.5
+# Even where polls are dense, a gap is at least this fraction of the task's age: a two-hour
+# task polled at a 0.05 s base would otherwise be asked thousands of times near its end.
+_DENSE_FRACTION: Final = 0.001
+# Until this many durations are seen, the learned spread is blended with the prior's.
+_SPREAD_PSEUDO_COUNT: Final = 2
 
 
 class Observation(NamedTuple):
@@ -141,19 +166,84 @@ def _optional_positive(
         raise ValueError(f"{attribute.name} must be a finite number > 0 or None, got {v!r}")
 
 
+def _durations(
+    _: object, attribute: attrs.Attribute[Mapping[str, float]], value: Mapping[str, float]
+) -> None:
+    for model, seconds in value.items():
+        if not (seconds > 0 and math.isfinite(seconds)):
+            raise ValueError(f"{attribute.name}[{model!r}] must be > 0, got {seconds!r}")
+
+
+def _read_only(durations: Mapping[str, float]) -> Mapping[str, float]:
+    return types.MappingProxyType(dict(durations))
+
+
+# -- what a provider declares ----------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class PollProfile:
+    """How one provider's tasks should be polled; each provider module declares its own.
+
+    provider:                   the provider's name (part of every learned-duration key).
+    base_interval:              the documented cadence: the gap when nothing better is known.
+    min_interval:               the shortest gap the provider accepts.
+    max_interval:               the longest gap (the lag of a very long task stays bounded).
+    callback_fallback_interval: the gap while a completion callback is expected.
+    expected_duration:          prior guess, in seconds from create to finished, for a model
+                                not in ``expected_durations``.
+    expected_durations:         prior guesses by model name (``Model.value``).
+    default_model:              the model a request without one runs (None: no model field);
+                                such requests are learned together with that model's.
+
+    Gaps scale with a user's base interval: a base half the provider's halves the floor and
+    the callback fallback too (a fast mock server), while the ceiling and the priors stay as
+    they are (they describe the server, not the client).
+    """
+
+    provider: str
+    base_interval: float = attrs.field(validator=_positive)
+    min_interval: float = attrs.field(validator=_positive)
+    max_interval: float = attrs.field(validator=_positive)
+    callback_fallback_interval: float = attrs.field(validator=_positive)
+    expected_duration: float = attrs.field(validator=_positive)
+    expected_durations: Mapping[str, float] = attrs.field(
+        factory=dict, converter=_read_only, validator=_durations
+    )
+    default_model: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if not self.min_interval <= self.base_interval <= self.max_interval:
+            raise ValueError(f"{self.provider}: need min_interval <= base_interval <= max_interval")
+        if not self.min_interval <= self.callback_fallback_interval <= self.max_interval:
+            raise ValueError(f"{self.provider}: callback_fallback_interval out of bounds")
+
+    def prior(self, model: str | None) -> float:
+        """The prior guess for a task of ``model`` (None: the default model)."""
+        name = model if model is not None else self.default_model
+        if name is None:
+            return self.expected_duration
+        return self.expected_durations.get(name, self.expected_duration)
+
+
+# -- one task's schedule ---------------------------------------------------------------------
+
+
 @attrs.frozen(kw_only=True)
 class PollSchedule:
     """The knobs of :func:`next_poll_delay`, in seconds (see the module docstring).
 
-    base_interval:              the gap when nothing better is known; backoff starts here.
-    initial_delay:              from creation to the first poll.
+    base_interval:              the budget's cadence and the gap when nothing better is known.
+    initial_delay:              from creation to the first poll (default: ``base_interval``).
     min_interval:               the floor of every gap.
     max_interval:               no gap is longer, except a server's longer Retry-After.
-    backoff:                    growth per unchanged answer.
-    jitter:                     fraction by which a delay is randomised, both ways (0..1).
-    latency_fraction:           without progress, no gap exceeds this fraction of the task's
-                                age (but ``base_interval`` is always allowed).
-    expected_duration:          what ``initial_delay`` was derived from, for reference.
+    backoff:                    growth per consecutive failed poll (see poll_until_terminal).
+    jitter:                     fraction by which a sparse gap may be shortened (0..1).
+    latency_fraction:           without a progress prediction, no gap exceeds this fraction of
+                                the task's age (but ``base_interval`` is always allowed).
+    progress_fraction:          the same bound for a gap aimed at a predicted finish.
+    expected_duration:          where the finish window is centred (None: no window).
+    expected_spread:            its half-width is 2.5 times this (default 25% of the duration).
     callback_fallback_interval: the gap while a completion callback is expected.
     """
 
@@ -166,8 +256,10 @@ class PollSchedule:
     max_interval: float = attrs.field(default=60.0, validator=_positive)
     backoff: float = attrs.field(default=1.5, validator=_positive)
     jitter: float = attrs.field(default=0.1, validator=_non_negative)
-    latency_fraction: float = attrs.field(default=0.15, validator=_positive)
+    latency_fraction: float = attrs.field(default=0.1, validator=_positive)
+    progress_fraction: float = attrs.field(default=0.5, validator=_positive)
     expected_duration: float | None = attrs.field(default=None, validator=_optional_positive)
+    expected_spread: float | None = attrs.field(default=None, validator=_optional_positive)
     callback_fallback_interval: float = attrs.field(default=60.0, validator=_positive)
 
     def __attrs_post_init__(self) -> None:
@@ -186,35 +278,74 @@ class PollSchedule:
         if self.jitter >= 1:
             raise ValueError(f"jitter must be below 1, got {self.jitter!r}")
 
-    @classmethod
-    def for_provider(
-        cls,
-        name: str,
+    def window(self) -> tuple[float, float] | None:
+        """Seconds after the create between which the task is expected to finish, or None."""
+        if self.expected_duration is None:
+            return None
+        spread = self.expected_spread
+        if spread is None:
+            spread = _PRIOR_SPREAD * self.expected_duration
+        spread = max(spread, _MIN_SPREAD * self.expected_duration)
+        half = _WINDOW_SPREADS * spread
+        return max(0.0, self.expected_duration - half), self.expected_duration + half
+
+
+# -- learning durations ----------------------------------------------------------------------
+
+
+class DurationKey(NamedTuple):
+    """What a learned duration is kept for: tasks of the same kind take about as long."""
+
+    provider: str
+    model: str | None
+    duration: int | None
+    quality: str | None
+
+
+@attrs.define
+class _Estimate:
+    count: int
+    mean: float
+    deviation: float
+
+    def add(self, seconds: float) -> None:
+        self.count += 1
+        # A plain mean for the first few (the prior is gone after one), then a moving one so
+        # that a change of the server's speed is followed within a few tasks.
+        rate = max(LEARNING_RATE, 1.0 / self.count)
+        error = seconds - self.mean
+        self.mean += rate * error
+        if self.count > 1:
+            self.deviation += rate * (abs(error) - self.deviation)
+
+    def spread(self) -> float:
+        # Few samples say little about the spread: blend with the prior's relative spread.
+        prior = _PRIOR_SPREAD * self.mean * _SPREAD_PSEUDO_COUNT
+        seen = self.deviation * (self.count - 1)
+        return (prior + seen) / (_SPREAD_PSEUDO_COUNT + self.count - 1)
+
+
+class PollPlanner:
+    """One client's poll schedules: the provider's profile, the user's settings, and what this
+    client has seen its tasks take.
+
+    The task lifecycle asks :meth:`schedule` for each task it follows and reports each task it
+    saw finish to :meth:`learn`; nothing else about polling lives outside this module.
+
+    ``poll_interval`` replaces the profile's base interval (and scales its other gaps, see
+    :class:`PollProfile`); ``expected_duration`` replaces its priors for every model. Both are
+    checked here, before any task exists. Either way, durations seen win over guesses.
+    """
+
+    def __init__(
+        self,
+        profile: PollProfile,
         *,
-        model: Model | str | None = None,
         poll_interval: float | None = None,
         expected_duration: float | None = None,
-    ) -> PollSchedule:
-        """The schedule for a provider (and model), with the user's overrides.
-
-        freesora: base 4 s, the middle of the 3-5 s its document asks for; min 3 s, its lower
-        bound, so that even the polls aimed at a predicted finish stay within its request.
-        sora2api: base 10 s. Its sample polls every 30 s with no backoff; here the backoff
-        reaches 30 s within three unchanged answers anyway, so starting at 10 s costs a
-        couple of requests per task and sees a quick success or an early failure (successFlag
-        2, "created but failed") 20 s sooner. It reports no progress, so nothing better than
-        the backoff is ever known; with a callback, polling drops to the fallback cadence.
-        Both: max 60 s, backoff 1.5, jitter 10%, latency fraction 15%, callback fallback 60 s,
-        first poll at 20% of the expected duration (see :data:`EXPECTED_DURATIONS`).
-
-        ``poll_interval`` replaces the base interval. A value below the provider's default
-        scales the other gaps down with it (a mock server that finishes tasks in seconds);
-        ``expected_duration`` replaces the model's expected duration.
-        """
-        profile = _PROFILES.get(name)
-        if profile is None:
-            known = ", ".join(sorted(_PROFILES))
-            raise ConfigurationError(f"unknown provider {name!r} (known: {known})")
+    ) -> None:
+        if not isinstance(profile, PollProfile):
+            raise ConfigurationError(f"a PollProfile is needed, got {profile!r}")
         if poll_interval is not None and not (poll_interval > 0 and math.isfinite(poll_interval)):
             raise ConfigurationError(
                 f"poll_interval must be a positive number, got {poll_interval!r}"
@@ -225,75 +356,48 @@ class PollSchedule:
             raise ConfigurationError(
                 f"expected_duration must be a positive number, got {expected_duration!r}"
             )
-        if expected_duration is None:
-            key = str(model.value if isinstance(model, Model) else model) if model else None
-            expected_duration = EXPECTED_DURATIONS.get((name, key), EXPECTED_DURATIONS[name, None])
-        base = profile.base_interval if poll_interval is None else poll_interval
-        scale = min(1.0, base / profile.base_interval)
-        min_interval = min(profile.min_interval, base)
-        max_interval = max(base, profile.max_interval * scale)
-        fallback = min(max_interval, max(base, profile.callback_fallback_interval * scale))
-        initial = min(max_interval, INITIAL_DELAY_FRACTION * expected_duration)
-        return cls(
-            base_interval=base,
-            initial_delay=initial,
-            min_interval=min_interval,
-            max_interval=max_interval,
-            expected_duration=expected_duration,
-            callback_fallback_interval=fallback,
-        )
-
-
-@attrs.frozen
-class _Profile:
-    base_interval: float
-    min_interval: float
-    max_interval: float
-    callback_fallback_interval: float
-
-
-_PROFILES: Final[Mapping[str, _Profile]] = {
-    "freesora": _Profile(4.0, 3.0, 60.0, 60.0),
-    "sora2api": _Profile(10.0, 5.0, 60.0, 60.0),
-}
-
-
-#: Weight of the newest observation in a learned task duration (an exponential average).
-LEARNING_RATE: Final = 0.3
-
-
-class PollPlanner:
-    """One client's poll schedules: the provider's profile, the user's settings, and what this
-    client has seen its tasks take.
-
-    The task lifecycle asks :meth:`schedule` for each task it follows and reports each task it
-    saw finish to :meth:`learn`; nothing else about polling lives outside this module.
-    """
-
-    def __init__(
-        self,
-        provider: str,
-        *,
-        poll_interval: float | None = None,
-        expected_duration: float | None = None,
-    ) -> None:
-        self._provider = provider
-        self._poll_interval = poll_interval
+        self._profile = profile
         self._expected_duration = expected_duration
-        self._learned: dict[Model | None, float] = {}
+        self._learned: dict[DurationKey, _Estimate] = {}
+        p = profile
+        base = p.base_interval if poll_interval is None else poll_interval
+        scale = base / p.base_interval
+        down = min(1.0, scale)
+        # Not scaled: the age cap already keeps the gaps of short tasks short.
+        max_interval = max(base, p.max_interval)
+        self._gaps = {
+            "base_interval": base,
+            "initial_delay": base,
+            "min_interval": min(base, p.min_interval * scale),
+            "max_interval": max_interval,
+            "callback_fallback_interval": min(
+                max_interval, max(base, p.callback_fallback_interval * down)
+            ),
+        }
+
+    @property
+    def profile(self) -> PollProfile:
+        return self._profile
+
+    def key(self, request: VideoRequest | None) -> DurationKey:
+        """The learned-duration key of a task of ``request`` (None: of unknown request)."""
+        p = self._profile
+        if request is None:
+            return DurationKey(p.provider, p.default_model, None, None)
+        model = request.model.value if request.model is not None else p.default_model
+        quality = request.quality.value if request.quality is not None else None
+        return DurationKey(p.provider, model, request.duration, quality)
 
     def schedule(self, request: VideoRequest | None) -> PollSchedule:
         """The schedule for a new task of ``request`` (None: a task of unknown request)."""
-        model = request.model if request is not None else None
-        expected = self._expected_duration
-        if expected is None:
-            expected = self._learned.get(model)
-        return PollSchedule.for_provider(
-            self._provider,
-            model=model,
-            poll_interval=self._poll_interval,
-            expected_duration=expected,
-        )
+        key = self.key(request)
+        seen = self._learned.get(key)
+        if seen is not None:
+            expected, spread = seen.mean, seen.spread()
+        else:
+            expected = self._expected_duration or self._profile.prior(key.model)
+            spread = _PRIOR_SPREAD * expected
+        return PollSchedule(expected_duration=expected, expected_spread=spread, **self._gaps)
 
     def learn(
         self,
@@ -307,25 +411,29 @@ class PollPlanner:
         """A task this client created was seen terminal at ``finished_seen_at``.
 
         ``last_running_at`` is the last poll that still saw it running (None: none did). All
-        three times are on the same monotonic clock.
+        three times are on the same monotonic clock. Failed tasks teach nothing: they often
+        end early (a refused prompt), which says nothing about how long a video takes.
         """
         if not succeeded:
             return
-        model = request.model if request is not None else None
         # The task ended between the last poll that saw it running (or its creation) and the
-        # poll that saw it done. The midpoint, not the end: otherwise a late first poll would
-        # teach us its own delay.
+        # poll that saw it done. The midpoint, not the end: otherwise a late poll would teach
+        # us its own delay.
         since = last_running_at if last_running_at is not None else created_at
         seen = (since + finished_seen_at) / 2 - created_at
-        previous = self._learned.get(model)
-        self._learned[model] = (
-            seen if previous is None else previous + LEARNING_RATE * (seen - previous)
-        )
+        if not (seen > 0 and math.isfinite(seen)):
+            return
+        key = self.key(request)
+        estimate = self._learned.get(key)
+        if estimate is None:
+            self._learned[key] = _Estimate(count=1, mean=seen, deviation=0.0)
+        else:
+            estimate.add(seen)
 
     @property
-    def learned(self) -> dict[Model | None, float]:
-        """Learned durations in seconds, by model (a snapshot)."""
-        return dict(self._learned)
+    def learned(self) -> dict[DurationKey, float]:
+        """Learned durations in seconds, by kind of task (a snapshot)."""
+        return {key: estimate.mean for key, estimate in self._learned.items()}
 
 
 # -- the pure schedule -----------------------------------------------------------------------
@@ -340,24 +448,35 @@ def next_poll_delay(
     retry_after: float | None = None,
     rng: _Random | None = None,
     callback_expected: bool = False,
+    polls: int | None = None,
 ) -> float:
     """Seconds from ``now`` until the next poll of a task created at ``started_at``.
 
-    ``observations`` are the non-terminal statuses seen so far, oldest first. ``rng`` draws
-    the jitter (None: no jitter). The result is finite and lies within
+    ``observations`` are the non-terminal statuses seen so far, oldest first; ``polls`` is how
+    many polls were made (default: one per observation; a failed poll counts too). ``rng``
+    draws the jitter (None: no jitter). The result is finite and lies within
     ``[min_interval, max(max_interval, retry_after)]``.
     """
     s = schedule
-    age = max(0.0, now - started_at)
-    delay: float | None
-    if callback_expected:
-        delay = _jittered(s.callback_fallback_interval, s.jitter, rng)
-    elif not observations:
-        delay = started_at + _jittered(s.initial_delay, s.jitter, rng) - now
+    made = len(observations) if polls is None else max(0, polls)
+    # The budget: never ahead of a poller asking every base interval from the first poll.
+    earliest = started_at + s.initial_delay + made * s.base_interval
+    lower = max(now + s.min_interval, earliest)
+    at: float | None
+    if not observations:
+        at = started_at + s.initial_delay
+    elif callback_expected:
+        at = observations[-1].time + _shortened(s.callback_fallback_interval, s.jitter, rng)
     else:
-        delay = _progress_delay(s, observations, now=now, started_at=started_at, age=age)
-        if delay is None:
-            delay = _backoff_delay(s, observations, age=age, rng=rng)
+        last = observations[-1]
+        age = max(0.0, last.time - started_at)
+        sparse = last.time + min(s.max_interval, max(s.base_interval, s.latency_fraction * age))
+        at = _progress_target(s, observations, started_at=started_at, lower=lower)
+        if at is None:
+            at = _window_target(s, last.time, sparse, started_at=started_at, lower=lower)
+        if at is None:
+            at = sparse - _shortened(sparse - last.time, s.jitter, rng, only_cut=True)
+    delay = max(lower, at) - now
     if not math.isfinite(delay):
         delay = s.base_interval
     delay = min(s.max_interval, max(s.min_interval, delay))
@@ -366,10 +485,10 @@ def next_poll_delay(
     return delay
 
 
-def _jittered(value: float, jitter: float, rng: _Random | None) -> float:
-    if rng is None or jitter == 0:
-        return value
-    return value * (1.0 + jitter * (2.0 * rng.random() - 1.0))
+def _shortened(gap: float, jitter: float, rng: _Random | None, *, only_cut: bool = False) -> float:
+    """``gap`` shortened by up to ``jitter`` of itself (``only_cut``: just the cut)."""
+    cut = 0.0 if rng is None or jitter == 0 else gap * jitter * rng.random()
+    return cut if only_cut else gap - cut
 
 
 def _power(base: float, exponent: int) -> float:
@@ -377,10 +496,6 @@ def _power(base: float, exponent: int) -> float:
         return float(base ** min(exponent, _MAX_EXPONENT))
     except OverflowError:
         return math.inf
-
-
-def _age_cap(s: PollSchedule, age: float) -> float:
-    return min(s.max_interval, max(s.base_interval, s.latency_fraction * age))
 
 
 def _unchanged_run(observations: Sequence[Observation]) -> int:
@@ -394,22 +509,27 @@ def _unchanged_run(observations: Sequence[Observation]) -> int:
     return run
 
 
-def _backoff_delay(
-    s: PollSchedule, observations: Sequence[Observation], *, age: float, rng: _Random | None
-) -> float:
-    raw = s.base_interval * _power(s.backoff, _unchanged_run(observations) - 1)
-    return _jittered(min(raw, _age_cap(s, age)), s.jitter, rng)
-
-
-def _progress_delay(
-    s: PollSchedule,
-    observations: Sequence[Observation],
-    *,
-    now: float,
-    started_at: float,
-    age: float,
+def _window_target(
+    s: PollSchedule, last_time: float, sparse: float, *, started_at: float, lower: float
 ) -> float | None:
-    """The delay aimed at the predicted finish, or None when progress predicts nothing."""
+    """Where the finish window puts the next poll, or None outside it (sparse polling)."""
+    window = s.window()
+    if window is None:
+        return None
+    opens, closes = started_at + window[0], started_at + window[1]
+    if last_time >= closes or sparse < opens:
+        return None  # overdue, or the window is still further away than the sparse gap
+    if last_time < opens:
+        return opens  # step into the window at its start instead of past it
+    # Inside, where the finish is likely: a little denser than a fixed poller, within budget.
+    dense = max((s.base_interval + s.min_interval) / 2, _DENSE_FRACTION * (last_time - started_at))
+    return max(lower, last_time + dense)
+
+
+def _progress_target(
+    s: PollSchedule, observations: Sequence[Observation], *, started_at: float, lower: float
+) -> float | None:
+    """The poll time aimed at the predicted finish, or None when progress predicts nothing."""
     last = observations[-1]
     if last.progress is None or not last.progress > 0:
         return None
@@ -439,20 +559,23 @@ def _progress_delay(
     span = last.time - anchor_time
     if not span > 0 or not progress > anchor_progress:
         return None
-    rate = (progress - anchor_progress) / span
-    if not rate > 0:
-        return None
-    finish = last.time + (100.0 - progress) / rate
-    ahead = finish + _FINISH_MARGIN_FRACTION * s.min_interval - now
-    unchanged = _unchanged_run(observations)
-    if ahead >= s.min_interval:
-        if unchanged > 1:
-            # Stalled mid-way: the prediction only recedes with every poll; back off instead.
-            return None
-        # Never extrapolate further ahead than the task has been seen moving.
-        return min(ahead, s.max_interval, max(s.base_interval, last.time - zero_time))
-    # Due or overdue: poll briskly, then back off for a task that stalls at 99%.
-    return min(s.min_interval * _power(s.backoff, unchanged - 1), _age_cap(s, age))
+    # Whole percentages hide up to one percent. The fastest rate they allow gives the earliest
+    # plausible finish, where the poll is aimed (an early guess costs one poll, a late one
+    # lag); the slowest gives the latest, until which a due task is polled briskly.
+    fast = (progress + 1.0 - anchor_progress) / span
+    margin = _FINISH_MARGIN_FRACTION * s.min_interval
+    aim = last.time + (99.0 - progress) / fast + margin
+    if aim <= lower:
+        # The slowest: from the create, at 0% for sure, to when this value was first seen.
+        changed_at = observations[-_unchanged_run(observations)].time
+        slow_span = changed_at - started_at
+        slow = (progress - 1.0) / slow_span if slow_span > 0 else 0.0
+        if slow > 0 and last.time <= changed_at + (100.0 - progress) / slow:
+            return max(lower, last.time + _DENSE_FRACTION * (last.time - started_at))
+        return None  # stalled past any plausible finish: polled like a task without progress
+    age = max(0.0, last.time - started_at)
+    reach = min(s.progress_fraction * age, last.time - zero_time)
+    return min(aim, last.time + min(s.max_interval, max(s.base_interval, reach)))
 
 
 # -- the wait loop ---------------------------------------------------------------------------
@@ -472,6 +595,7 @@ async def poll_until_terminal(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Awaitable[object]] = anyio.sleep,
     rng: _Random = random,
+    unknown_status_limit: int = UNKNOWN_STATUS_LIMIT,
 ) -> TaskStatus:
     """Poll with :func:`next_poll_delay` until ``fetch`` returns a terminal status.
 
@@ -481,16 +605,20 @@ async def poll_until_terminal(
     wake:       a completion callback is expected: polls fall back to the slow
                 ``callback_fallback_interval`` and a ``wake.set()`` makes the next poll
                 happen at once (the poll, not the callback, decides).
-    task_id:    for the timeout error when no status was ever fetched.
+    task_id:    for the errors when no status was ever fetched.
     started_at: when the task was created, on ``clock`` (default: now); places the first poll.
     clock, sleep, rng: injectable time and randomness (``sleep(d)`` must let ``clock()``
                 advance by ``d``).
+    unknown_status_limit: consecutive :class:`UnknownStatusError` answers after which the
+                wait ends with that error (the caller frees the task's slot).
 
     ``fetch`` should do its own retries. A :data:`TRANSIENT_POLL_ERRORS` error that still
     escapes it is logged and polling goes on with backoff (honouring a 429's Retry-After)
     until the deadline; any other error propagates. A fetch in progress is not interrupted by
     the deadline, which is checked between polls.
     """
+    if unknown_status_limit < 1:
+        raise ValueError(f"unknown_status_limit must be >= 1, got {unknown_status_limit!r}")
     begin = clock()
     created = begin if started_at is None else started_at
     deadline = math.inf if timeout is None else begin + timeout
@@ -499,11 +627,15 @@ async def poll_until_terminal(
     last_error: BaseException | None = None
     retry_after: float | None = None
     failures = 0
+    unknown = 0
+    polls = 0
+
+    def ident() -> str:
+        return last.task_id if last is not None else (task_id or "unknown")
 
     def timed_out() -> WaitTimeoutError:
-        ident = last.task_id if last is not None else (task_id or "unknown")
         state = str(last.state) if last is not None else None
-        return WaitTimeoutError(ident, 0.0 if timeout is None else timeout, state)
+        return WaitTimeoutError(ident(), 0.0 if timeout is None else timeout, state)
 
     while True:
         now = clock()
@@ -515,10 +647,11 @@ async def poll_until_terminal(
             retry_after=retry_after,
             rng=rng,
             callback_expected=wake is not None,
+            polls=polls,
         )
         if failures:
             raw = schedule.base_interval * _power(schedule.backoff, failures - 1)
-            delay = max(delay, _jittered(min(raw, schedule.max_interval), schedule.jitter, rng))
+            delay = max(delay, min(raw, schedule.max_interval))
         remaining = deadline - now
         if remaining <= 0:
             raise timed_out() from last_error
@@ -526,20 +659,23 @@ async def poll_until_terminal(
         if wake is not None:
             wake.clear()
         retry_after = None
+        polls += 1
         try:
             status = await fetch()
         except TRANSIENT_POLL_ERRORS as exc:
             failures += 1
             last_error = exc
+            unknown = _count_unknown(exc, unknown, unknown_status_limit, ident())
             if isinstance(exc, RateLimitError):
                 retry_after = exc.retry_after
             logger.warning(
                 "status of task %s unknown after a failed poll (%s); polling again with backoff",
-                last.task_id if last is not None else (task_id or "?"),
+                ident(),
                 exc,
             )
         else:
             failures = 0
+            unknown = 0
             last_error = None
             last = status
             if on_status is not None:
@@ -549,6 +685,21 @@ async def poll_until_terminal(
             observations.append(Observation(clock(), status.state, status.progress))
         if clock() >= deadline:
             raise timed_out() from last_error
+
+
+def _count_unknown(exc: BaseException, seen: int, limit: int, task_id: str) -> int:
+    """Consecutive unknown statuses after ``exc``; raises once there are ``limit`` of them.
+
+    Other transient failures neither count nor reset: only a status we know does.
+    """
+    if not isinstance(exc, UnknownStatusError):
+        return seen
+    seen += 1
+    if seen >= limit:
+        raise UnknownStatusError(
+            exc.status, endpoint=exc.endpoint, task_id=task_id, times=seen
+        ) from exc
+    return seen
 
 
 async def _sleep_or_wake(

@@ -31,6 +31,7 @@ from sora_async import (
 )
 from sora_async.mock import MockConfig, MockServer
 from sora_async.models import RETENTION
+from sora_async.polling import DurationKey
 from sora_async.providers.freesora import freesora_price
 
 pytestmark = pytest.mark.anyio
@@ -368,9 +369,8 @@ async def test_a_client_cannot_be_entered_twice() -> None:
 
 
 async def test_the_client_learns_how_long_tasks_take() -> None:
-    # No expected_duration given: the first task's first poll comes from the model's default
-    # guess (scaled down by the small poll interval); later tasks place theirs from what was
-    # seen (PollSchedule.for_provider's expected_duration is tested in test_polling).
+    # The first poll comes one poll interval after the create, whatever the 180 s prior says;
+    # what is seen is learned per kind of task (the schedule itself is tested in test_polling).
     async with (
         MockServer(MockConfig(task_seconds=0.3, jitter=0.0)) as mock,
         SoraClient("freesora", "k", base_url=mock.freesora_url, poll_interval=0.05) as client,
@@ -379,15 +379,16 @@ async def test_the_client_learns_how_long_tasks_take() -> None:
         started = time.monotonic()
         first = await client.generate(VideoRequest("a kite"))
         took = time.monotonic() - started
-        learned = client.learned_durations[None]
+        kind = DurationKey("freesora", "sora-2", None, None)
+        learned = client.learned_durations[kind]
         # Somewhere between creation and the poll that saw it done, never the 180 s guess.
         assert 0 < learned <= took
         assert mock.task(first.task_id or "").duration < took
 
         await client.generate(VideoRequest("a fox"))
-        # An exponential average: a second observation moves it.
-        assert client.learned_durations[None] != learned
-        assert set(client.learned_durations) == {None}
+        # An average: a second observation moves it.
+        assert client.learned_durations[kind] != learned
+        assert set(client.learned_durations) == {kind}
 
 
 async def test_the_retry_policy_of_safe_calls_is_the_callers() -> None:

@@ -13,7 +13,13 @@ import anyio.lowlevel
 import attrs
 import pytest
 
-from sora_async.governor import Governor, GovernorStatistics, LocalGovernor, Slot
+from sora_async.governor import (
+    Governor,
+    GovernorStatistics,
+    LocalGovernor,
+    Slot,
+    is_account_cap,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -240,6 +246,13 @@ async def test_a_successful_create_marks_the_slot_live_with_its_task_id() -> Non
 
 # -- 429 adaptation ----------------------------------------------------------------------------
 
+#: What the mock answers a create beyond the account cap (sora_async/mock/state.py).
+CAP = "too many concurrent tasks: the limit is 20"
+
+
+async def cap_429(gov: LocalGovernor, slot: Slot, retry_after: float | None) -> None:
+    await gov.on_rate_limited(slot, retry_after, message=CAP)
+
 
 async def live_slots(gov: LocalGovernor, n: int) -> list[Slot]:
     slots = []
@@ -259,7 +272,7 @@ async def test_a_429_pauses_everyone_and_shrinks_the_cap_to_live_plus_one() -> N
     async with anyio.create_task_group() as tg:
 
         async def retry_after_429() -> None:
-            await gov.on_rate_limited(probe, retry_after=30.0)
+            await gov.on_rate_limited(probe, 30.0, message=CAP)
             events.append(f"retry at {time.now:g}")
 
         async def newcomer() -> None:
@@ -291,7 +304,7 @@ async def test_successes_after_the_pause_grow_the_cap_one_by_one_up_to_the_total
     await live_slots(gov, 2)
     probe = await gov.acquire()
     async with anyio.create_task_group() as tg:
-        tg.start_soon(gov.on_rate_limited, probe, 10.0)
+        tg.start_soon(cap_429, gov, probe, 10.0)
         await anyio.wait_all_tasks_blocked()
         check(gov, effective_total=3)
         await time.advance(10.0)
@@ -312,7 +325,7 @@ async def test_successes_during_the_pause_only_raise_the_cap_to_the_evidence() -
     await live_slots(gov, 2)
     in_flight = [await gov.acquire() for _ in range(3)]
     async with anyio.create_task_group() as tg:
-        tg.start_soon(gov.on_rate_limited, in_flight[0], 20.0)
+        tg.start_soon(cap_429, gov, in_flight[0], 20.0)
         await anyio.wait_all_tasks_blocked()
         check(gov, held=5, effective_total=3)
         # Two creates that were already in flight succeed during the pause: the server holds
@@ -333,7 +346,7 @@ async def test_slots_over_a_shrunken_cap_wait_for_tasks_to_end() -> None:
     async with anyio.create_task_group() as tg:
 
         async def rate_limited(slot: Slot, name: str) -> None:
-            await gov.on_rate_limited(slot, 5.0)
+            await gov.on_rate_limited(slot, 5.0, message=CAP)
             assert gov.statistics().held <= gov.statistics().effective_total
             retried.append(name)
 
@@ -360,7 +373,7 @@ async def test_many_refused_creates_with_nothing_alive_probe_one_at_a_time() -> 
     async with anyio.create_task_group() as tg:
 
         async def rate_limited(slot: Slot) -> None:
-            await gov.on_rate_limited(slot, 10.0)
+            await gov.on_rate_limited(slot, 10.0, message=CAP)
             retried.append(slot)
 
         for slot in slots:
@@ -386,7 +399,7 @@ async def test_without_retry_after_the_pause_doubles_and_resets_after_a_success(
     pauses = []
     for _ in range(6):
         async with anyio.create_task_group() as tg:
-            tg.start_soon(gov.on_rate_limited, slot, None)
+            tg.start_soon(cap_429, gov, slot, None)
             await anyio.wait_all_tasks_blocked()
             pauses.append(gov.statistics().paused_for)
             await time.advance(pauses[-1])
@@ -394,7 +407,7 @@ async def test_without_retry_after_the_pause_doubles_and_resets_after_a_success(
     gov.on_create_succeeded(slot, "t")
     other = await gov.acquire()
     async with anyio.create_task_group() as tg:
-        tg.start_soon(gov.on_rate_limited, other, None)
+        tg.start_soon(cap_429, gov, other, None)
         await anyio.wait_all_tasks_blocked()
         check(gov, paused_for=5.0)
         await time.advance(5.0)
@@ -405,7 +418,7 @@ async def test_a_tiny_retry_after_still_pauses_a_little() -> None:
     gov = LocalGovernor(5, clock=time.clock, sleep=time.sleep)
     slot = await gov.acquire()
     async with anyio.create_task_group() as tg:
-        tg.start_soon(gov.on_rate_limited, slot, 0.0)
+        tg.start_soon(cap_429, gov, slot, 0.0)
         await anyio.wait_all_tasks_blocked()
         check(gov, paused_for=1.0)
         await time.advance(1.0)
@@ -416,7 +429,7 @@ async def test_a_cancelled_pause_wait_in_acquire_gives_the_slot_back() -> None:
     gov = LocalGovernor(5, clock=time.clock, sleep=time.sleep)
     probe = await gov.acquire()
     async with anyio.create_task_group() as tg:
-        tg.start_soon(gov.on_rate_limited, probe, 60.0)
+        tg.start_soon(cap_429, gov, probe, 60.0)
         await anyio.wait_all_tasks_blocked()
         with anyio.CancelScope() as scope:
             tg.start_soon(_cancel_soon, scope)
@@ -437,13 +450,88 @@ async def test_a_released_rate_limited_slot_queues_again() -> None:
     gov.release(slot)
     other = await gov.acquire()
     async with anyio.create_task_group() as tg:
-        tg.start_soon(gov.on_rate_limited, slot, None)
+        tg.start_soon(cap_429, gov, slot, None)
         await anyio.wait_all_tasks_blocked()
         check(gov, held=1, waiting=1)
         gov.release(other)
         tg.cancel_scope.cancel()  # stop it sleeping out the real 5 s pause
     gov.release(slot)
     check(gov, held=0, waiting=0)
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "message", "refusals", "cap"),
+    [
+        (1.0, CAP, 1, True),
+        (None, "Too many concurrent requests", 1, True),
+        (0.2, "You have reached the task limit", 1, True),
+        (None, "too many running tasks", 1, True),
+        (0.2, "too many requests", 1, False),  # the mock's injected rate limit
+        (None, "Too many requests - implement backoff strategy", 1, False),  # sora2api's doc
+        (None, None, 1, False),
+        (120.0, "too many requests", 1, True),  # a window that long: as good as full
+        (30.0, None, 1, False),
+        (0.2, "too many requests", 3, True),  # refused three times despite waiting
+        (0.2, "too many requests", 2, False),
+    ],
+)
+def test_what_counts_as_the_account_cap(
+    retry_after: float | None, message: str | None, refusals: int, cap: bool
+) -> None:
+    assert is_account_cap(retry_after, message, refusals) is cap
+
+
+async def test_a_rate_limit_slows_that_create_only() -> None:
+    time = ManualTime()
+    gov = LocalGovernor(10, clock=time.clock, sleep=time.sleep)
+    await live_slots(gov, 3)
+    refused = await gov.acquire()
+    events: list[str] = []
+    async with anyio.create_task_group() as tg:
+
+        async def retry() -> None:
+            await gov.on_rate_limited(refused, 0.2, message="too many requests")
+            events.append(f"retry at {time.now:g}")
+
+        tg.start_soon(retry)
+        await anyio.wait_all_tasks_blocked()
+        # No pause for anybody else, no shrink: a newcomer gets a slot at once.
+        check(gov, held=4, live=3, effective_total=10, paused_for=0.0)
+        newcomer = await gov.acquire()
+        check(gov, held=5)
+        assert time.sleeps == [0.2] and events == []
+        await time.advance(0.2)
+    assert events == ["retry at 0.2"]
+    gov.on_create_succeeded(newcomer, "new")
+    check(gov, effective_total=10, live=4)
+
+
+async def test_a_create_refused_again_and_again_is_taken_as_the_cap() -> None:
+    time = ManualTime()
+    gov = LocalGovernor(10, clock=time.clock, sleep=time.sleep)
+    await live_slots(gov, 4)
+    slot = await gov.acquire()
+    async with anyio.create_task_group() as tg:
+        for wait in (5.0, 10.0):  # without Retry-After: its own backoff, nobody else's
+            tg.start_soon(gov.on_rate_limited, slot, None)
+            await anyio.wait_all_tasks_blocked()
+            check(gov, effective_total=10, paused_for=0.0)
+            assert time.sleeps[-1] == wait
+            await time.advance(wait)
+        tg.start_soon(gov.on_rate_limited, slot, None)
+        await anyio.wait_all_tasks_blocked()
+        # The third refusal in a row: the account is full. Everyone pauses, the window shrinks.
+        check(gov, effective_total=5, paused_for=5.0)
+        await time.advance(5.0)
+    gov.on_create_succeeded(slot, "t4")
+    check(gov, live=5, effective_total=6)
+    # A success forgets the refusals: the next 429 of another create is a rate limit again.
+    other = await gov.acquire()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(gov.on_rate_limited, other, 1.0)
+        await anyio.wait_all_tasks_blocked()
+        check(gov, effective_total=6, paused_for=0.0)
+        await time.advance(1.0)
 
 
 # -- the invariant under a random workload ----------------------------------------------------
@@ -503,7 +591,7 @@ async def test_held_never_exceeds_the_effective_cap_through_an_acquisition(seed:
                 if account.create():
                     gov.on_create_succeeded(slot, f"task-{n}")
                     break
-                await gov.on_rate_limited(slot, rng.choice([None, 1.0, 3.0]))
+                await gov.on_rate_limited(slot, rng.choice([None, 1.0, 3.0]), message=CAP)
                 check_admitted()
             await steps(rng.randint(5, 60))  # the task runs
             account.ours -= 1

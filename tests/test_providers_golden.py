@@ -249,7 +249,7 @@ def test_registry_gives_lenient_instances_with_the_documented_settings() -> None
     assert isinstance(sora2api, Sora2Api)
     assert freesora.default_base_url == "https://freesoragenerator.com/api"
     assert sora2api.default_base_url == "https://api.sora2api.ai/api/v1/sora2"
-    assert 3.0 <= freesora.default_poll_interval <= 5.0
+    assert 3.0 <= freesora.poll_profile.base_interval <= 5.0
     assert (freesora.supports_credits, freesora.supports_callbacks) == (True, False)
     assert (sora2api.supports_credits, sora2api.supports_callbacks) == (False, True)
     assert (freesora.accepts_image_bytes, sora2api.accepts_image_bytes) == (True, False)

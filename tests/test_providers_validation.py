@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sora_async.calls import Endpoint, RawResponse
-from sora_async.errors import NotSupportedError, ProtocolError, ValidationError
+from sora_async.errors import (
+    NotSupportedError,
+    ProtocolError,
+    UnknownStatusError,
+    ValidationError,
+)
 from sora_async.images import PreparedImage
 from sora_async.models import Model, TaskState, VideoRequest
 from sora_async.providers.freesora import FreeSora, freesora_price
@@ -202,8 +206,6 @@ def status_raw(data: dict[str, Any], code: int) -> RawResponse:
         ("failed", TaskState.FAILED),
         ("error", TaskState.FAILED),
         ("cancelled", TaskState.FAILED),
-        ("teleporting", TaskState.RUNNING),
-        ("", TaskState.RUNNING),
     ],
 )
 def test_freesora_states(status: str, state: TaskState) -> None:
@@ -212,13 +214,14 @@ def test_freesora_states(status: str, state: TaskState) -> None:
     assert (result.error is not None) == (state is TaskState.FAILED)
 
 
-def test_freesora_unknown_status_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="sora_async.providers.freesora")
-    for _ in range(3):
-        FreeSora().decode_status("t", status_raw({"status": "levitating"}, 0))
-    hits = [r for r in caplog.records if "levitating" in r.getMessage()]
-    assert len(hits) == 1
-    assert hits[0].levelno == logging.DEBUG
+@pytest.mark.parametrize("status", ["canceled", "timeout", "levitating", ""])
+def test_freesora_unknown_status_is_a_protocol_surprise_naming_it(status: str) -> None:
+    # Not "still running": the poller asks again a few times, then gives the task up.
+    with pytest.raises(UnknownStatusError) as info:
+        FreeSora().decode_status("t", status_raw({"status": status}, 0))
+    assert info.value.status == status
+    assert repr(status) in str(info.value)
+    assert isinstance(info.value, ProtocolError)
 
 
 @pytest.mark.parametrize(

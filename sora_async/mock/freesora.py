@@ -128,7 +128,11 @@ async def check_result(request: web.Request, state: MockState, key: str) -> dict
     task = state.owned_task(PROVIDER, key, task_id)
     state.note_poll(task)
     url = file_url(request.app, origin_of(request), task.task_id)
-    return status_data(task, state.now(), url)
+    data = status_data(task, state.now(), url)
+    override = state.status_overrides.get(task.task_id)
+    if override is not None:
+        data["status"] = override
+    return data
 
 
 async def user_credits(request: web.Request, state: MockState, key: str) -> dict[str, Any]:

@@ -164,6 +164,14 @@ class MockServer:
             provider=provider,
         )
 
+    def override_status(self, task_id: str, status: str | None) -> None:
+        """Answer freesora status polls of ``task_id`` with ``status`` (say an undocumented
+        "canceled") instead of its real state, until called again with None."""
+        if status is None:
+            self.state.status_overrides.pop(task_id, None)
+        else:
+            self.state.status_overrides[task_id] = status
+
     def clear_faults(self) -> None:
         self.state.faults.clear()
 

@@ -73,6 +73,8 @@ class MockState:
         self.closing = asyncio.Event()
         #: Set when there is callback work for the dispatcher.
         self.wake = asyncio.Event()
+        #: task id -> the freesora status word answered in place of the real one.
+        self.status_overrides: dict[str, str] = {}
 
     # -- time ---------------------------------------------------------------------------
 

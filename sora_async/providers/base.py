@@ -24,6 +24,7 @@ from ..errors import (
 )
 from ..images import PreparedImage
 from ..models import Credits, TaskStatus, VideoRequest
+from ..polling import PollProfile
 
 __all__ = [
     "ApiCall",
@@ -41,8 +42,8 @@ class Provider(Protocol):
 
     name: ClassVar[str]
     default_base_url: ClassVar[str]
-    #: The documented polling cadence, in seconds (the *base* interval).
-    default_poll_interval: ClassVar[float]
+    #: How its tasks should be polled: cadence and prior durations (see sora_async.polling).
+    poll_profile: ClassVar[PollProfile]
     supports_credits: ClassVar[bool]
     supports_callbacks: ClassVar[bool]
     #: Whether local image bytes can be sent (else only URLs).

@@ -11,15 +11,16 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 import attrs
 
 from ..calls import ApiCall, Endpoint, RawResponse
-from ..errors import ProtocolError, ValidationError
+from ..errors import ProtocolError, UnknownStatusError, ValidationError
 from ..images import PreparedImage, image_kind
 from ..models import AspectRatio, Credits, Model, TaskState, TaskStatus, VideoRequest, check_task_id
-from ._wire import Codec, dedupe_urls, make_converters, note_unknown, wire
+from ..polling import PollProfile
+from ._wire import Codec, dedupe_urls, make_converters, wire
 
 __all__ = [
     "DEFAULT_DURATION",
@@ -67,7 +68,24 @@ _STATES: dict[str, TaskState] = {
     **dict.fromkeys(("succeeded", "success", "completed"), TaskState.SUCCEEDED),
     **dict.fromkeys(("failed", "error", "cancelled"), TaskState.FAILED),
 }
-_unknown_seen: set[str] = set()
+
+#: The document asks for a poll "every 3-5 seconds": the base is the middle, the floor its
+#: lower bound. The priors: Sora 2 renders of 10-15 s clips typically take two to four
+#: minutes, Pro renders about twice that. They are only hints (see sora_async.polling).
+POLL_PROFILE: Final = PollProfile(
+    provider="freesora",
+    base_interval=4.0,
+    min_interval=3.0,
+    max_interval=60.0,
+    callback_fallback_interval=60.0,
+    expected_duration=180.0,
+    expected_durations={
+        Model.SORA_2.value: 180.0,
+        Model.SORA_2_STABLE.value: 180.0,
+        Model.SORA_2_PRO.value: 360.0,
+    },
+    default_model=Model.SORA_2.value,
+)
 
 
 # --- wire classes: the ``data`` member of each answer, as the document shows it -------------
@@ -117,8 +135,9 @@ def _state_of(status: str) -> TaskState:
     key = status.strip().lower().replace("-", "_").replace(" ", "_")
     state = _STATES.get(key)
     if state is None:
-        note_unknown(logger, _unknown_seen, "freesora status", status)
-        return TaskState.RUNNING
+        # Not "still running": a state nobody documented (canceled, timeout, ...) may be an
+        # end. The poller asks again a few times, then gives the task up, naming it.
+        raise UnknownStatusError(status.strip(), endpoint=Endpoint.STATUS)
     return state
 
 
@@ -133,8 +152,7 @@ class FreeSora:
 
     name: ClassVar[str] = "freesora"
     default_base_url: ClassVar[str] = "https://freesoragenerator.com/api"
-    #: The document asks for a poll every 3-5 seconds.
-    default_poll_interval: ClassVar[float] = 4.0
+    poll_profile: ClassVar[PollProfile] = POLL_PROFILE
     supports_credits: ClassVar[bool] = True
     supports_callbacks: ClassVar[bool] = False
     accepts_image_bytes: ClassVar[bool] = True

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 import attrs
 
@@ -28,6 +28,7 @@ from ..models import (
     VideoRequest,
     check_task_id,
 )
+from ..polling import PollProfile
 from ._wire import Codec, dedupe_urls, make_converters, note_unknown, parse_wire_time, wire
 
 __all__ = [
@@ -56,6 +57,21 @@ _CALLBACK_TASK_ID_KEYS = ("taskId", "task_id")
 # per remembered callback bounded.
 _MAX_CALLBACK_TASK_ID = 256
 _unknown_seen: set[str] = set()
+
+#: The document's sample loop waits 30 s between polls, but its tasks take minutes and a 30 s
+#: gap adds up to 30 s of latency to every video. A base of 10 s keeps that small at a third
+#: of freesora's request rate; long tasks back off from it anyway, and with a callback the
+#: polls only guard against a lost one. The prior: its sample shows five minutes from
+#: createTime to completeTime. One model, no model field.
+POLL_PROFILE: Final = PollProfile(
+    provider="sora2api",
+    base_interval=10.0,
+    min_interval=5.0,
+    max_interval=60.0,
+    callback_fallback_interval=60.0,
+    expected_duration=300.0,
+    default_model=Model.SORA_2.value,
+)
 
 
 # --- wire classes: the ``data`` member of each answer, as the document shows it -------------
@@ -114,10 +130,7 @@ class Sora2Api:
 
     name: ClassVar[str] = "sora2api"
     default_base_url: ClassVar[str] = "https://api.sora2api.ai/api/v1/sora2"
-    #: The document's sample loop waits 30 s between polls, but its tasks take minutes and a
-    #: 30 s gap adds up to 30 s of latency to every video. 10 s keeps that small at a third of
-    #: freesora's request rate; callbacks, when configured, end the wait sooner anyway.
-    default_poll_interval: ClassVar[float] = 10.0
+    poll_profile: ClassVar[PollProfile] = POLL_PROFILE
     supports_credits: ClassVar[bool] = False
     supports_callbacks: ClassVar[bool] = True
     accepts_image_bytes: ClassVar[bool] = False
