@@ -30,9 +30,9 @@ Between those two bounds, what was observed decides where the polls go:
   task is expected to finish (``expected_duration`` +- 2.5 ``expected_spread``), polls are
   sparse: the gap grows with the task's age, ``max(b, latency_fraction * age)``, capped by
   ``max_interval``, so a long task costs a logarithmic number of polls. Inside the window,
-  polls come midway between ``min_interval`` and ``b``, a little more often than a fixed
-  poller's, paid for by the sparse polls before (the budget still caps the count), so the
-  usual lag is smaller than its. The window comes from the durations the planner has seen
+  polls come midway between ``min_interval`` and ``b`` (never closer than 0.1% of the task's
+  age), a little more often than a fixed poller's, paid for by the sparse polls before (the
+  budget still caps the count), so the usual lag is smaller than its. The window comes from the durations the planner has seen
   for this kind of task; before any is seen, from the provider's prior with a wide spread.
   A prior that is ten times off in either direction costs nothing but the window's density
   in the wrong place; the lag promise still holds, and the first finished task replaces it.
