@@ -32,8 +32,9 @@ Between those two bounds, what was observed decides where the polls go:
   ``max_interval``, so a long task costs a logarithmic number of polls. Inside the window,
   polls come midway between ``min_interval`` and ``b`` (never closer than 0.1% of the task's
   age), a little more often than a fixed poller's, paid for by the sparse polls before (the
-  budget still caps the count), so the usual lag is smaller than its. The window comes from the durations the planner has seen
-  for this kind of task; before any is seen, from the provider's prior with a wide spread.
+  budget still caps the count), so the usual lag is smaller than its. The window comes from
+  the durations the planner has seen for this kind of task; before any is seen, from the
+  provider's prior with a wide spread.
   A prior that is ten times off in either direction costs nothing but the window's density
   in the wrong place; the lag promise still holds, and the first finished task replaces it.
 * **Completion callback expected** (sora2api ``callBackUrl``): after the first poll, polls

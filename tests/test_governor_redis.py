@@ -169,7 +169,7 @@ async def test_a_429_pauses_and_shrinks_the_whole_account(
             one.on_create_succeeded(slot, "task")
         await wait_until(lambda: _equals(_live(redis), 2))
         refused = await two.acquire()
-        await two.on_rate_limited(refused, 0.05)
+        await two.on_rate_limited(refused, 0.05, message="too many concurrent tasks")
         # Two live tasks fit, plus one probe: the refused create got the probe back.
         state = await cfg(redis)
         assert state["effective"] == 3
