@@ -26,8 +26,10 @@ async def test_an_unknown_status_ends_the_wait_naming_it_after_a_few_polls() -> 
         assert info.value.status == "canceled"
         assert info.value.task_id == task_id
         assert "'canceled'" in str(info.value)
-        # Asked again, not forever: the task runs a minute, the wait gave up after three polls.
+        # Asked again, not forever: the task runs a minute, the wait gave up after three polls,
+        # and its slot is free (no status we can read will ever free it).
         assert mock.task(task_id).polls == UNKNOWN_STATUS_LIMIT == 3
+        assert client.governor.statistics().held == 0
 
 
 async def test_a_status_that_becomes_known_again_is_followed_to_the_end() -> None:
