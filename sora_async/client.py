@@ -264,7 +264,7 @@ class SoraClient:
 
     @property
     def learned_durations(self) -> dict[DurationKey, float]:
-        """How long this client's tasks took, learned from what it saw; they place first polls."""
+        """How long this client's tasks took, by kind of task, learned from what it saw."""
         return self._runtime.planner.learned
 
     # -- requests ----------------------------------------------------------------------------
