@@ -19,9 +19,10 @@ Keys (``{account}`` is a hash tag, so every key of one account lives on one clus
 * ``sora_async:{account}:cfg``    -- the cap (``total``), the cap in force (``effective``, lower
   after a 429), the pause deadline and the 429 streak: the adaptation is the account's, not a
   worker's.
-* channel ``sora_async:{account}:wake`` -- published when room may have appeared; waiters also
-  look again every ``wait_fallback`` seconds, so a lost message or a lease that simply expired
-  costs a short delay, never a stuck waiter.
+* channel ``sora_async:{account}:wake`` -- when room appears, the script that made it publishes
+  the queued leases that now fit, and only those waiters look again; every waiter also looks
+  again every ``wait_fallback`` seconds, so a lost message or a lease that simply expired costs
+  a short delay, never a stuck waiter.
 
 Leases and crashes: a holder renews all its leases every ``heartbeat`` seconds; a lease left by a
 crashed worker disappears ``lease_ttl`` seconds after its last renewal (45 s by default: four
@@ -132,6 +133,14 @@ local function load_cfg(now, default_total, grace)
   end
   return tonumber(v[1]), tonumber(v[2]), tonumber(v[3]), tonumber(v[4])
 end
+-- Wake the waiters that now fit: the first `free` of the queue, named in the message, so
+-- that the others (in other processes) are not woken for nothing.
+local function announce(channel, effective)
+  local free = effective - redis.call('ZCARD', KEYS[1])
+  if free <= 0 then return end
+  local ids = redis.call('ZRANGE', KEYS[3], 0, free - 1)
+  if #ids > 0 then redis.call('PUBLISH', channel, table.concat(ids, ' ')) end
+end
 local function keep(ms)
   for i = 1, 5 do redis.call('PEXPIRE', KEYS[i], ms) end
 end
@@ -158,7 +167,7 @@ if not redis.call('ZSCORE', KEYS[3], id) then
   redis.call('ZADD', KEYS[3], redis.call('HINCRBY', KEYS[5], 'seq', 1), id)
 end
 redis.call('ZADD', KEYS[4], now + tonumber(ARGV[5]), id)
-if freed > 0 then redis.call('PUBLISH', ARGV[6], 'expired') end
+if freed > 0 then announce(ARGV[6], effective) end
 if paused > now then return -(paused - now) end
 local free = effective - redis.call('ZCARD', KEYS[1])
 local rank = redis.call('ZRANK', KEYS[3], id)
@@ -167,9 +176,7 @@ redis.call('ZADD', KEYS[1], now + ttl, id)
 redis.call('ZREM', KEYS[3], id)
 redis.call('ZREM', KEYS[4], id)
 -- Room left for the next in line: tell them now rather than at their fallback.
-if free > 1 and redis.call('ZCARD', KEYS[3]) > 0 then
-  redis.call('PUBLISH', ARGV[6], 'room')
-end
+announce(ARGV[6], effective)
 return 1
 end
 local answer = admit()
@@ -222,7 +229,7 @@ if successes > 0 then
   redis.call('HSET', KEYS[5], 'strikes', 0)
 end
 redis.call('HSET', KEYS[5], 'total', total, 'effective', new_eff)
-if freed > 0 or new_eff > effective then redis.call('PUBLISH', ARGV[4], 'freed') end
+if freed > 0 or new_eff > effective then announce(ARGV[4], new_eff) end
 keep(tonumber(ARGV[5]))
 return {redis.call('ZCARD', KEYS[1]), new_eff, total, math.max(0, paused - now), readded}
 """
@@ -349,6 +356,8 @@ class RedisGovernor:
         self._wake = anyio.Event()
         self._queue_lock = anyio.Lock()
         self._waiting = 0
+        #: The lease this process has in the account's queue (one at a time).
+        self._queued: str | None = None
         self._down = False
 
         # The account as last seen in Redis.
@@ -514,7 +523,10 @@ class RedisGovernor:
             return
         self._live.add(lease)
         self._pending_successes += 1
-        self._dirty.set()
+        if self._effective < self._total:
+            # Only a cap reduced by a 429 grows with successes; otherwise the count rides
+            # along with the next release or renewal (one round trip less per task).
+            self._dirty.set()
 
     async def on_rate_limited(
         self, slot: Slot, retry_after: float | None, *, message: str | None = None
@@ -610,6 +622,9 @@ class RedisGovernor:
             self._down = False
             logger.warning("Redis at %s is back: creating again", self._safe_url)
 
+    def _is_called(self, names: bytes) -> bool:
+        return self._queued is not None and self._queued.encode() in names.split()
+
     def _notify(self) -> None:
         self._wake.set()
         self._wake = anyio.Event()
@@ -626,6 +641,7 @@ class RedisGovernor:
         self._waiting += 1
         try:
             async with self._queue_lock:
+                self._queued = lease
                 while True:
                     wake = self._wake
                     try:
@@ -665,6 +681,8 @@ class RedisGovernor:
             raise
         finally:
             self._waiting -= 1
+            if self._queued == lease:
+                self._queued = None
 
     async def _sync(self, *, new_total: int | None = None, grace: int | None = None) -> None:
         """One round trip: hand back released leases, count successes, renew the rest."""
@@ -698,8 +716,6 @@ class RedisGovernor:
                 "longer than the lease TTL); they count again",
                 int(reply[4]),
             )
-        if released:
-            self._notify()
 
     async def _writer(self) -> None:
         """Send releases and successes as they come, renew every heartbeat."""
@@ -732,7 +748,7 @@ class RedisGovernor:
                 self._notify()
                 while True:
                     message = await pubsub.get_message(timeout=self._heartbeat)
-                    if message is not None:
+                    if message is not None and self._is_called(bytes(message["data"])):
                         self._notify()
             except Exception as exc:
                 if not self._is_outage(exc):
