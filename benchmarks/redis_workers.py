@@ -6,7 +6,7 @@ sharing the account through ``RedisGovernor`` on a local redis-server. Reported:
 utilization (task-seconds / (cap x makespan), from the mock's own records) of each and their
 ratio, the mock's maximum of live tasks, 429s, and the Redis round trips per task.
 
-    python benchmarks/redis_workers.py [--tasks 200] [--task-seconds 1.0] [--out DIR]
+    python benchmarks/redis_workers.py [--tasks 200] [--task-seconds 2.0] [--out DIR]
 
 Needs ``redis-server`` on PATH and the ``[redis]`` extra. Everything listens on 127.0.0.1.
 """
@@ -185,7 +185,7 @@ def _markdown(result: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=200)
-    parser.add_argument("--task-seconds", type=float, default=1.0)
+    parser.add_argument("--task-seconds", type=float, default=2.0)
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results"))
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
