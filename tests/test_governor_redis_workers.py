@@ -9,6 +9,8 @@ time.
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -256,4 +258,73 @@ async def test_workers_survive_a_redis_restart(redis_server: RedisServer) -> Non
         f"\nRedis restart: {created_while_down} created before the crash, none while down, "
         f"creating again {resumed_after:.2f}s after the restart; max live "
         f"{counters.max_live_tasks}, 429s {counters.rate_limited}"
+    )
+
+
+class _StoppableClock:
+    """Real time that can be stopped: while stopped, the mock's tasks stay alive."""
+
+    def __init__(self) -> None:
+        self._offset = 0.0
+        self._stopped_at: float | None = None
+
+    def __call__(self) -> float:
+        if self._stopped_at is not None:
+            return self._stopped_at
+        return time.monotonic() - self._offset
+
+    def stop(self) -> None:
+        self._stopped_at = self()
+
+    def resume(self) -> None:
+        assert self._stopped_at is not None
+        self._offset = time.monotonic() - self._stopped_at
+        self._stopped_at = None
+
+
+async def test_a_worker_that_outlives_its_leases_costs_429s_only(
+    redis_server: RedisServer,
+) -> None:
+    redis = Redis.from_url(redis_server.url)
+    clock = _StoppableClock()
+    async with _mock(task_seconds=0.5, clock=clock) as mock:
+        base_url = mock.url_for("freesora")
+        sleeper = Worker("sleeper", 20, base_url, redis_server.url)
+        others = [Worker(f"w{i}", 20, base_url, redis_server.url) for i in range(2)]
+        async with anyio.create_task_group() as group:
+            await group.start(sleeper.run)
+
+            async def sleeper_has_live_tasks() -> bool:
+                return await _leases_of(redis, sleeper.pid) >= 8 and mock.state.live_tasks() >= 8
+
+            await _wait_for(sleeper_has_live_tasks)
+            # Its tasks stay alive on the server while the process is frozen past its TTL.
+            clock.stop()
+            os.kill(sleeper.pid, signal.SIGSTOP)
+            for worker in others:
+                group.start_soon(worker.run)
+
+            async def server_refused() -> bool:
+                return mock.counters.cap_rejections > 0
+
+            # The others took the expired slots; the server, which still runs the sleeper's
+            # tasks, refused one.
+            await _wait_for(server_refused)
+            clock.resume()
+            os.kill(sleeper.pid, signal.SIGCONT)
+        counters = mock.counters
+    await redis.aclose()
+    workers = [sleeper, *others]
+    for worker in workers:
+        assert worker.report is not None, worker.stderr[-2000:]
+    _check_results(
+        {worker.name: worker.report for worker in workers if worker.report is not None},
+        {worker.name: worker.count for worker in workers},
+    )
+    assert counters.creates == 60
+    assert set(counters.creates_by_prompt.values()) == {1}
+    assert "lost" in sleeper.stderr  # its renewal counted the leases it had lost again
+    print(
+        f"\nworker frozen past its lease TTL: {counters.cap_rejections} create(s) refused "
+        f"with 429, all 60 tasks created once and succeeded"
     )
