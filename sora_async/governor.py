@@ -240,7 +240,9 @@ class LocalGovernor:
     """The in-process governor, on anyio primitives. See the module docstring.
 
     ``clock`` and ``sleep`` are injectable so that the 429 pause can be tested without waiting;
-    they must agree (``sleep(d)`` lets ``clock()`` advance by ``d``).
+    they must agree (``sleep(d)`` lets ``clock()`` advance by ``d``). ``default_pause`` and
+    ``max_default_pause`` bound the pause without Retry-After; ``min_pause`` is the shortest
+    account-wide pause (a Retry-After of 0 would turn the probe into a tight loop).
     """
 
     def __init__(
@@ -251,6 +253,7 @@ class LocalGovernor:
         sleep: Callable[[float], Awaitable[object]] = anyio.sleep,
         default_pause: float = DEFAULT_RATE_LIMIT_PAUSE,
         max_default_pause: float = MAX_DEFAULT_RATE_LIMIT_PAUSE,
+        min_pause: float = _MIN_RATE_LIMIT_PAUSE,
     ) -> None:
         self._total = _check_total(total)
         self._effective = self._total
@@ -259,6 +262,7 @@ class LocalGovernor:
         self._sleep = sleep
         self._default_pause = default_pause
         self._max_default_pause = max_default_pause
+        self._min_pause = min_pause
         # id -> slot for every slot holding a limiter token; the limiter borrows on behalf of
         # the id, so a slot can be released from any task.
         self._holding: dict[str, Slot] = {}
@@ -345,7 +349,7 @@ class LocalGovernor:
             return
         self._consecutive_429 += 1
         if retry_after is not None and math.isfinite(retry_after):
-            pause = max(_MIN_RATE_LIMIT_PAUSE, retry_after)
+            pause = max(self._min_pause, retry_after)
         else:
             pause = _doubling(self._consecutive_429, self._default_pause, self._max_default_pause)
         self._paused_until = max(self._paused_until, self._clock() + pause)

@@ -413,15 +413,17 @@ async def test_without_retry_after_the_pause_doubles_and_resets_after_a_success(
         await time.advance(5.0)
 
 
-async def test_a_tiny_retry_after_still_pauses_a_little() -> None:
+@pytest.mark.parametrize("min_pause", [None, 0.2])
+async def test_a_tiny_retry_after_still_pauses_a_little(min_pause: float | None) -> None:
     time = ManualTime()
-    gov = LocalGovernor(5, clock=time.clock, sleep=time.sleep)
+    options = {} if min_pause is None else {"min_pause": min_pause}
+    gov = LocalGovernor(5, clock=time.clock, sleep=time.sleep, **options)
     slot = await gov.acquire()
     async with anyio.create_task_group() as tg:
         tg.start_soon(cap_429, gov, slot, 0.0)
         await anyio.wait_all_tasks_blocked()
-        check(gov, paused_for=1.0)
-        await time.advance(1.0)
+        check(gov, paused_for=min_pause or 1.0)
+        await time.advance(min_pause or 1.0)
 
 
 async def test_a_cancelled_pause_wait_in_acquire_gives_the_slot_back() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from helpers import client_for, running_mock
 
-from sora_async import SoraClient, TaskResult, VideoRequest
+from sora_async import LocalGovernor, SoraClient, TaskResult, VideoRequest
 from sora_async.events import TaskEvent
 from sora_async.mock import Fault
 
@@ -40,7 +40,12 @@ async def test_the_account_cap_shrinks_the_window_and_it_grows_back() -> None:
     prompts = [f"a fox, take {i}" for i in range(3)]
     effective: list[int] = []
     config = {"cap": 2, "cap_retry_after": 0.05}
-    async with running_mock(**config) as mock, client_for(mock, "freesora") as client:
+    # The account-wide pause follows the mock's short Retry-After instead of the 1 s floor.
+    governor = LocalGovernor(20, min_pause=0.05)
+    async with (
+        running_mock(**config) as mock,
+        client_for(mock, "freesora", governor=governor) as client,
+    ):
         results = await run(client, prompts, effective)
         assert all(r.ok for r in results)
         assert mock.counters.cap_rejections >= 1
