@@ -44,6 +44,7 @@ from .errors import (
     ServerError,
     SoraError,
     TransportError,
+    UnknownStatusError,
     create_may_be_resent,
 )
 from .retry import CREATE_CONNECT, SAFE_CALLS, RetryPolicy, next_retry_delay
@@ -94,7 +95,9 @@ _SAFE_RETRYABLE: tuple[type[SoraError], ...] = (
 
 def _may_retry(error: SoraError, *, safe: bool) -> bool:
     if safe:
-        return isinstance(error, _SAFE_RETRYABLE)
+        # A well-formed answer naming a state we do not know is not a glitch a retry fixes:
+        # the poll loop counts those answers and gives the task up after a few.
+        return isinstance(error, _SAFE_RETRYABLE) and not isinstance(error, UnknownStatusError)
     # Whether a create may be re-sent is errors.py's policy, asked and not restated here. A
     # 429 is the one re-sendable create the transport leaves alone: the client holds the slot
     # and decides how long to wait for the account, so a second retry loop here would hide it.

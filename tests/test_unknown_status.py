@@ -44,3 +44,17 @@ async def test_a_status_that_becomes_known_again_is_followed_to_the_end() -> Non
         mock.override_status(task_id, None)
         result = await client.wait(task_id)
         assert result.ok
+
+
+async def test_the_transport_does_not_retry_an_unknown_status() -> None:
+    # With the default retry policy: a readable answer naming an unknown state is not a
+    # glitch, so each poll is one request and the task is given up after three of them.
+    async with (
+        running_mock(task_seconds=60.0) as mock,
+        client_for(mock, "freesora", poll_interval=0.01) as client,
+    ):
+        task_id = await client.create(VideoRequest("a gull"))
+        mock.override_status(task_id, "timeout")
+        with pytest.raises(UnknownStatusError):
+            await client.wait(task_id)
+        assert mock.counters.requests["status"] == UNKNOWN_STATUS_LIMIT
