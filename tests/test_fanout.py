@@ -115,8 +115,14 @@ async def test_500_tasks_fill_the_account_to_the_cap_and_never_beyond(provider: 
     ):
         assert client.governor.total == CAP
         started = time.monotonic()
+        held: list[int] = []
+
+        def sample(event: TaskEvent) -> None:
+            if event.kind is EventKind.CREATED:
+                held.append(client.governor.statistics().held)
+
         with anyio.fail_after(HANG_GUARD):
-            async for result in client.generate_many(prompts):
+            async for result in client.generate_many(prompts, on_event=sample):
                 results.append(result)
         elapsed = time.monotonic() - started
         assert client.governor.statistics().held == 0
@@ -124,8 +130,10 @@ async def test_500_tasks_fill_the_account_to_the_cap_and_never_beyond(provider: 
 
         counters = mock.counters
         records = mock.tasks(KEY)
-        # Never above the account cap, and the slots were all used.
-        assert counters.max_live_tasks == CAP
+        # Never above the account cap, and the client used every slot. (The server's own
+        # count can stay below: a 0.2 s task may end before the last slot is filled.)
+        assert counters.max_live_tasks <= CAP
+        assert max(held) == CAP
         # The cap was respected by the client itself: the server never had to refuse.
         assert counters.cap_rejections == 0
         assert counters.rate_limited == 0
