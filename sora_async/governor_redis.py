@@ -295,6 +295,10 @@ class RedisGovernor:
     sets it for all. See the module docstring for the keys and the failure modes.
     """
 
+    #: A client closing with tasks still alive leaves their leases to expire after the TTL
+    #: instead of releasing them: other workers must not fill slots those tasks still use.
+    leases_outlive_client: bool = True
+
     def __init__(
         self,
         url: str,

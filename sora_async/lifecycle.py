@@ -191,6 +191,10 @@ class TaskRuntime:
                 len(self._tasks),
                 ", ".join(sorted(self._tasks)),
             )
+        if getattr(self.governor, "leases_outlive_client", False):
+            # A shared governor: the tasks still count for the account until their leases
+            # expire, so other workers do not over-fill it.
+            return
         for task in self._tasks.values():
             self._release(task)
 

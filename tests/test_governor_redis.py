@@ -255,3 +255,25 @@ async def _truthy(value: Any) -> bool:
 
 async def _live(redis: Redis) -> int:
     return int(await redis.zcard(account_keys("acct")[0][1]))
+
+
+async def test_a_client_closing_with_live_tasks_leaves_their_leases_to_expire(
+    redis_server: RedisServer, redis: Redis
+) -> None:
+    # Those tasks still count for the account on the server: releasing their slots would let
+    # another worker create one task too many (a 429) until they end.
+    async with running_mock(task_seconds=30.0) as mock:
+        async with (
+            governor(redis_server) as shared,
+            client_for(mock, "freesora", governor=shared) as client,
+        ):
+            await client.create(VideoRequest("still running at close"))
+        assert await held(redis) == 1
+        await wait_until(lambda: _no_leases(redis))  # ... until the lease TTL passes
+
+
+async def _no_leases(redis: Redis) -> bool:
+    # Expired leases are swept by the next script; count only unexpired ones.
+    seconds, micros = await redis.time()
+    now_ms = int(seconds) * 1000 + int(micros) // 1000
+    return int(await redis.zcount(account_keys("acct")[0][0], now_ms, "+inf")) == 0
