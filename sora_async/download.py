@@ -13,6 +13,15 @@ Retries follow a :class:`~sora_async.retry.RetryPolicy`, with one twist suited t
 files: any attempt that received bytes renews the retry budget (attempts and deadline), so a
 long transfer over a flaky link keeps going as long as it makes progress, and gives up only
 after ``attempts`` tries in a row that brought nothing.
+
+What a hostile or misconfigured host can send is bounded and checked: a file over
+``max_bytes`` is refused (by its announced size before a byte is read, and again while
+streaming); a ``text/*``, JSON or XML answer, or a body that starts like an HTML page, is
+refused as "not a video"; an encoded (compressed) body is refused rather than decompressed;
+redirects are followed here, by hand, at most :data:`MAX_REDIRECTS` times and only to http(s)
+URLs. A resume never joins two different files: the strong ETag of the answer that began a
+``.part`` is kept beside it in ``<dest>.part.etag``, every resume asks ``If-Range`` with it,
+and a ``.part`` without one (its origin unknown) is started again.
 """
 
 from __future__ import annotations
@@ -38,9 +47,31 @@ from .errors import ConfigurationError, DownloadError, SoraError
 from .retry import SAFE_CALLS, RetryPolicy, next_retry_delay
 from .transport import translate_client_error
 
-__all__ = ["DownloadedFile", "download_file", "redact_url", "video_filename"]
+__all__ = [
+    "DEFAULT_MAX_DOWNLOAD_BYTES",
+    "MAX_REDIRECTS",
+    "DownloadedFile",
+    "download_file",
+    "redact_url",
+    "video_filename",
+]
+
+#: A generated clip is tens of megabytes; 2 GiB is far above any real one and still bounds
+#: what a misrouted URL (a disk image, an endless stream) can write to the user's disk.
+DEFAULT_MAX_DOWNLOAD_BYTES = 2 * 1024**3
+MAX_REDIRECTS = 5
 
 _PART_SUFFIX = ".part"
+_ETAG_SUFFIX = ".etag"
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+#: Types a video host may label a video with; anything else (text/html, application/json,
+#: ...) is an error page, a sign-in page or a wrong link, never the file.
+_OPAQUE_TYPES = frozenset(
+    {"", "application/octet-stream", "binary/octet-stream", "application/mp4"}
+)
+_MEDIA_TYPE = re.compile(r"^[a-z0-9!#$&^_.+-]{1,64}/[a-z0-9!#$&^_.+-]{1,64}$")
+#: How an HTML page, a JSON or XML document starts; no video container starts like this.
+_DOCUMENT_STARTS = (b"<!doctype", b"<html", b"<?xml", b"<head", b"<body", b"{", b"[")
 _HASH_BLOCK = 1024 * 1024
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]")
@@ -125,6 +156,14 @@ class _Restart(Exception):
         self.reason = reason
 
 
+class _Refused(Exception):
+    """What the server sent is not something to keep: the .part goes, nothing is retried."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 @attrs.frozen
 class _Fetched:
     """The body ended cleanly: the size it should have, and whether it extended a .part."""
@@ -142,6 +181,9 @@ class _Progress:
     #: Strong ETag of the answer that began the .part: resumes ask If-Range with it, so a
     #: file that changed on the server comes back whole (200) instead of being spliced.
     etag: str | None = None
+    #: The whole file's size as the answer that began the .part announced it: a later range
+    #: of a file with another size is from another file.
+    total: int | None = None
 
 
 def _parse_content_range(value: str | None) -> tuple[int, int, int | None] | None:
@@ -178,11 +220,129 @@ def _commit(part: Path, dest: Path) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(part, dest)
+    _etag_path(part).unlink(missing_ok=True)
     fsync_directory(dest.parent)
 
 
 def _is_retryable_status(status: int) -> bool:
     return status in (408, 425, 429) or status >= 500
+
+
+def _media_type(response: aiohttp.ClientResponse) -> str:
+    return response.headers.get("Content-Type", "").partition(";")[0].strip().lower()
+
+
+def _check_video_type(media_type: str) -> None:
+    if media_type.startswith("video/") or media_type in _OPAQUE_TYPES:
+        return
+    # The header is the server's text: quote it only when it is a plain media type.
+    shown = media_type if _MEDIA_TYPE.match(media_type) else "an unexpected Content-Type"
+    raise _Refused(f"the server sent {shown}, not a video (an error or sign-in page?)")
+
+
+def _looks_like_a_document(first_chunk: bytes) -> bool:
+    return first_chunk.lstrip()[:16].lower().startswith(_DOCUMENT_STARTS)
+
+
+def _over_cap(size: int, max_bytes: int | None) -> bool:
+    return max_bytes is not None and size > max_bytes
+
+
+def _cap_reason(size: int | str, max_bytes: int) -> str:
+    return f"the file is {size} bytes, over the limit of {max_bytes} bytes (max_bytes)"
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.write_text(text, encoding="utf-8")
+
+
+def _read_etag(path: Path) -> str | None:
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return None
+    return text if text.startswith('"') and text.endswith('"') and len(text) <= 512 else None
+
+
+async def _open_following_redirects(
+    session: aiohttp.ClientSession,
+    url: str,
+    where: str,
+    headers: dict[str, str],
+    client_timeout: aiohttp.ClientTimeout,
+) -> aiohttp.ClientResponse:
+    """The first non-redirect answer; the caller releases it.
+
+    Followed here rather than by aiohttp so that every hop is checked the same way: http(s)
+    only, a bounded number of hops, and the same headers (never credentials: the session
+    carries none).
+    """
+    current = URL(url, encoded=True)
+    for _ in range(MAX_REDIRECTS + 1):
+        response = await session.get(
+            current, headers=headers, timeout=client_timeout, allow_redirects=False
+        )
+        if response.status not in _REDIRECTS:
+            return response
+        location = response.headers.get("Location")
+        response.release()
+        if not location:
+            raise _failed(where, f"HTTP {response.status} redirect without a Location")
+        try:
+            current = current.join(URL(location))
+            redact_url(str(current))
+        except (TypeError, ValueError, DownloadError):
+            raise _failed(where, "redirected to a non-http(s) or invalid URL") from None
+    raise _failed(where, f"too many redirects (more than {MAX_REDIRECTS})")
+
+
+def _check_answer(
+    response: aiohttp.ClientResponse,
+    offset: int,
+    where: str,
+    progress: _Progress,
+    max_bytes: int | None,
+) -> tuple[int, int | None] | None:
+    """Where the body starts in the file and the file's size; None: the .part is complete."""
+    status = response.status
+    if status == 416:
+        refused_range = response.headers.get("Content-Range", "")
+        if offset and progress.etag is not None and refused_range.strip() == f"bytes */{offset}":
+            # If-Range matched (a changed file would have come back whole, as a 200), and
+            # the file is exactly as long as the .part: it was complete already.
+            return None
+        raise _Restart("the server refused to resume (HTTP 416)")
+    if _is_retryable_status(status):
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        raise _Retry(f"HTTP {status}", retry_after=retry_after)
+    if status not in (200, 206):
+        hint = " (the link may have expired)" if status in (403, 404, 410) else ""
+        raise _failed(where, f"HTTP {status}{hint}")
+    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        # Refused, not decoded: a decompressed size is unbounded and matches no header.
+        raise _Refused(f"the server sent an encoded body ({encoding[:32]!r})")
+    _check_video_type(_media_type(response))
+    if status == 206:
+        content_range = _parse_content_range(response.headers.get("Content-Range"))
+        if content_range is None:
+            raise _Restart("HTTP 206 without a usable Content-Range")
+        start, _, expected = content_range
+        if start not in (0, offset):
+            raise _Restart(f"asked for bytes from {offset}, got a range from {start}")
+        etag = response.headers.get("ETag", "").strip()
+        if start and etag and progress.etag is not None and etag != progress.etag:
+            # A host that ignored If-Range: these bytes belong to another version of the file.
+            raise _Restart("the range came from another version of the file (ETag changed)")
+        if start and progress.total is not None and expected != progress.total:
+            raise _Restart(f"the file is now {expected} bytes, not {progress.total}")
+    else:
+        start = 0
+        expected = response.content_length
+    if expected is not None and _over_cap(expected, max_bytes):
+        assert max_bytes is not None
+        raise _Refused(_cap_reason(expected, max_bytes))
+    return start, expected
 
 
 async def _fetch_once(
@@ -194,6 +354,7 @@ async def _fetch_once(
     progress: _Progress,
     client_timeout: aiohttp.ClientTimeout,
     chunk_size: int,
+    max_bytes: int | None,
     on_progress: Callable[[int, int | None], None] | None,
 ) -> _Fetched:
     """One GET, streamed into the .part; returns when the body ended cleanly."""
@@ -204,46 +365,43 @@ async def _fetch_once(
         headers["Range"] = f"bytes={offset}-"
         if progress.etag is not None:
             headers["If-Range"] = progress.etag
-    async with session.get(
-        url, headers=headers, timeout=client_timeout, allow_redirects=True, max_redirects=5
-    ) as response:
-        status = response.status
-        if status == 416:
-            raise _Restart("the server refused to resume (HTTP 416)")
-        if _is_retryable_status(status):
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            raise _Retry(f"HTTP {status}", retry_after=retry_after)
-        if status not in (200, 206):
-            hint = " (the link may have expired)" if status in (403, 404, 410) else ""
-            raise _failed(where, f"HTTP {status}{hint}")
-        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
-        if encoding not in ("", "identity"):
-            raise _failed(where, f"the server sent an encoded body ({encoding})")
-        if status == 206:
-            content_range = _parse_content_range(response.headers.get("Content-Range"))
-            if content_range is None:
-                raise _Restart("HTTP 206 without a usable Content-Range")
-            start, _, expected = content_range
-            if start not in (0, offset):
-                raise _Restart(f"asked for bytes from {offset}, got a range from {start}")
-        else:
-            start = 0
-            expected = response.content_length
+    response = await _open_following_redirects(session, url, where, headers, client_timeout)
+    async with response:
+        checked = _check_answer(response, offset, where, progress, max_bytes)
+        if checked is None:
+            return _Fetched(expected=offset, appended=True)
+        start, expected = checked
         if start == 0:
             progress.hasher, progress.hashed = hashlib.sha256(), 0
-            etag = response.headers.get("ETag")
-            progress.etag = etag if etag and not etag.startswith("W/") else None
+            progress.total = expected
+            etag = response.headers.get("ETag", "").strip()
+            strong = etag.startswith('"') and etag.endswith('"') and 2 <= len(etag) <= 512
+            progress.etag = etag if strong else None
+            # Beside the .part before its first byte, so a later run knows what it holds.
+            marker = _etag_path(part)
+            if progress.etag is not None:
+                await anyio.to_thread.run_sync(_write_text, marker, progress.etag + "\n")
+            else:
+                await anyio.to_thread.run_sync(partial(marker.unlink, missing_ok=True))
         elif progress.hashed != start:
             # A .part from an earlier run: hash what is already there before appending.
             progress.hasher = await anyio.to_thread.run_sync(_hash_prefix, part, start)
             progress.hashed = start
         done = start
+        first = start == 0
         async with await anyio.open_file(part, "ab" if start else "wb") as handle:
             async for chunk in response.content.iter_chunked(chunk_size):
+                if first and chunk:
+                    first = False
+                    if _looks_like_a_document(chunk):
+                        raise _Refused("the body is a document (HTML, JSON or XML), not a video")
+                done += len(chunk)
+                if _over_cap(done, max_bytes):
+                    assert max_bytes is not None
+                    raise _Refused(_cap_reason(f"more than {max_bytes}", max_bytes))
                 await handle.write(chunk)
                 progress.hasher.update(chunk)
                 progress.hashed += len(chunk)
-                done += len(chunk)
                 if on_progress is not None:
                     on_progress(done, expected)
     return _Fetched(expected=expected, appended=start > 0)
@@ -257,6 +415,7 @@ async def download_file(
     read_timeout: float = 60.0,
     connect_timeout: float = 10.0,
     chunk_size: int = 256 * 1024,
+    max_bytes: int | None = DEFAULT_MAX_DOWNLOAD_BYTES,
     resume: bool = True,
     retry: RetryPolicy = SAFE_CALLS,
     on_progress: Callable[[int, int | None], None] | None = None,
@@ -266,22 +425,24 @@ async def download_file(
     """Fetch ``url`` into ``dest`` whole and verified; see the module docstring.
 
     ``resume=False`` ignores (deletes) a ``.part`` left by an earlier run; retries within this
-    call always continue from what this call wrote. ``on_progress(done, total)`` is called
+    call always continue from what this call wrote. A ``.part`` from an earlier run is resumed
+    only if the ETag it was begun with is beside it. ``max_bytes`` (None: no limit) bounds the
+    file's size. ``on_progress(done, total)`` is called
     after every chunk with the bytes on disk and the expected size (None when unknown).
     Raises :class:`DownloadError` (with the cause chained) when the file cannot be had whole.
     """
     where = redact_url(url)  # before any I/O: only http(s), and a name safe to show
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size!r}")
+    if max_bytes is not None and (isinstance(max_bytes, bool) or max_bytes < 1):
+        raise ValueError(f"max_bytes must be an int >= 1 or None, got {max_bytes!r}")
     dest = Path(dest)
     part = dest.with_name(dest.name + _PART_SUFFIX)
     await anyio.to_thread.run_sync(partial(dest.parent.mkdir, parents=True, exist_ok=True))
-    if not resume:
-        await anyio.to_thread.run_sync(partial(part.unlink, missing_ok=True))
+    progress = await _resumable_progress(part, where, resume=resume)
     client_timeout = aiohttp.ClientTimeout(
         total=None, connect=None, sock_connect=connect_timeout, sock_read=read_timeout
     )
-    progress = _Progress()
     restarts_left = 1
     failures = 0
     high_water = await anyio.to_thread.run_sync(_file_size, part)
@@ -295,11 +456,15 @@ async def download_file(
             progress=progress,
             client_timeout=client_timeout,
             chunk_size=chunk_size,
+            max_bytes=max_bytes,
             on_progress=on_progress,
             connect_timeout=connect_timeout,
         )
         if isinstance(outcome, DownloadError):
             raise outcome
+        if isinstance(outcome, _Refused):
+            await _discard(part, progress)
+            raise _failed(where, outcome.reason)
         if isinstance(outcome, _Restart):
             if restarts_left <= 0:
                 raise _failed(where, f"{outcome.reason}, even after starting over")
@@ -341,9 +506,10 @@ async def _attempt(
     progress: _Progress,
     client_timeout: aiohttp.ClientTimeout,
     chunk_size: int,
+    max_bytes: int | None,
     on_progress: Callable[[int, int | None], None] | None,
     connect_timeout: float,
-) -> _Fetched | _Retry | _Restart | DownloadError:
+) -> _Fetched | _Retry | _Restart | _Refused | DownloadError:
     """One attempt, its outcome as a value; nothing raised here carries aiohttp's context."""
     try:
         return await _fetch_once(
@@ -354,14 +520,11 @@ async def _attempt(
             progress=progress,
             client_timeout=client_timeout,
             chunk_size=chunk_size,
+            max_bytes=max_bytes,
             on_progress=on_progress,
         )
-    except (_Restart, _Retry) as outcome:
+    except (_Restart, _Retry, _Refused) as outcome:
         return outcome
-    except aiohttp.TooManyRedirects:
-        return _failed(where, "too many redirects")
-    except aiohttp.RedirectClientError:
-        return _failed(where, "redirected to a non-http(s) or invalid URL")
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
         failure = translate_client_error(exc, Endpoint.DOWNLOAD, connect_timeout=connect_timeout)
     except OSError as exc:  # after ClientError: aiohttp's own OSErrors are handled above
@@ -376,9 +539,30 @@ def _failed(where: str, reason: str) -> DownloadError:
     return DownloadError(f"download {where} failed: {reason}")
 
 
+async def _resumable_progress(part: Path, where: str, *, resume: bool) -> _Progress:
+    """The state of a .part left by an earlier run; one whose origin is unknown is removed."""
+    progress = _Progress()
+    if resume:
+        progress.etag = await anyio.to_thread.run_sync(_read_etag, _etag_path(part))
+    if progress.etag is None:
+        # Nothing says which file the bytes came from, so they cannot be continued safely.
+        try:
+            await _discard(part, progress)
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise _failed(where, f"cannot write {part}: {reason}") from None
+    return progress
+
+
+def _etag_path(part: Path) -> Path:
+    return part.with_name(part.name + _ETAG_SUFFIX)
+
+
 async def _discard(part: Path, progress: _Progress) -> None:
     await anyio.to_thread.run_sync(partial(part.unlink, missing_ok=True))
-    progress.hasher, progress.hashed, progress.etag = hashlib.sha256(), 0, None
+    await anyio.to_thread.run_sync(partial(_etag_path(part).unlink, missing_ok=True))
+    progress.hasher, progress.hashed = hashlib.sha256(), 0
+    progress.etag = progress.total = None
 
 
 async def _finish(

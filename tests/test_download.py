@@ -62,6 +62,17 @@ def file_url(mock: MockServer, task_id: str) -> str:
     return f"{mock.base_url}/files/{task_id}.mp4?{SIGNATURE}"
 
 
+def write_part(dest: Path, data: bytes, etag: str | None) -> None:
+    """A .part left by an earlier run, with the ETag it was begun with beside it."""
+    dest.with_name(dest.name + ".part").write_bytes(data)
+    if etag is not None:
+        dest.with_name(dest.name + ".part.etag").write_text(etag + "\n")
+
+
+def mock_etag(task_id: str) -> str:
+    return f'"{task_id}-{FILE_SIZE}"'
+
+
 def full_text(error: BaseException) -> str:
     return "".join(traceback.format_exception(error)) + repr(error)
 
@@ -72,6 +83,7 @@ def assert_whole(result: DownloadedFile, dest: Path, expected: bytes) -> None:
     assert result.size == len(expected)
     assert result.sha256 == hashlib.sha256(expected).hexdigest()
     assert not dest.with_name(dest.name + ".part").exists()
+    assert not dest.with_name(dest.name + ".part.etag").exists()
 
 
 # -- whole files ---------------------------------------------------------------------------
@@ -105,7 +117,7 @@ async def test_resume_sends_range_and_appends_the_rest(
     task_id = new_task(mock)
     expected = mock.file_bytes(task_id)
     dest = tmp_path / "clip.mp4"
-    (tmp_path / "clip.mp4.part").write_bytes(expected[:40_000])
+    write_part(dest, expected[:40_000], mock_etag(task_id))
     result = await download_file(session, file_url(mock, task_id), dest)
     assert_whole(result, dest, expected)
     assert result.resumed is True
@@ -119,7 +131,7 @@ async def test_resume_false_starts_over(
 ) -> None:
     task_id = new_task(mock)
     dest = tmp_path / "clip.mp4"
-    (tmp_path / "clip.mp4.part").write_bytes(b"stale bytes from another file")
+    write_part(dest, b"stale bytes from another file", mock_etag(task_id))
     result = await download_file(session, file_url(mock, task_id), dest, resume=False)
     assert_whole(result, dest, mock.file_bytes(task_id))
     assert result.resumed is False
@@ -246,6 +258,7 @@ async def test_a_local_write_failure_is_a_download_error(
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PAYLOAD = bytes(range(256)) * 300
+ETAG = '"payload-v1"'
 
 
 async def storage(handler: Handler) -> TestServer:
@@ -307,7 +320,7 @@ async def test_a_server_that_ignores_range_makes_us_start_over(tmp_path: Path) -
 
     server = await storage(handler)
     dest = tmp_path / "f.mp4"
-    (tmp_path / "f.mp4.part").write_bytes(PAYLOAD[:1000])
+    write_part(dest, PAYLOAD[:1000], ETAG)
     try:
         async with aiohttp.ClientSession() as session:
             result = await download_file(session, str(server.make_url("/f.mp4")), dest)
@@ -332,7 +345,7 @@ async def test_a_part_longer_than_the_file_gets_416_and_starts_over_once(tmp_pat
 
     server = await storage(handler)
     dest = tmp_path / "f.mp4"
-    (tmp_path / "f.mp4.part").write_bytes(b"x" * (len(PAYLOAD) + 10))
+    write_part(dest, b"x" * (len(PAYLOAD) + 10), ETAG)
     try:
         async with aiohttp.ClientSession() as session:
             result = await download_file(session, str(server.make_url("/f.mp4")), dest)
@@ -355,7 +368,7 @@ async def test_a_range_starting_elsewhere_makes_us_start_over(tmp_path: Path) ->
 
     server = await storage(handler)
     dest = tmp_path / "f.mp4"
-    (tmp_path / "f.mp4.part").write_bytes(PAYLOAD[:1000])
+    write_part(dest, PAYLOAD[:1000], ETAG)
     try:
         async with aiohttp.ClientSession() as session:
             result = await download_file(session, str(server.make_url("/f.mp4")), dest)
