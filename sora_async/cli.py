@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--callback-listen", metavar="HOST:PORT", help="sora2api completion callbacks"
     )
     parser.add_argument("--callback-public-url", metavar="URL", help="public URL of the above")
+    parser.add_argument(
+        "--proxy", metavar="URL", help="HTTP proxy for every request, env HTTPS_PROXY / NO_PROXY"
+    )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
@@ -189,6 +192,7 @@ def client_from_args(args: argparse.Namespace, **overrides: Any) -> SoraClient:
         "poll_interval": args.poll_interval,
         "redis_url": args.redis_url,
         "account": args.account,
+        "proxy": args.proxy,
         "env": env,
     }
     options.update(overrides)

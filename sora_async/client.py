@@ -12,6 +12,7 @@ import enum
 import logging
 import math
 import os
+import ssl as _ssl
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -22,7 +23,7 @@ import anyio.abc
 import attrs
 
 from .callbacks import CallbackReceiver, receiver_from_settings
-from .config import Secret, Settings, resolve_settings
+from .config import Secret, Settings, resolve_network, resolve_settings
 from .durable import check_writable_dir
 from .errors import ConfigurationError, NotSupportedError, SoraError, ValidationError
 from .events import EventHook, FileHook, FileNamer, FileReuser, Job, ProgressHook
@@ -89,6 +90,8 @@ class SoraClient:
         governor: Governor | None = None,
         timeouts: CallTimeouts | None = None,
         retry: RetryPolicy | None = None,
+        proxy: str | None = None,
+        ssl: str | os.PathLike[str] | _ssl.SSLContext | None = None,
         env: Mapping[str, str] | None = None,
     ) -> None:
         environ = os.environ if env is None else env
@@ -137,6 +140,9 @@ class SoraClient:
             self._settings.api_key,
             max_connections=connections,
             timeouts=timeouts,
+            # Proxy (proxy= > HTTPS_PROXY/HTTP_PROXY, NO_PROXY) and CA bundle (ssl= >
+            # SSL_CERT_FILE): one Network for API calls and downloads alike.
+            network=resolve_network(proxy=proxy, ssl=ssl, env=environ),
         )
         self._governor: Governor = governor or LocalGovernor(self._settings.max_concurrent_tasks)
         self._wait_timeout = wait_timeout

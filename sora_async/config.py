@@ -5,19 +5,24 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import ssl as _ssl
+import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
+from yarl import URL
 
 from .errors import ConfigurationError
 
 __all__ = [
     "DEFAULT_MAX_CONCURRENT_TASKS",
     "DEFAULT_PROVIDER",
+    "Network",
     "Secret",
     "Settings",
     "check_api_key",
+    "resolve_network",
     "resolve_settings",
 ]
 
@@ -33,6 +38,13 @@ ENV_REDIS_URL = "SORA_REDIS_URL"
 ENV_ACCOUNT = "SORA_ACCOUNT"
 ENV_CALLBACK_LISTEN = "SORA_CALLBACK_LISTEN"
 ENV_CALLBACK_PUBLIC_URL = "SORA_CALLBACK_PUBLIC_URL"
+ENV_SSL_CERT_FILE = "SSL_CERT_FILE"
+#: Checked in this order, as curl and requests do: the lower-case name wins.
+_PROXY_ENV = {
+    "http": ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"),
+    "https": ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"),
+}
+_NO_PROXY_ENV = ("no_proxy", "NO_PROXY")
 
 
 class Secret:
@@ -176,6 +188,104 @@ def resolve_settings(
         redis_url=redis,
         account=account_name,
     )
+
+
+@attrs.frozen(kw_only=True, repr=False)
+class Network:
+    """How requests reach the internet: a proxy per URL, and the TLS trust to verify with.
+
+    ``proxy`` (explicit) serves every URL; otherwise ``HTTPS_PROXY`` / ``HTTP_PROXY`` (and
+    ``ALL_PROXY``) by the URL's scheme. ``NO_PROXY`` exempts hosts from either, as curl does.
+    ``ssl_context`` is None for the system's trust store, else built from a CA bundle.
+    """
+
+    proxy: str | None = None
+    env_proxies: Mapping[str, str] = attrs.field(factory=dict)
+    no_proxy: str | None = None
+    ssl_context: _ssl.SSLContext | None = None
+
+    def proxy_for(self, url: str) -> str | None:
+        """The proxy URL to send a request for ``url`` through, or None for a direct one."""
+        parsed = URL(url)
+        host = parsed.raw_host or ""
+        if self.no_proxy and host:
+            hostport = f"{host}:{parsed.port}" if parsed.port is not None else host
+            bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+            if bypass(hostport, {"no": self.no_proxy}):
+                return None
+        if self.proxy is not None:
+            return self.proxy
+        return self.env_proxies.get(parsed.scheme.lower())
+
+    def __repr__(self) -> str:
+        # A proxy URL may hold a user and password: only whether one is set is shown.
+        proxy = "set" if self.proxy or self.env_proxies else "none"
+        trust = "custom" if self.ssl_context is not None else "system"
+        return f"Network(proxy={proxy}, no_proxy={self.no_proxy!r}, ca={trust})"
+
+
+def _check_proxy_url(value: str, setting: str) -> str:
+    try:
+        url = URL(value)
+    except (TypeError, ValueError):
+        url = None
+    if url is None or url.scheme not in ("http", "https") or not url.host:
+        # Not echoed: a proxy URL may carry a password.
+        raise ConfigurationError(
+            f"{setting} must be an http:// or https:// proxy URL with a host "
+            "(for example http://proxy.example:3128)"
+        )
+    return value
+
+
+def resolve_network(
+    *,
+    proxy: str | None = None,
+    ssl: str | os.PathLike[str] | _ssl.SSLContext | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Network:
+    """Proxy and TLS settings: explicit argument, then the standard environment variables.
+
+    ``ssl`` is a CA bundle file (PEM) or a ready ``ssl.SSLContext``; without it
+    ``SSL_CERT_FILE`` names the bundle, and without that the system's trust store is used.
+    """
+    env = os.environ if env is None else env
+    explicit = None if proxy is None else _check_proxy_url(str(proxy), "proxy")
+    env_proxies: dict[str, str] = {}
+    for scheme, names in _PROXY_ENV.items():
+        for name in names:
+            value = env.get(name)
+            if value:
+                env_proxies[scheme] = _check_proxy_url(value, f"the {name} environment variable")
+                break
+    no_proxy = next((env[name] for name in _NO_PROXY_ENV if env.get(name)), None)
+    return Network(
+        proxy=explicit,
+        env_proxies=env_proxies,
+        no_proxy=no_proxy,
+        ssl_context=_ssl_context(ssl, env),
+    )
+
+
+def _ssl_context(
+    ssl: str | os.PathLike[str] | _ssl.SSLContext | None, env: Mapping[str, str]
+) -> _ssl.SSLContext | None:
+    if isinstance(ssl, _ssl.SSLContext):
+        return ssl
+    if ssl is not None:
+        cafile, setting = os.fspath(ssl), "ssl"
+    elif env.get(ENV_SSL_CERT_FILE):
+        cafile, setting = env[ENV_SSL_CERT_FILE], f"the {ENV_SSL_CERT_FILE} environment variable"
+    else:
+        return None  # aiohttp's default: the system trust store, verified
+    try:
+        return _ssl.create_default_context(cafile=cafile)
+    except (OSError, _ssl.SSLError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise ConfigurationError(
+            f"{setting}: cannot load the CA bundle {cafile!r} ({reason}); "
+            "give a PEM file of trusted certificates"
+        ) from None
 
 
 def check_api_key(key: Secret, source: str = "argument") -> None:

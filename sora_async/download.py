@@ -268,8 +268,10 @@ async def _open_following_redirects(
     session: aiohttp.ClientSession,
     url: str,
     where: str,
+    *,
     headers: dict[str, str],
     client_timeout: aiohttp.ClientTimeout,
+    proxy_for: Callable[[str], str | None] | None,
 ) -> aiohttp.ClientResponse:
     """The first non-redirect answer; the caller releases it.
 
@@ -279,8 +281,9 @@ async def _open_following_redirects(
     """
     current = URL(url, encoded=True)
     for _ in range(MAX_REDIRECTS + 1):
+        proxy = proxy_for(str(current)) if proxy_for is not None else None
         response = await session.get(
-            current, headers=headers, timeout=client_timeout, allow_redirects=False
+            current, headers=headers, timeout=client_timeout, allow_redirects=False, proxy=proxy
         )
         if response.status not in _REDIRECTS:
             return response
@@ -356,6 +359,7 @@ async def _fetch_once(
     chunk_size: int,
     max_bytes: int | None,
     on_progress: Callable[[int, int | None], None] | None,
+    proxy_for: Callable[[str], str | None] | None,
 ) -> _Fetched:
     """One GET, streamed into the .part; returns when the body ended cleanly."""
     offset = await anyio.to_thread.run_sync(_file_size, part)
@@ -365,7 +369,14 @@ async def _fetch_once(
         headers["Range"] = f"bytes={offset}-"
         if progress.etag is not None:
             headers["If-Range"] = progress.etag
-    response = await _open_following_redirects(session, url, where, headers, client_timeout)
+    response = await _open_following_redirects(
+        session,
+        url,
+        where,
+        headers=headers,
+        client_timeout=client_timeout,
+        proxy_for=proxy_for,
+    )
     async with response:
         checked = _check_answer(response, offset, where, progress, max_bytes)
         if checked is None:
@@ -419,6 +430,7 @@ async def download_file(
     resume: bool = True,
     retry: RetryPolicy = SAFE_CALLS,
     on_progress: Callable[[int, int | None], None] | None = None,
+    proxy_for: Callable[[str], str | None] | None = None,
     sleep: Callable[[float], Awaitable[object]] = anyio.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> DownloadedFile:
@@ -429,6 +441,8 @@ async def download_file(
     only if the ETag it was begun with is beside it. ``max_bytes`` (None: no limit) bounds the
     file's size. ``on_progress(done, total)`` is called
     after every chunk with the bytes on disk and the expected size (None when unknown).
+    ``proxy_for(url)`` picks the proxy of each request, redirects included (None: direct; the
+    client passes :meth:`Transport.proxy_for`).
     Raises :class:`DownloadError` (with the cause chained) when the file cannot be had whole.
     """
     where = redact_url(url)  # before any I/O: only http(s), and a name safe to show
@@ -458,6 +472,7 @@ async def download_file(
             chunk_size=chunk_size,
             max_bytes=max_bytes,
             on_progress=on_progress,
+            proxy_for=proxy_for,
             connect_timeout=connect_timeout,
         )
         if isinstance(outcome, DownloadError):
@@ -508,6 +523,7 @@ async def _attempt(
     chunk_size: int,
     max_bytes: int | None,
     on_progress: Callable[[int, int | None], None] | None,
+    proxy_for: Callable[[str], str | None] | None,
     connect_timeout: float,
 ) -> _Fetched | _Retry | _Restart | _Refused | DownloadError:
     """One attempt, its outcome as a value; nothing raised here carries aiohttp's context."""
@@ -522,6 +538,7 @@ async def _attempt(
             chunk_size=chunk_size,
             max_bytes=max_bytes,
             on_progress=on_progress,
+            proxy_for=proxy_for,
         )
     except (_Restart, _Retry, _Refused) as outcome:
         return outcome

@@ -674,6 +674,7 @@ class TaskRuntime:
                     dest / name,
                     read_timeout=self.transport.timeouts.download_read,
                     connect_timeout=self.transport.timeouts.connect,
+                    proxy_for=self.transport.proxy_for,
                 )
             files.append(file)
             if on_file is not None:

@@ -21,6 +21,7 @@ import asyncio
 import enum
 import logging
 import math
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from importlib import metadata
@@ -32,7 +33,7 @@ import anyio
 import attrs
 
 from .calls import ApiCall, Endpoint, RawResponse
-from .config import Secret
+from .config import Network, Secret
 from .errors import (
     APIError,
     ConfigurationError,
@@ -271,6 +272,7 @@ class Transport:
         max_connections: int = 20,
         user_agent: str = DEFAULT_USER_AGENT,
         timeouts: CallTimeouts | None = None,
+        network: Network | None = None,
         sleep: Callable[[float], Awaitable[object]] = anyio.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -285,6 +287,9 @@ class Transport:
         self._max_connections = max_connections
         self._user_agent = user_agent
         self._timeouts = timeouts or CallTimeouts()
+        # Proxies are chosen per request here, never by aiohttp's trust_env: that would also
+        # read ~/.netrc and send its passwords to API and storage hosts.
+        self._network = network or Network()
         self._sleep = sleep
         self._clock = clock
         self._state = _State.UNOPENED
@@ -310,6 +315,14 @@ class Transport:
         return self._max_connections
 
     @property
+    def network(self) -> Network:
+        return self._network
+
+    def proxy_for(self, url: str) -> str | None:
+        """The proxy a request for ``url`` goes through (None: direct); downloads ask too."""
+        return self._network.proxy_for(url)
+
+    @property
     def closed(self) -> bool:
         return self._state is _State.CLOSED
 
@@ -329,8 +342,9 @@ class Transport:
             sock_connect=self._timeouts.connect,
             sock_read=self._timeouts.download_read,
         )
+        tls: ssl.SSLContext | bool = self._network.ssl_context or True
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self._max_connections),
+            connector=aiohttp.TCPConnector(limit=self._max_connections, ssl=tls),
             headers={"User-Agent": self._user_agent},
             timeout=timeout,
             # An SDK keeps no cookies: nothing from the API host can follow us elsewhere.
@@ -338,7 +352,7 @@ class Transport:
             trace_configs=[_trace_config()],
         )
         self._create_session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self._max_connections, force_close=True),
+            connector=aiohttp.TCPConnector(limit=self._max_connections, force_close=True, ssl=tls),
             headers={"User-Agent": self._user_agent},
             timeout=timeout,
             cookie_jar=aiohttp.DummyCookieJar(),
@@ -428,10 +442,12 @@ class Transport:
     ) -> RawResponse:
         exchange = _Exchange()
         started = self._clock()
+        url = self._base_url + call.path
         try:
             async with session.request(
                 call.method,
-                self._base_url + call.path,
+                url,
+                proxy=self._network.proxy_for(url),
                 json=call.json,
                 params=call.params,
                 headers=self._auth_headers(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import ssl
 from collections.abc import Callable
 from types import TracebackType
 
@@ -39,18 +40,25 @@ def _url_host(host: str) -> str:
 class MockServer:
     """The mock on a real socket: ``async with MockServer(config) as mock: ...``.
 
-    ``port=0`` picks a free port; :attr:`base_url` tells which. A server runs once: after
-    :meth:`close` it cannot be started again.
+    ``port=0`` picks a free port; :attr:`base_url` tells which (https with ``ssl_context``).
+    A server runs once: after :meth:`close` it cannot be started again.
     """
 
     def __init__(
-        self, config: MockConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
+        self,
+        config: MockConfig | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.config = config or MockConfig()
         self.app = create_app(self.config)
         self.state: MockState = state_of(self.app)
         self._host = host
         self._requested_port = port
+        # With a server context the mock speaks HTTPS (tests of CA bundles and proxies).
+        self._ssl_context = ssl_context
         self._port: int | None = None
         self._runner: web.AppRunner | None = None
         self._closed = False
@@ -65,7 +73,9 @@ class MockServer:
         runner = web.AppRunner(self.app, handle_signals=False, shutdown_timeout=_SHUTDOWN_TIMEOUT)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self._host, self._requested_port)
+            site = web.TCPSite(
+                runner, self._host, self._requested_port, ssl_context=self._ssl_context
+            )
             await site.start()
         except BaseException:
             await runner.cleanup()
@@ -108,7 +118,8 @@ class MockServer:
     @property
     def base_url(self) -> str:
         """``http://HOST:PORT``, the server root."""
-        return f"http://{_url_host(self._host)}:{self.port}"
+        scheme = "https" if self._ssl_context is not None else "http"
+        return f"{scheme}://{_url_host(self._host)}:{self.port}"
 
     @property
     def freesora_url(self) -> str:

@@ -1,0 +1,154 @@
+"""Real networks: a forward proxy process on 127.0.0.1 and an HTTPS mock with its own CA.
+
+proxy= and HTTP(S)_PROXY carry API calls and downloads through the proxy, NO_PROXY exempts a
+host, and ssl= / SSL_CERT_FILE decide which CA the TLS connection is verified against. The
+proxy's log is the evidence of what went through it and of what its operator could read.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from helpers import KEY, client_for, running_mock
+from proxy_support import ForwardProxy, self_signed_certificate, server_context
+
+from sora_async import ConfigurationError, SoraClient, VideoRequest
+from sora_async.config import resolve_network
+from sora_async.errors import ConnectError
+from sora_async.mock import MockConfig, MockServer
+
+pytestmark = pytest.mark.anyio
+
+LONG_KEY = "sk-NETWORK-canary-7d41e0b2a9"
+
+
+@pytest.fixture
+async def proxy() -> AsyncIterator[ForwardProxy]:
+    async with ForwardProxy() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a test certificate")
+    yield self_signed_certificate(tmp_path_factory.mktemp("tls"))
+
+
+def key_lines(proxy: ForwardProxy, key: str) -> list[str]:
+    return [line for line in proxy.log if key in line]
+
+
+async def generate_and_download(client: SoraClient, out: Path) -> list[Path]:
+    result = await client.generate(VideoRequest("a kite through a proxy"))
+    assert result.ok, result.error
+    return await client.download(result, out)
+
+
+async def test_an_explicit_proxy_carries_api_calls_and_downloads(
+    proxy: ForwardProxy, tmp_path: Path
+) -> None:
+    async with running_mock() as mock:
+        client = client_for(mock, "freesora", key=LONG_KEY, proxy=proxy.url, env={})
+        async with client:
+            [path] = await generate_and_download(client, tmp_path)
+        methods = {(method, target.split("?")[0]) for method, target in proxy.requests}
+        assert ("POST", f"{mock.freesora_url}/v1/video/sora-video") in methods
+        assert ("POST", f"{mock.freesora_url}/video-generations/check-result") in methods
+        [task] = mock.tasks(LONG_KEY)
+        assert ("GET", f"{mock.base_url}/files/{task.task_id}.mp4") in methods
+        assert path.read_bytes() == mock.file_bytes(task.task_id)
+    # The key is in the Authorization header it forwards, and nowhere else in its log.
+    assert key_lines(proxy, LONG_KEY)
+    assert all(line == f"Authorization: Bearer {LONG_KEY}" for line in key_lines(proxy, LONG_KEY))
+    # The storage host's requests carry no Authorization at all.
+    downloads = [head for head in proxy.heads if "/files/" in head[0]]
+    assert downloads
+    for head in downloads:
+        assert not any(line.lower().startswith("authorization:") for line in head)
+
+
+async def test_http_proxy_from_the_environment_and_no_proxy(
+    proxy: ForwardProxy, tmp_path: Path
+) -> None:
+    async with running_mock() as mock:
+        env = {"HTTP_PROXY": proxy.url}
+        async with client_for(mock, "freesora", env=env) as client:
+            await generate_and_download(client, tmp_path / "a")
+        through = len(proxy.requests)
+        assert through >= 3  # create, at least one poll, the download
+
+        env = {"HTTP_PROXY": proxy.url, "NO_PROXY": "localhost,127.0.0.1"}
+        async with client_for(mock, "freesora", env=env) as client:
+            await generate_and_download(client, tmp_path / "b")
+        assert len(proxy.requests) == through  # nothing more went through it
+
+        # NO_PROXY exempts a host from an explicit proxy as well, as curl does.
+        env = {"no_proxy": "127.0.0.1"}
+        async with client_for(mock, "freesora", proxy=proxy.url, env=env) as client:
+            await generate_and_download(client, tmp_path / "c")
+        assert len(proxy.requests) == through
+
+
+async def test_https_through_a_connect_tunnel_with_a_custom_ca(
+    proxy: ForwardProxy, certificate: tuple[Path, Path], tmp_path: Path
+) -> None:
+    cert, key = certificate
+    config = MockConfig(task_seconds=0.2, jitter=0.0)
+    async with MockServer(config, ssl_context=server_context(cert, key)) as mock:
+        assert mock.base_url.startswith("https://")
+        env = {"HTTPS_PROXY": proxy.url}
+        client = client_for(mock, "sora2api", key=LONG_KEY, ssl=str(cert), env=env)
+        async with client:
+            [path] = await generate_and_download(client, tmp_path)
+        [task] = mock.tasks(LONG_KEY)
+        assert path.read_bytes() == mock.file_bytes(task.task_id)
+    authority = f"127.0.0.1:{mock.port}"
+    assert proxy.requests and set(proxy.requests) == {("CONNECT", authority)}
+    # Inside a tunnel the proxy sees neither the key nor a path.
+    assert key_lines(proxy, LONG_KEY) == []
+    assert not any("/api" in line or "/files" in line for line in proxy.log)
+
+
+async def test_the_ca_bundle_decides_trust(certificate: tuple[Path, Path]) -> None:
+    cert, key = certificate
+    config = MockConfig(task_seconds=0.2, jitter=0.0)
+    async with MockServer(config, ssl_context=server_context(cert, key)) as mock:
+        async with client_for(mock, "sora2api", env={}) as client:
+            with pytest.raises(ConnectError, match="TLS failure"):
+                await client.status("task_unknown_0000")
+        assert mock.tasks(KEY) == []
+        # SSL_CERT_FILE names the bundle when ssl= is not given.
+        env = {"SSL_CERT_FILE": str(cert)}
+        async with client_for(mock, "sora2api", env=env) as client:
+            result = await client.generate(VideoRequest("a kite over TLS"))
+        assert result.ok
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"proxy": "ftp://127.0.0.1:21"}, "proxy must be an http"),
+        ({"proxy": "not a url"}, "proxy must be an http"),
+        ({"env": {"HTTPS_PROXY": "socks5://127.0.0.1:1"}}, "HTTPS_PROXY environment variable"),
+        ({"ssl": "/nonexistent/ca.pem"}, "ssl: cannot load the CA bundle"),
+        ({"env": {"SSL_CERT_FILE": "/nonexistent/ca.pem"}}, "SSL_CERT_FILE environment"),
+    ],
+)
+async def test_bad_network_settings_fail_before_any_request(
+    options: dict[str, object], named: str
+) -> None:
+    async with running_mock() as mock:
+        with pytest.raises(ConfigurationError, match=named):
+            client_for(mock, "freesora", **options)
+        assert sum(mock.counters.requests.values()) == 0
+
+
+async def test_a_proxy_password_never_shows_in_a_repr() -> None:
+    proxy = "http://user:hunter2pw@127.0.0.1:1"
+    client = SoraClient("freesora", "k" * 20, proxy=proxy, env={})
+    assert "hunter2pw" not in repr(client) + repr(client.settings)
+    assert "hunter2pw" not in repr(resolve_network(proxy=proxy, env={"HTTPS_PROXY": proxy}))
