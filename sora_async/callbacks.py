@@ -38,8 +38,9 @@ import ipaddress
 import logging
 import re
 import secrets
+import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Final, NoReturn, Protocol
 
@@ -56,9 +57,11 @@ from .errors import ConfigurationError, ProtocolError
 from .providers.sora2api import Sora2Api
 
 __all__ = [
+    "DEFAULT_BODY_TIMEOUT",
     "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_MAX_REMEMBERED",
     "DEFAULT_PATH_PREFIX",
+    "DEFAULT_REWAKE_AFTER",
     "CallbackBodyReader",
     "CallbackReceiver",
     "CallbackStatistics",
@@ -70,6 +73,14 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_PATH_PREFIX: Final = "/sora-async/callback"
 DEFAULT_MAX_BODY_BYTES: Final = 64 * 1024
+#: Seconds a caller has to deliver a callback's body: a sender that trickles bytes or stalls
+#: would otherwise hold a handler (and its connection) for as long as it likes.
+DEFAULT_BODY_TIMEOUT: Final = 10.0
+#: Seconds after a task's callback during which a repeat is ignored. A repeat after that wakes
+#: the poller again: an early forged or replayed callback must not swallow the real one (the
+#: poll it caused found the task running), while a flood still costs at most one poll per task
+#: per interval.
+DEFAULT_REWAKE_AFTER: Final = 2.0
 #: How many task ids with a callback are remembered (for early callbacks and duplicates).
 DEFAULT_MAX_REMEMBERED: Final = 10_000
 
@@ -137,6 +148,7 @@ class CallbackStatistics:
     rejected_method: int = 0
     rejected_size: int = 0
     rejected_body: int = 0
+    rejected_timeout: int = 0
 
 
 class CallbackReceiver:
@@ -160,11 +172,33 @@ class CallbackReceiver:
         token: str | None = None,
         max_remembered: int = DEFAULT_MAX_REMEMBERED,
         reader: CallbackBodyReader | None = None,
+        body_timeout: float = DEFAULT_BODY_TIMEOUT,
+        rewake_after: float = DEFAULT_REWAKE_AFTER,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
             raise ConfigurationError(f"callback port must be an integer 0-65535, got {port!r}")
         _require_positive_int(max_body_bytes, "max_body_bytes")
         _require_positive_int(max_remembered, "max_remembered")
+        if (
+            isinstance(body_timeout, bool)
+            or not isinstance(body_timeout, (int, float))
+            or not 0 < body_timeout < float("inf")
+        ):
+            raise ConfigurationError(
+                f"callback body_timeout must be a positive number of seconds, got {body_timeout!r}"
+            )
+        self._body_timeout = float(body_timeout)
+        if isinstance(rewake_after, bool) or not isinstance(rewake_after, (int, float)):
+            raise ConfigurationError(
+                f"callback rewake_after must be a number of seconds, got {rewake_after!r}"
+            )
+        if not 0 <= rewake_after < float("inf"):
+            raise ConfigurationError(
+                f"callback rewake_after must be >= 0 seconds, got {rewake_after!r}"
+            )
+        self._rewake_after = float(rewake_after)
+        self._clock = clock
         if token is None:
             token = secrets.token_urlsafe(32)
         elif not isinstance(token, str) or not _TOKEN_RE.fullmatch(token):
@@ -186,7 +220,7 @@ class CallbackReceiver:
         self._watchers: dict[str, list[WakeHint]] = {}
         # Task ids that already had a callback, oldest first; the bound keeps forged ids from
         # growing it without limit.
-        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._seen: OrderedDict[str, float] = OrderedDict()  # task id -> when it last woke
         self._counts: dict[str, int] = dict.fromkeys(attrs.fields_dict(CallbackStatistics), 0)
         self._runner: web.AppRunner | None = None
         self._bound_base: str | None = None
@@ -373,13 +407,16 @@ class CallbackReceiver:
         return CallbackStatistics(**self._counts)
 
     def _note_callback(self, task_id: str) -> None:
-        if task_id in self._seen:
+        now = self._clock()
+        last = self._seen.get(task_id)
+        if last is not None and now - last < self._rewake_after:
             # Ignored so that repeats (provider retries, or a flood) cost no extra polls.
             self._seen.move_to_end(task_id)
             self._counts["duplicates"] += 1
             logger.debug("duplicate callback for task %r ignored", task_id)
             return
-        self._seen[task_id] = None
+        self._seen[task_id] = now
+        self._seen.move_to_end(task_id)
         while len(self._seen) > self._max_remembered:
             self._seen.popitem(last=False)
         self._counts["accepted"] += 1
@@ -422,11 +459,14 @@ class CallbackReceiver:
         if declared is not None and declared > cap:
             self._reject_size(declared)
         # Content-Length may be absent (chunked) or wrong, and a compressed body grows when
-        # decoded, so the read itself is capped too.
+        # decoded, so the read itself is capped too, in bytes and in time.
         body = bytearray()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._body_timeout
         try:
             while True:
-                chunk = await request.content.read(min(_READ_CHUNK, cap + 1 - len(body)))
+                read = request.content.read(min(_READ_CHUNK, cap + 1 - len(body)))
+                chunk = await asyncio.wait_for(read, max(0.0, deadline - loop.time()))
                 if not chunk:
                     return bytes(body)
                 body += chunk
@@ -434,6 +474,10 @@ class CallbackReceiver:
                     self._reject_size(len(body))
         except PayloadEncodingError:
             self._reject_body("malformed body encoding")
+        except asyncio.TimeoutError:
+            self._counts["rejected_timeout"] += 1
+            logger.debug("callback rejected: body not received within %gs", self._body_timeout)
+            raise web.HTTPRequestTimeout() from None
 
     def _reject_size(self, size: int) -> NoReturn:
         self._counts["rejected_size"] += 1
