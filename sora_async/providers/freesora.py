@@ -142,7 +142,8 @@ def _state_of(status: str) -> TaskState:
 
 
 def _progress(value: int | float | None) -> int | None:
-    if value is None or not math.isfinite(value):
+    # isfinite() of an int beyond a float's range raises OverflowError: only floats need it.
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return None
     return round(min(max(value, 0), 100))
 
