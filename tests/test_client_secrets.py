@@ -22,14 +22,21 @@ from helpers import PROVIDERS, client_for, closed_port_url, running_mock
 from sora_async import (
     AuthenticationError,
     BadRequestError,
+    CallTimeouts,
     ConnectError,
+    ConnectionDroppedError,
     CreateOutcomeUnknownError,
     DownloadError,
     InsufficientCreditsError,
     NotFoundError,
+    ProtocolError,
     RateLimitError,
+    ReadTimeoutError,
+    RetryPolicy,
+    ServerError,
     SoraClient,
     SoraError,
+    TaskEvent,
     TaskResult,
     ValidationError,
     VideoRequest,
@@ -260,3 +267,95 @@ async def test_validation_errors_hide_the_key(
         exc = await raised(lambda: client.create(bad), ValidationError)
         assert mock.counters.requests == {}
     assert_error_clean(exc)
+
+
+# -- every error kind, by status and by envelope (added with the reliability work) ----------
+
+NO_RETRY = RetryPolicy(attempts=1, initial=0.0, maximum=0.0, timeout=None)
+
+STATUS_ERRORS: list[tuple[Fault, dict[str, Any], type[SoraError]]] = [
+    *((Fault.HTTP_ERROR, {"status": s}, SoraError) for s in (400, 401, 402, 403, 404, 408, 409)),
+    *((Fault.HTTP_ERROR, {"status": s}, SoraError) for s in (422, 429, 500, 502, 503, 504)),
+    *((Fault.ENVELOPE_ERROR, {"code": c}, SoraError) for c in (400, 401, 402, 404, 429, 500, 1)),
+    (Fault.SERVER_ERROR, {}, ServerError),
+    (Fault.MALFORMED, {}, ProtocolError),
+    (Fault.DROP, {"times": 2}, ConnectionDroppedError),
+]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_every_status_error_kind_hides_the_key(
+    provider: str, logs: pytest.LogCaptureFixture
+) -> None:
+    errors: list[SoraError] = []
+    async with running_mock() as mock, canary_client(mock, provider, retry=NO_RETRY) as client:
+        task_id = await client.create(VideoRequest("a kite"))
+        for fault, options, kind in STATUS_ERRORS:
+            mock.inject("status", fault, retry_after=0.01, **options)
+            errors.append(await raised(lambda: client.status(task_id), kind))
+            mock.clear_faults()
+        assert mock.counters.faults_fired >= len(STATUS_ERRORS)
+    assert {type(e) for e in errors} >= {ServerError, ProtocolError, RateLimitError}
+    for exc in errors:
+        assert_error_clean(exc)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_timeouts_hide_the_key(provider: str, logs: pytest.LogCaptureFixture) -> None:
+    timeouts = CallTimeouts(create=0.2, status=0.2)
+    async with (
+        running_mock(slow_delay=2.0) as mock,
+        canary_client(mock, provider, retry=NO_RETRY, timeouts=timeouts) as client,
+    ):
+        task_id = await client.create(VideoRequest("a kite"))
+        mock.inject("status", Fault.SLOW)
+        late_poll = await raised(lambda: client.status(task_id), ReadTimeoutError)
+        mock.inject("create", Fault.SLOW)
+        late_create = await raised(
+            lambda: client.create(VideoRequest("a slow kite")), CreateOutcomeUnknownError
+        )
+    for exc in (late_poll, late_create):
+        assert_error_clean(exc)
+    assert isinstance(late_create.__cause__, ReadTimeoutError)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_a_faulty_fan_out_hides_the_key(
+    provider: str, logs: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    """generate_many through every fault: results, events and their errors stay clean."""
+    events: list[TaskEvent] = []
+    retry = RetryPolicy(attempts=3, initial=0.01, maximum=0.02, timeout=5.0)
+    async with running_mock(cap=2, cap_retry_after=0.01) as mock:
+        async with canary_client(mock, provider, retry=retry, max_concurrent_tasks=2) as client:
+            mock.inject("create", Fault.RATE_LIMIT, retry_after=0.01, times=2)
+            mock.inject("create", Fault.CREATED_THEN_500)
+            for fault in (Fault.SERVER_ERROR, Fault.DROP, Fault.MALFORMED, Fault.RATE_LIMIT):
+                mock.inject("status", fault, retry_after=0.01)
+            mock.inject("download", Fault.HTTP_ERROR, status=500, times=3)
+            prompts = [VideoRequest(f"kite {i}" + (" [fail]" if i == 3 else "")) for i in range(5)]
+            results = [
+                result
+                async for result in client.generate_many(
+                    prompts, on_event=events.append, download_to=tmp_path
+                )
+            ]
+        shown: list[object] = [client, *results, *events]
+    assert len(results) == 5 and mock.counters.faults_fired >= 8
+    assert any(isinstance(r.exception, CreateOutcomeUnknownError) for r in results)
+    assert any(r.state == "failed" and r.task_id for r in results)
+    for item in shown:
+        assert_clean(repr(item), f"repr of {type(item).__name__}")
+        assert_clean(str(item), f"str of {type(item).__name__}")
+    for item in [*results, *events]:
+        for exc in (getattr(item, "exception", None), getattr(item, "error", None)):
+            if isinstance(exc, BaseException):
+                assert_error_clean(exc)
+    assert_files_clean(tmp_path)
+
+
+def assert_files_clean(folder: Path) -> None:
+    """Every file written (videos, partial files) is free of the key too."""
+    for path in folder.rglob("*"):
+        if path.is_file():
+            assert_clean(path.read_bytes().decode("latin-1"), f"the file {path.name}")
