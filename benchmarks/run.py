@@ -1,7 +1,7 @@
 """Run the benchmark from a source checkout: ``python benchmarks/run.py [options]``.
 
-The same as ``sora-async bench [options]`` (see README.md here); results go to
-benchmarks/results/ unless ``--out`` says otherwise.
+The same as ``sora-async bench [options]`` (see README.md here); every run writes new files
+into benchmarks/results/, and ``--publish`` replaces latest.* and the README table.
 """
 
 from __future__ import annotations

@@ -100,6 +100,9 @@ class MockConfig:
     fail_marker: str = attrs.field(default="[fail]", validator=_check_marker)
     #: A prompt containing this fails before generating (sora2api successFlag 2).
     create_fail_marker: str = attrs.field(default="[fail:create]", validator=_check_marker)
+    #: A prompt containing this marker, a number and "]" (``[seconds:2.5]``) runs that many
+    #: seconds instead of task_seconds (jitter still applies): per-task times for benchmarks.
+    duration_marker: str = attrs.field(default="[seconds:", validator=_check_marker)
     #: Live (not terminal) tasks one account may have; a create beyond it gets 429.
     cap: int | None = attrs.field(default=20, validator=_optional(_int_at_least(1)))
     #: Retry-After, in real seconds, sent with a cap 429 (and with injected rate limits).

@@ -12,6 +12,7 @@ import datetime as dt
 import heapq
 import itertools
 import logging
+import math
 import random
 import secrets
 import time
@@ -202,7 +203,7 @@ class MockState:
             params=params,
             metadata=metadata or {},
             created_at=now,
-            duration=self.config.task_seconds * (1.0 + stretch),
+            duration=self._nominal_seconds(prompt) * (1.0 + stretch),
             pending_fraction=self.config.pending_fraction,
             outcome=outcome,
             error_message=error,
@@ -228,6 +229,20 @@ class MockState:
             cost,
         )
         return task
+
+    def _nominal_seconds(self, prompt: str) -> float:
+        """The prompt's ``[seconds:X]`` if it has a valid one, else ``task_seconds``."""
+        marker = self.config.duration_marker
+        start = prompt.find(marker)
+        if start >= 0:
+            text, closed, _ = prompt[start + len(marker) :].partition("]")
+            try:
+                seconds = float(text)
+            except ValueError:
+                seconds = math.nan
+            if closed and math.isfinite(seconds) and seconds >= 0:
+                return seconds
+        return self.config.task_seconds
 
     def owned_task(self, provider: str, key: str, task_id: str) -> Task:
         """The caller's task, or 404: another account's task is as unknown as a made-up id."""

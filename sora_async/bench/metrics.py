@@ -1,0 +1,192 @@
+"""What each client's run measured, as plain frozen records that serialise to JSON."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+
+from .clients import Observed
+from .measures import ideal_makespan, quantile
+from .scenarios import Job, Scenario
+
+__all__ = [
+    "BASELINE",
+    "SDK",
+    "ClientMetrics",
+    "CpuMetrics",
+    "GenerateMetrics",
+    "MemoryMetrics",
+    "analyse",
+]
+
+SDK = "sora_async"
+BASELINE = "baseline"
+
+
+@attrs.frozen(kw_only=True)
+class ClientMetrics:
+    """One client in one fan-out scenario. Times are mock seconds."""
+
+    client: str
+    tasks: int
+    succeeded: int
+    failed: int
+    #: Prompts given up on with no task id (a create whose outcome is unknown).
+    unknown: int
+    #: How many of the prompts were meant to fail.
+    expected_failures: int
+    makespan: float
+    ideal: float
+    status_requests: int
+    #: Per task seen terminal: client saw it - the mock ended it.
+    lags: list[float] = attrs.field(repr=False)
+    max_live_tasks: int
+    duplicate_creates: int
+    rate_limited: int
+    faults_fired: int
+    cpu_seconds: float
+    #: (created, ended) of every task on the mock, seconds since the client started.
+    intervals: list[tuple[float, float]] = attrs.field(repr=False)
+
+    @property
+    def makespan_ratio(self) -> float:
+        return self.makespan / self.ideal if self.ideal > 0 else math.nan
+
+    @property
+    def polls_per_task(self) -> float:
+        return self.status_requests / self.tasks
+
+    @property
+    def lag_p50(self) -> float | None:
+        return quantile(self.lags, 0.5)
+
+    @property
+    def lag_p95(self) -> float | None:
+        return quantile(self.lags, 0.95)
+
+    @property
+    def cpu_ms_per_task(self) -> float:
+        return 1000 * self.cpu_seconds / self.tasks
+
+    def as_dict(self) -> dict[str, Any]:
+        data = attrs.asdict(self)
+        data.update(
+            makespan_ratio=self.makespan_ratio,
+            polls_per_task=self.polls_per_task,
+            lag_p50=self.lag_p50,
+            lag_p95=self.lag_p95,
+            cpu_ms_per_task=self.cpu_ms_per_task,
+        )
+        return data
+
+
+def analyse(
+    client: str, observed: Observed, scenario: Scenario, jobs: Sequence[Job]
+) -> ClientMetrics:
+    records = observed.log.records or []
+    counters = observed.log.counters
+    ideal = ideal_makespan([job.seconds for job in jobs], scenario.cap)
+    lags = [
+        max(0.0, observed.seen[record.task_id] - record.terminal_at)
+        for record in records
+        if record.task_id in observed.seen
+    ]
+    return ClientMetrics(
+        client=client,
+        tasks=len(jobs),
+        succeeded=observed.succeeded,
+        failed=observed.failed,
+        unknown=observed.unknown,
+        expected_failures=sum(job.fails_at_once for job in jobs),
+        makespan=observed.finished - observed.started,
+        ideal=ideal,
+        status_requests=counters.requests["status"],
+        lags=lags,
+        max_live_tasks=counters.max_live_tasks,
+        duplicate_creates=sum(max(0, n - 1) for n in counters.creates_by_prompt.values()),
+        rate_limited=counters.rate_limited,
+        faults_fired=counters.faults_fired,
+        cpu_seconds=observed.cpu_seconds,
+        intervals=[
+            (record.created_at - observed.started, record.terminal_at - observed.started)
+            for record in records
+        ],
+    )
+
+
+@attrs.frozen(kw_only=True)
+class GenerateMetrics:
+    """One video from process start to exit. Real seconds."""
+
+    client: str
+    task_seconds: float
+    base_interval: float
+    wall: float
+    #: From the create reaching the mock to the process exit.
+    create_to_exit: float | None
+    status_requests: int
+    succeeded: bool
+    #: A progress line reached the terminal while waiting.
+    progress_line: bool
+    output_tail: str = attrs.field(repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+@attrs.frozen(kw_only=True)
+class Checkpoint:
+    done: int
+    #: Peak resident set size of the client process so far, bytes.
+    peak_rss: int
+    #: Seconds since the run started.
+    wall: float
+
+
+@attrs.frozen(kw_only=True)
+class MemoryMetrics:
+    client: str
+    tasks: int
+    succeeded: int
+    checkpoints: list[Checkpoint]
+    #: RSS before the first request (imports, the event loop), bytes.
+    start_rss: int
+
+    @property
+    def rss_growth(self) -> float:
+        """Peak RSS at the last checkpoint over that at the first."""
+        first, last = self.checkpoints[0].peak_rss, self.checkpoints[-1].peak_rss
+        return last / first if first else math.nan
+
+    @property
+    def wall_per_1000(self) -> float:
+        last = self.checkpoints[-1]
+        return 1000 * last.wall / last.done
+
+    def as_dict(self) -> dict[str, Any]:
+        data = attrs.asdict(self)
+        data.update(rss_growth=self.rss_growth, wall_per_1000=self.wall_per_1000)
+        return data
+
+
+@attrs.frozen(kw_only=True)
+class CpuMetrics:
+    client: str
+    tasks: int
+    succeeded: int
+    cpu_seconds: float
+    wall: float
+    creates: int
+    status_requests: int
+
+    @property
+    def cpu_ms_per_task(self) -> float:
+        return 1000 * self.cpu_seconds / self.tasks
+
+    def as_dict(self) -> dict[str, Any]:
+        data = attrs.asdict(self)
+        data["cpu_ms_per_task"] = self.cpu_ms_per_task
+        return data

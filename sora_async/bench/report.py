@@ -1,0 +1,301 @@
+"""The report: the markdown tables and the issue's targets, each with its measured figure.
+
+The targets are reported, never asserted: a miss is a finding, shown like any other number.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import attrs
+
+from .metrics import BASELINE, SDK, ClientMetrics
+from .runner import BenchReport, ScenarioOutcome
+from .scale import RAW
+from .scenarios import REAL_POLL_INTERVAL
+
+__all__ = ["Target", "targets", "to_markdown"]
+
+#: Makespan over ideal, without and with faults.
+MAKESPAN_LIMIT = 1.03
+FAULT_MAKESPAN_LIMIT = 1.5
+#: Makespan against the baseline's.
+VERSUS_BASELINE = 0.95
+#: One generate: at most task time + one base interval + this.
+GENERATE_SLACK = 0.5
+CPU_LIMIT = 1.3
+RSS_BAND = 0.10
+
+
+@attrs.frozen
+class Target:
+    scenario: str
+    goal: str
+    measured: str
+    #: None: could not be measured in this run.
+    met: bool | None
+
+
+def _num(value: float | None, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def _real(outcome: ScenarioOutcome, seconds: float | None) -> float | None:
+    """Mock seconds as real-scale seconds."""
+    return None if seconds is None else seconds / outcome.scenario.scale
+
+
+def _fanout_targets(outcome: ScenarioOutcome) -> list[Target]:
+    name = outcome.scenario.name
+    sdk, base = outcome.client(SDK), outcome.client(BASELINE)
+    if sdk is None:
+        return [Target(name, "every fan-out target", outcome.error or "no run", None)]
+    limit = FAULT_MAKESPAN_LIMIT if outcome.scenario.faults else MAKESPAN_LIMIT
+    found = [
+        Target(
+            name,
+            f"makespan ≤ {limit:g} x ideal",
+            f"{_num(sdk.makespan_ratio)} x ideal",
+            sdk.makespan_ratio <= limit,
+        )
+    ]
+    if outcome.scenario.faults:
+        found.append(
+            Target(
+                name,
+                "0 duplicate creates",
+                f"{sdk.duplicate_creates} (baseline {base.duplicate_creates if base else '-'})",
+                sdk.duplicate_creates == 0,
+            )
+        )
+    if base is None:
+        return [*found, Target(name, "against the baseline", outcome.error or "no run", None)]
+    ratio = sdk.makespan / base.makespan if base.makespan > 0 else math.nan
+    p95, base_p95 = _real(outcome, sdk.lag_p95), _real(outcome, base.lag_p95)
+    found += [
+        Target(
+            name,
+            f"makespan ≤ {VERSUS_BASELINE:g} x baseline's",
+            f"{_num(ratio)} x baseline's",
+            ratio <= VERSUS_BASELINE,
+        ),
+        Target(
+            name,
+            "status polls per task ≤ baseline's",
+            f"{_num(sdk.polls_per_task, 1)} vs {_num(base.polls_per_task, 1)}",
+            sdk.polls_per_task <= base.polls_per_task,
+        ),
+        Target(
+            name,
+            "detection lag p95 ≤ baseline's",
+            f"{_num(p95, 1)} s vs {_num(base_p95, 1)} s",
+            None if p95 is None or base_p95 is None else p95 <= base_p95,
+        ),
+    ]
+    return found
+
+
+def targets(report: BenchReport) -> list[Target]:
+    """Every target of the issue that this run could measure, with its figure."""
+    found: list[Target] = []
+    for outcome in report.outcomes:
+        name = outcome.scenario.name
+        if outcome.fanout or (outcome.error and outcome.scenario.kind.value == "fanout"):
+            found += _fanout_targets(outcome)
+        for one in outcome.generate:
+            if one.client != SDK:
+                continue
+            bound = one.task_seconds + one.base_interval + GENERATE_SLACK
+            found.append(
+                Target(
+                    name,
+                    f"wall ≤ task + base interval + {GENERATE_SLACK:g} s = {bound:.1f} s",
+                    f"{one.wall:.1f} s",
+                    one.wall <= bound,
+                )
+            )
+            found.append(
+                Target(
+                    name,
+                    "a progress line on a TTY",
+                    "yes" if one.progress_line else "no",
+                    one.progress_line,
+                )
+            )
+        cpu = {m.client: m for m in outcome.cpu}
+        if SDK in cpu and RAW in cpu:
+            ratio = cpu[SDK].cpu_ms_per_task / cpu[RAW].cpu_ms_per_task
+            found.append(
+                Target(
+                    name,
+                    f"client CPU per task ≤ {CPU_LIMIT:g} x a raw aiohttp loop",
+                    f"{ratio:.2f} x ({cpu[SDK].cpu_ms_per_task:.2f} vs "
+                    f"{cpu[RAW].cpu_ms_per_task:.2f} ms)",
+                    ratio <= CPU_LIMIT,
+                )
+            )
+        for memory in outcome.memory:
+            if memory.client != SDK or len(memory.checkpoints) < 2:
+                continue
+            first, last = memory.checkpoints[0].done, memory.checkpoints[-1].done
+            growth = memory.rss_growth - 1
+            found.append(
+                Target(
+                    name,
+                    f"peak RSS flat within ±{RSS_BAND:.0%} from {first:,} to {last:,} prompts",
+                    f"{growth:+.1%}",
+                    abs(growth) <= RSS_BAND,
+                )
+            )
+    return found
+
+
+# -- markdown --------------------------------------------------------------------------------
+
+
+def _pair(
+    outcome: ScenarioOutcome, cell: Callable[[ClientMetrics], str], bold_lower: bool = False
+) -> str:
+    sdk, base = outcome.client(SDK), outcome.client(BASELINE)
+    left = cell(sdk) if sdk else "-"
+    right = cell(base) if base else "-"
+    return f"{left} / {right}"
+
+
+def _fanout_table(report: BenchReport) -> list[str]:
+    rows = [o for o in report.outcomes if o.scenario.kind.value == "fanout"]
+    if not rows:
+        return []
+    lines = [
+        "| scenario | tasks, cap | makespan / ideal | status polls per task | detection lag p50, "
+        "s | lag p95, s | max live tasks | duplicate creates | client CPU ms per task | "
+        "succeeded / failed / unknown |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for o in rows:
+
+        def lag(m: ClientMetrics, q: float, o: ScenarioOutcome = o) -> str:
+            return _num(_real(o, m.lag_p50 if q == 0.5 else m.lag_p95), 1)
+
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    o.scenario.title,
+                    f"{o.scenario.tasks}, {o.scenario.cap}",
+                    _pair(o, lambda m: _num(m.makespan_ratio)),
+                    _pair(o, lambda m: _num(m.polls_per_task, 1)),
+                    _pair(o, lambda m: lag(m, 0.5)),
+                    _pair(o, lambda m: lag(m, 0.95)),
+                    _pair(o, lambda m: str(m.max_live_tasks)),
+                    _pair(o, lambda m: str(m.duplicate_creates)),
+                    _pair(o, lambda m: _num(m.cpu_ms_per_task, 1)),
+                    _pair(o, lambda m: f"{m.succeeded}/{m.failed}/{m.unknown}"),
+                ]
+            )
+            + " |"
+        )
+    return [
+        "Each cell: **sora_async / baseline**. Lags are real-scale seconds (mock seconds ÷ the "
+        f"scenario's scale k; one base interval is {REAL_POLL_INTERVAL:g} s).",
+        "",
+        *lines,
+    ]
+
+
+def _generate_table(report: BenchReport) -> list[str]:
+    lines: list[str] = []
+    for o in report.outcomes:
+        for m in o.generate:
+            if not lines:
+                lines = [
+                    "| one video | task, s | base interval, s | wall, s | create → exit, s | "
+                    "status polls | progress line on a TTY |",
+                    "|---|---|---|---|---|---|---|",
+                ]
+            lines.append(
+                f"| {m.client} | {m.task_seconds:g} | {m.base_interval:g} | {m.wall:.2f} | "
+                f"{_num(m.create_to_exit)} | {m.status_requests} | "
+                f"{('yes' if m.progress_line else 'no') if m.client == SDK else '-'} |"
+            )
+    return lines
+
+
+def _memory_table(report: BenchReport) -> list[str]:
+    lines: list[str] = []
+    for o in report.outcomes:
+        for m in o.memory:
+            if not lines:
+                marks = " | ".join(f"peak RSS at {c.done:,}" for c in m.checkpoints)
+                lines = [
+                    f"| zero-duration prompts | RSS at start | {marks} | growth | "
+                    "wall per 1,000, s |",
+                    "|---|---|" + "---|" * len(m.checkpoints) + "---|---|",
+                ]
+            rss = " | ".join(f"{c.peak_rss / 2**20:,.0f} MiB" for c in m.checkpoints)
+            growth = f"{m.rss_growth - 1:+.1%}" if m.checkpoints else "-"
+            per = _num(m.wall_per_1000) if m.checkpoints else "-"
+            lines.append(
+                f"| {m.client} ({m.succeeded:,} ok) | {m.start_rss / 2**20:,.0f} MiB | {rss} | "
+                f"{growth} | {per} |"
+            )
+    return lines
+
+
+def _cpu_table(report: BenchReport) -> list[str]:
+    lines: list[str] = []
+    for o in report.outcomes:
+        for m in o.cpu:
+            if not lines:
+                lines = [
+                    "| same requests | tasks | CPU ms per task | creates | status requests | "
+                    "wall, s |",
+                    "|---|---|---|---|---|---|",
+                ]
+            lines.append(
+                f"| {m.client} | {m.tasks:,} | {m.cpu_ms_per_task:.2f} | {m.creates:,} | "
+                f"{m.status_requests:,} | {m.wall:.1f} |"
+            )
+    return lines
+
+
+def _targets_table(report: BenchReport) -> list[str]:
+    found = targets(report)
+    if not found:
+        return []
+    marks = {True: "met", False: "**missed**", None: "not measured"}
+    lines = ["| scenario | target | measured | |", "|---|---|---|---|"]
+    lines += [f"| {t.scenario} | {t.goal} | {t.measured} | {marks[t.met]} |" for t in found]
+    met = sum(t.met is True for t in found)
+    return [f"{met} of {len(found)} targets met.", "", *lines]
+
+
+def headline(report: BenchReport) -> str:
+    env = report.environment
+    kind = "quick smoke run (not comparable)" if report.quick else "full run"
+    return (
+        f"{kind}, seed {report.seed}: sora_async {env.get('sora_async')}, "
+        f"{env.get('implementation')} {env.get('python')} on {env.get('platform')}, "
+        f"{env.get('cpus')} CPUs, {env.get('date')}; the whole benchmark took "
+        f"{report.wall_seconds:.0f} s."
+    )
+
+
+def to_markdown(report: BenchReport, *, images: dict[str, str] | None = None) -> str:
+    """The whole report; ``images`` maps a caption to a PNG path to show under the tables."""
+    sections: list[list[str]] = [
+        [headline(report)],
+        _fanout_table(report),
+        _generate_table(report),
+        _memory_table(report),
+        _cpu_table(report),
+        _targets_table(report),
+    ]
+    if images:
+        sections.append([f"![{caption}]({path})" for caption, path in images.items()])
+    if report.problems:
+        sections.append(["Problems: " + "; ".join(report.problems)])
+    return "\n\n".join("\n".join(section) for section in sections if section) + "\n"
