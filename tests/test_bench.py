@@ -15,7 +15,7 @@ import pytest
 from helpers import KEY, running_mock
 
 from sora_async.bench import BASELINE, SDK, catalogue, ideal_makespan, live_series, quantile
-from sora_async.bench.metrics import ClientMetrics
+from sora_async.bench.metrics import Checkpoint, ClientMetrics, MemoryMetrics
 from sora_async.bench.publish import README_END, README_START, publish, write_run
 from sora_async.bench.report import targets, to_markdown
 from sora_async.bench.runner import BenchReport, ScenarioOutcome, environment
@@ -158,6 +158,38 @@ def test_targets_report_misses_as_measured() -> None:
     found = {t.goal: t.met for t in faults}
     assert found["makespan ≤ 1.5 x ideal"] is True
     assert found["0 duplicate creates"] is False
+
+
+def test_a_memory_run_stopped_at_its_budget_is_not_measured_as_flat() -> None:
+    memory = next(s for s in catalogue() if s.name == "memory")
+
+    def run(name: str, reached: tuple[int, ...]) -> MemoryMetrics:
+        marks = [Checkpoint(done=n, peak_rss=100 * 2**20, wall=n / 100) for n in reached]
+        return MemoryMetrics(
+            client=name,
+            tasks=memory.tasks,
+            succeeded=reached[-1],
+            checkpoints=marks,
+            start_rss=50 * 2**20,
+            done=reached[-1] + 5,
+            wall=500.0,
+            final_rss=100 * 2**20,
+            stopped=reached[-1] < memory.tasks,
+        )
+
+    def verdict(reached: tuple[int, ...]) -> tuple[str, bool | None]:
+        outcome = ScenarioOutcome(
+            scenario=memory, memory=[run(SDK, reached), run(BASELINE, (10_000,))]
+        )
+        report = BenchReport(
+            quick=False, seed=7, environment={}, outcomes=[outcome], wall_seconds=1.0
+        )
+        (target,) = targets(report)
+        assert "stopped at 500 s" in to_markdown(report)
+        return target.measured, target.met
+
+    assert verdict((10_000, 50_000)) == ("only 50,005 done in time", None)
+    assert verdict((10_000, 50_000, 100_000)) == ("+0.0%", True)
 
 
 def test_publish_replaces_latest_files_and_the_readme_block(tmp_path: Path) -> None:

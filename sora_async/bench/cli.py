@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .. import ConfigurationError
 from ..argtypes import positive_int
+from .plots import have_matplotlib
 from .publish import default_out_dir, publish, source_root, write_run
 from .report import to_markdown
 from .runner import run_benchmark
@@ -104,7 +105,7 @@ async def run_command(args: argparse.Namespace) -> int:
     files = write_run(report, out_dir)
     print(to_markdown(report), end="")
     written = [files.json, files.markdown, *files.plots.values()]
-    if not files.plots:
+    if not have_matplotlib():
         progress("no plots: matplotlib is not installed (pip install 'sora_async[bench]')")
     if args.publish:
         assert root is not None

@@ -154,17 +154,24 @@ class MemoryMetrics:
     checkpoints: list[Checkpoint]
     #: RSS before the first request (imports, the event loop), bytes.
     start_rss: int
+    #: Tasks done when the run ended or ran out of its time budget, and when that was.
+    done: int
+    wall: float
+    final_rss: int
+    #: The run was stopped at its time budget before every prompt was done.
+    stopped: bool
 
     @property
     def rss_growth(self) -> float:
-        """Peak RSS at the last checkpoint over that at the first."""
-        first, last = self.checkpoints[0].peak_rss, self.checkpoints[-1].peak_rss
-        return last / first if first else math.nan
+        """Peak RSS at the last checkpoint reached over that at the first (nan: fewer than
+        two reached)."""
+        if len(self.checkpoints) < 2 or not self.checkpoints[0].peak_rss:
+            return math.nan
+        return self.checkpoints[-1].peak_rss / self.checkpoints[0].peak_rss
 
     @property
     def wall_per_1000(self) -> float:
-        last = self.checkpoints[-1]
-        return 1000 * last.wall / last.done
+        return 1000 * self.wall / self.done if self.done else math.nan
 
     def as_dict(self) -> dict[str, Any]:
         data = attrs.asdict(self)

@@ -137,19 +137,17 @@ def targets(report: BenchReport) -> list[Target]:
                     ratio <= CPU_LIMIT,
                 )
             )
+        marks = outcome.scenario.checkpoints
         for memory in outcome.memory:
-            if memory.client != SDK or len(memory.checkpoints) < 2:
+            if memory.client != SDK or len(marks) < 2:
                 continue
-            first, last = memory.checkpoints[0].done, memory.checkpoints[-1].done
+            goal = f"peak RSS flat within ±{RSS_BAND:.0%} from {marks[0]:,} to {marks[-1]:,}"
+            reached = [c.done for c in memory.checkpoints]
+            if reached[-1:] != [marks[-1]] or len(reached) < 2:
+                found.append(Target(name, goal, f"only {memory.done:,} done in time", None))
+                continue
             growth = memory.rss_growth - 1
-            found.append(
-                Target(
-                    name,
-                    f"peak RSS flat within ±{RSS_BAND:.0%} from {first:,} to {last:,} prompts",
-                    f"{growth:+.1%}",
-                    abs(growth) <= RSS_BAND,
-                )
-            )
+            found.append(Target(name, goal, f"{growth:+.1%}", abs(growth) <= RSS_BAND))
     return found
 
 
@@ -227,20 +225,25 @@ def _generate_table(report: BenchReport) -> list[str]:
 def _memory_table(report: BenchReport) -> list[str]:
     lines: list[str] = []
     for o in report.outcomes:
+        marks = o.scenario.checkpoints
         for m in o.memory:
             if not lines:
-                marks = " | ".join(f"peak RSS at {c.done:,}" for c in m.checkpoints)
+                heads = " | ".join(f"peak RSS at {mark:,}" for mark in marks)
                 lines = [
-                    f"| zero-duration prompts | RSS at start | {marks} | growth | "
-                    "wall per 1,000, s |",
-                    "|---|---|" + "---|" * len(m.checkpoints) + "---|---|",
+                    f"| zero-duration prompts | RSS at start | {heads} | growth | "
+                    "wall per 1,000, s | done |",
+                    "|---|---|" + "---|" * len(marks) + "---|---|---|",
                 ]
-            rss = " | ".join(f"{c.peak_rss / 2**20:,.0f} MiB" for c in m.checkpoints)
-            growth = f"{m.rss_growth - 1:+.1%}" if m.checkpoints else "-"
-            per = _num(m.wall_per_1000) if m.checkpoints else "-"
+            reached = {c.done: c for c in m.checkpoints}
+            rss = " | ".join(
+                f"{reached[mark].peak_rss / 2**20:,.0f} MiB" if mark in reached else "-"
+                for mark in marks
+            )
+            growth = "-" if math.isnan(m.rss_growth) else f"{m.rss_growth - 1:+.1%}"
+            done = f"{m.done:,}" + (f" (stopped at {m.wall:.0f} s)" if m.stopped else "")
             lines.append(
-                f"| {m.client} ({m.succeeded:,} ok) | {m.start_rss / 2**20:,.0f} MiB | {rss} | "
-                f"{growth} | {per} |"
+                f"| {m.client} | {m.start_rss / 2**20:,.0f} MiB | {rss} | {growth} | "
+                f"{_num(m.wall_per_1000)} | {done} |"
             )
     return lines
 

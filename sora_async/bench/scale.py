@@ -93,13 +93,21 @@ async def _memory_child(client: str, url: str, scenario: Scenario, baseline: str
             on_done=lambda _, data: count(data.get("status") == "succeeded"),
         )
 
-    await (sdk() if client == SDK else plain())
+    try:
+        await asyncio.wait_for(sdk() if client == SDK else plain(), scenario.budget)
+        stopped = False
+    except asyncio.TimeoutError:
+        stopped = True
     return MemoryMetrics(
         client=client,
         tasks=scenario.tasks,
         succeeded=succeeded,
         checkpoints=marks,
         start_rss=start_rss,
+        done=done,
+        wall=time.monotonic() - started,
+        final_rss=_peak_rss(),
+        stopped=stopped,
     )
 
 

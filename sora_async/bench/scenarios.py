@@ -105,6 +105,9 @@ class Scenario:
     faults: bool = False
     #: MEMORY: report RSS and wall when this many tasks are done.
     checkpoints: tuple[int, ...] = ()
+    #: MEMORY: real seconds each client may take before it is stopped (a client that is
+    #: quadratic in N would otherwise hold the whole benchmark).
+    budget: float | None = None
 
     @property
     def scale(self) -> float:
@@ -273,6 +276,7 @@ def catalogue(*, quick: bool = False) -> list[Scenario]:
             mix=(Mix(model="sora-2", real_seconds=0.0),),
             jitter=0.0,
             checkpoints=(200, 400, 600) if quick else (10_000, 50_000, 100_000),
+            budget=60.0 if quick else 420.0,
         ),
         Scenario(
             name="cpu",
