@@ -88,7 +88,7 @@ def hang_guard(scenario: Scenario, jobs: Sequence[Job]) -> float:
 
 def sdk_client(scenario: Scenario, url: str) -> SoraClient:
     """The SDK as a user configures it for this scenario: the cap, the base poll interval, and
-    its own prior and retry waits scaled with time (see :mod:`.scenarios`)."""
+    its own prior, retry waits and 429 pauses scaled with time (see :mod:`.scenarios`)."""
     return SoraClient(
         "freesora",
         KEY,
@@ -97,6 +97,7 @@ def sdk_client(scenario: Scenario, url: str) -> SoraClient:
         poll_interval=scenario.base_interval,
         expected_duration=scenario.sdk_prior,
         retry=scenario.sdk_retry(),
+        governor=scenario.sdk_governor(),
         env={},
     )
 

@@ -16,13 +16,14 @@ the very same prompt, whatever order they create them in.
 from __future__ import annotations
 
 import enum
+import inspect
 import random
 from collections.abc import Sequence
 from typing import Final
 
 import attrs
 
-from .. import RetryPolicy
+from .. import LocalGovernor, RetryPolicy
 from ..mock import Fault
 
 __all__ = [
@@ -118,6 +119,17 @@ class Scenario:
     def sdk_prior(self) -> float:
         """The SDK's own prior for a sora-2 task, scaled: its ``expected_duration``."""
         return REAL_TASK_SECONDS * self.scale
+
+    def sdk_governor(self) -> LocalGovernor:
+        """The SDK's in-process governor with its default 429 pauses scaled like every time."""
+        defaults = inspect.signature(LocalGovernor).parameters
+        return LocalGovernor(
+            self.cap,
+            **{
+                name: defaults[name].default * self.scale
+                for name in ("default_pause", "max_default_pause", "min_pause")
+            },
+        )
 
     def sdk_retry(self) -> RetryPolicy:
         """The SDK's default retry policy for safe calls, its waits scaled like every time."""

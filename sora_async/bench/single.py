@@ -26,8 +26,10 @@ from .scenarios import REAL_POLL_INTERVAL, Scenario
 __all__ = ["measure_generate"]
 
 _TIMEOUT: Final = 120.0
-# A line the CLI prints while the task is still going.
-_PROGRESS = re.compile(rb"\b(pending|running|queued)\b|\d+ ?%", re.IGNORECASE)
+# Something the CLI shows while the task is still going: a state or a percentage below 100.
+_PROGRESS = re.compile(
+    rb"\b(pending|running|queued|waiting|elapsed)\b|(?<![\d.])\d{1,2}(\.\d+)? ?%", re.IGNORECASE
+)
 _TAIL: Final = 600
 
 
