@@ -58,6 +58,20 @@ def _as_request(request: VideoRequest | str) -> VideoRequest:
     return request
 
 
+def _check_timeout(timeout: object) -> None:
+    # A negative or NaN deadline would end a wait at once or never: refuse it before any
+    # request, like any other bad argument (None means the client's wait_timeout).
+    if timeout is None:
+        return
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float))
+        or math.isnan(timeout)
+        or timeout <= 0
+    ):
+        raise ValidationError("timeout", timeout, "a number of seconds > 0, or None")
+
+
 class _State(enum.Enum):
     UNOPENED = "unopened"
     OPENED = "opened"
@@ -327,6 +341,7 @@ class SoraClient:
         """
         self._require_open()
         check_task_id(task_id)
+        _check_timeout(timeout)
         return await self._runtime.wait(
             Job(None, task_id=task_id),
             timeout=self._wait_timeout if timeout is None else timeout,
@@ -348,6 +363,7 @@ class SoraClient:
         """
         self._require_open()
         job = Job(_as_request(request))
+        _check_timeout(timeout)
         if download_to is not None:
             dest = Path(download_to)
             # Before the create, which is paid: a folder we cannot write fails for free.
@@ -389,6 +405,7 @@ class SoraClient:
         there (a resumed batch knows which), which is then not fetched again.
         """
         self._require_open()
+        _check_timeout(timeout)
         return GenerationRun(
             self._runtime,
             self._spawn,
