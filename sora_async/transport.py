@@ -443,11 +443,12 @@ class Transport:
         exchange = _Exchange()
         started = self._clock()
         url = self._base_url + call.path
+        proxy = self._network.proxy_for(url)
         try:
             async with session.request(
                 call.method,
                 url,
-                proxy=self._network.proxy_for(url),
+                proxy=proxy,
                 json=call.json,
                 params=call.params,
                 headers=self._auth_headers(),
@@ -476,6 +477,14 @@ class Transport:
                 call.method, call.endpoint, call.path, raw.status, attempt,
                 self._clock() - started,
             )  # fmt: skip
+            if raw.status == 407 and proxy is not None:
+                # Only a proxy answers 407: the request never reached the API, so a create
+                # was provably not sent (not an unknown outcome that might have been paid).
+                raise ConnectError(
+                    "the proxy wants credentials (HTTP 407): put them in the proxy URL "
+                    "(http://user:password@host:port); nothing reached the API",
+                    endpoint=call.endpoint,
+                )
             return raw
         logger.debug(
             "%s %s %s -> %s (attempt %d, %.3fs)",

@@ -7,6 +7,7 @@ proxy's log is the evidence of what went through it and of what its operator cou
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -21,8 +22,9 @@ from proxy_support import ForwardProxy, self_signed_certificate, server_context
 
 from sora_async import ConfigurationError, SoraClient, VideoRequest
 from sora_async.config import resolve_network
-from sora_async.errors import ConnectError
+from sora_async.errors import ConnectError, CreateOutcomeUnknownError
 from sora_async.mock import MockConfig, MockServer
+from sora_async.retry import RetryPolicy
 
 pytestmark = pytest.mark.anyio
 
@@ -178,3 +180,26 @@ async def test_the_cli_proxy_flag(proxy: ForwardProxy) -> None:
         good = await run_cli("--base-url", mock.freesora_url, "--proxy", proxy.url, "credits")
         assert good.returncode == 0, good.stderr
     assert proxy.requests == [("POST", f"{mock.freesora_url}/get-user-credits")]
+
+
+async def test_a_proxy_asking_for_credentials_is_not_an_unknown_create() -> None:
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(refuse, "127.0.0.1", 0)
+    proxy_url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        async with running_mock() as mock:
+            client = client_for(mock, "freesora", proxy=proxy_url, retry=RetryPolicy(attempts=1))
+            async with client:
+                with pytest.raises(ConnectError, match="HTTP 407") as info:
+                    await client.create(VideoRequest("a kite behind a strict proxy"))
+                assert not isinstance(info.value, CreateOutcomeUnknownError)
+                assert client.unfinished_tasks == {}
+            assert sum(mock.counters.requests.values()) == 0
+    finally:
+        server.close()
+        await server.wait_closed()
