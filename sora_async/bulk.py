@@ -123,6 +123,8 @@ class Plan:
     unknown: int = 0
     #: Unknown-outcome items that will be sent again (also counted in to_create).
     resubmit: int = 0
+    #: Failed items that will be created again, --retry-failed (also counted in to_create).
+    retry: int = 0
     #: Credits the items to create cost, by the provider's published prices.
     estimate: int = 0
     #: Items to create whose provider publishes no price.
@@ -202,6 +204,7 @@ class _Batch:
         self.manifest_path = self.out / MANIFEST_NAME
         self.defaults = request_defaults(args)
         self.resubmit: bool = args.resubmit_unknown
+        self.retry_failed: bool = getattr(args, "retry_failed", False)
         self.max_credits: int | None = args.max_credits
         self.dry_run: bool = args.dry_run
         self.quiet: bool = args.quiet
@@ -221,6 +224,8 @@ class _Batch:
         self.intents: set[int] = set()
         #: Unknown-outcome items fed to the run for sending again (--resubmit-unknown).
         self.resubmits: set[int] = set()
+        #: Failed items fed to the run for creating again (--retry-failed).
+        self.retries: set[int] = set()
         #: The last task state journaled per live item: polls that change nothing write nothing.
         self.polled: dict[int, TaskState] = {}
         #: Items whose task succeeded and whose files are being fetched.
@@ -328,6 +333,8 @@ class _Batch:
             input_fingerprint=fingerprint,
             provider=client.provider,
             base_url=client.settings.base_url,
+            # Lines appended to the input are new items; every known item is compared.
+            input_may_grow=True,
         )
         try:
             # Before any create: a re-run without --journal must find this journal.
@@ -376,6 +383,15 @@ class _Batch:
                 "the file changed while the batch was starting; leave it unchanged while "
                 "a batch runs (a changed file needs another --out directory)",
             )
+        if self.journal is not None:
+            known = sum(self.journal.summary().values())
+            if known > plan.total:
+                raise JournalMismatchError(
+                    f"{self.input_path}: the journal {self.journal_path} records {known} items, "
+                    f"the file has {plan.total}: lines were removed. The batch belongs to the "
+                    "input as it was (lines may only be appended); restore them, or use "
+                    "another --out directory for a new batch."
+                )
         return plan
 
     def _plan_chunk(self, client: SoraClient, chunk: list[InputItem], plan: Plan) -> None:
@@ -383,16 +399,20 @@ class _Batch:
         rows = [(item.index, item.request.prompt, request_to_json(item.request)) for item in chunk]
         for item in chunk:
             self.lines.append(item.line)
-        added = 0
-        if journal is not None and not self.dry_run:
-            added = journal.add_items(rows)
+        states: list[ItemState] = []
         for item, (_, _, request_json) in zip(chunk, rows, strict=True):
             state = _S.PENDING
-            if journal is not None and added < len(chunk):
-                known = journal.get(item.index)
-                if known is not None:
-                    self._check_same_request(known, item, request_json)
-                    state = known.state
+            known = journal.get(item.index) if journal is not None else None
+            if known is not None:
+                # Before anything is added: a changed line refuses the run as it was.
+                self._check_same_request(known, item, request_json)
+                state = known.state
+            states.append(state)
+        if journal is not None and not self.dry_run:
+            journal.add_items(
+                row for row, state in zip(rows, states, strict=True) if state is _S.PENDING
+            )
+        for item, state in zip(chunk, states, strict=True):
             self._count(client, plan, item.request, state)
 
     def _check_same_request(self, known: JournalItem, item: InputItem, request_json: str) -> None:
@@ -404,6 +424,14 @@ class _Batch:
             for name in sorted(set(then) | set(now))
             if then.get(name) != now.get(name)
         ]
+        if known.prompt != item.request.prompt:
+            raise JournalMismatchError(
+                f"{self.input_path}:{item.line}: this line changed since the journal "
+                f"{self.journal_path} recorded item {item.index} "
+                f"({_one_line(known.prompt, 60)!r} then, {_one_line(item.request.prompt, 60)!r} "
+                "now): the batch belongs to the input as it was; lines may only be appended. "
+                "Restore the line, or use another --out directory for a new batch."
+            )
         raise JournalMismatchError(
             f"{self.input_path}:{item.line}: the journal {self.journal_path} recorded this item "
             f"with other request fields ({'; '.join(changed)}). Resume with the same options "
@@ -415,9 +443,10 @@ class _Batch:
         self, client: SoraClient, plan: Plan, request: VideoRequest, state: ItemState
     ) -> None:
         plan.total += 1
-        if state in _TO_CREATE or (state is _S.UNKNOWN and self.resubmit):
+        if self._will_create(state):
             plan.to_create += 1
             plan.resubmit += state is _S.UNKNOWN
+            plan.retry += state is _S.FAILED
             price = client.estimate_credits(request)
             if price is None:
                 plan.unpriced += 1
@@ -432,6 +461,13 @@ class _Batch:
         else:  # unknown (and "creating", which opening the journal already turned unknown)
             plan.unknown += 1
 
+    def _will_create(self, state: ItemState) -> bool:
+        return (
+            state in _TO_CREATE
+            or (state is _S.UNKNOWN and self.resubmit)
+            or (state is _S.FAILED and self.retry_failed)
+        )
+
     async def _check_cost(self, client: SoraClient, plan: Plan) -> None:
         loud = self.dry_run or not self.quiet
         if loud:
@@ -439,7 +475,10 @@ class _Batch:
                 f"batch: {plan.total} item(s) in {self.input_path}: {plan.to_create} to create, "
                 f"{plan.to_resume} to resume, {plan.succeeded} already succeeded, "
                 f"{plan.failed} failed, {plan.unknown} unknown"
+                + (f" ({plan.retry} failed to create again)" if plan.retry else "")
             )
+            if plan.to_create and client.provider == "freesora":
+                self._say(f"videos: {_visibility(self.defaults.get('public'))}")
         priced = plan.unpriced == 0
         if plan.to_create == 0:
             estimate_text = "estimate: nothing to create, no credits to spend"
@@ -581,7 +620,7 @@ class _Batch:
             state = item.state
             if state in _LIVE:
                 continue
-            if not (state in _TO_CREATE or (state is _S.UNKNOWN and self.resubmit)):
+            if not self._will_create(state):
                 continue
             request = request_from_json(item.request_json)
             price = self._price(request)
@@ -592,6 +631,8 @@ class _Batch:
             self.reserved += price or 0
             if state is _S.UNKNOWN:
                 self.resubmits.add(index)
+            if state is _S.FAILED:
+                self.retries.add(index)
             yield Job(request, key=index)
 
     def _price(self, request: VideoRequest) -> int | None:
@@ -647,6 +688,9 @@ class _Batch:
         if index in self.resubmits:
             self.resubmits.discard(index)
             self.journal.resubmit_unknown(index)
+        if index in self.retries:
+            self.retries.discard(index)
+            self.journal.retry_failed(index)
         request = event.request
         self.journal.record_intent(
             index, request_to_json(request), request.prompt, self._price(request)
@@ -945,6 +989,12 @@ class _Batch:
 
     def _report_unknown(self, plan: Plan) -> None:
         assert self.journal is not None
+        if plan.retry:
+            self._warn(
+                f"--retry-failed: creating again {plan.retry} failed item(s); each is a new "
+                "task and a new payment:"
+            )
+            self._list(self.journal.items(_S.FAILED), lambda item: _one_line(item.error, 160))
         if plan.resubmit:
             self._warn(
                 f"--resubmit-unknown: sending {plan.resubmit} item(s) again whose earlier "
@@ -1039,6 +1089,15 @@ class _Batch:
 
     def _error(self, text: str) -> None:
         print(f"sora-async: {text}", file=sys.stderr, flush=True)
+
+
+def _visibility(public: bool | None) -> str:
+    """What freesora does with the videos (it lists them publicly unless told otherwise)."""
+    if public is None:
+        return "public (freesora lists videos publicly unless told; --private keeps them unlisted)"
+    if public:
+        return "public (--public), unless a line of the input says otherwise"
+    return "private (--private), unless a line of the input says otherwise"
 
 
 def _size_on_disk(path: Path) -> int | None:

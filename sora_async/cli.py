@@ -113,6 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="create again the items whose earlier create had an unknown outcome (may pay twice)",
     )
     batch.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="create again the items that failed (each a new task and a new payment)",
+    )
+    batch.add_argument(
         "--max-credits",
         type=positive_int,
         help="cap on the estimated credits of the items this run creates (freesora prices)",
@@ -159,6 +164,21 @@ def _add_request_options(parser: argparse.ArgumentParser, *, defaults_only: bool
     )
     parser.add_argument("--duration", type=int, choices=(10, 15), help=helptext("seconds"))
     parser.add_argument("--quality", choices=[q.value for q in Quality], help=helptext("quality"))
+    visibility = parser.add_mutually_exclusive_group()
+    visibility.add_argument(
+        "--public",
+        dest="public",
+        action="store_const",
+        const=True,
+        help=helptext("list the video publicly (freesora's default)"),
+    )
+    visibility.add_argument(
+        "--private",
+        dest="public",
+        action="store_const",
+        const=False,
+        help=helptext("keep the video unlisted (freesora)"),
+    )
     if not defaults_only:
         parser.add_argument("--image", help="image-to-video: a local file or an http(s) URL")
         parser.add_argument("--watermark", help="watermark text (sora2api)")
@@ -171,6 +191,7 @@ def request_defaults(args: argparse.Namespace) -> dict[str, Any]:
         "aspect_ratio": args.aspect_ratio,
         "duration": args.duration,
         "quality": args.quality,
+        "public": args.public,
         "image": getattr(args, "image", None),
         "watermark": getattr(args, "watermark", None),
     }

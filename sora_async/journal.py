@@ -96,7 +96,7 @@ __all__ = [
 #: The journal's file name inside the batch output directory.
 DEFAULT_JOURNAL_NAME = ".sora-journal.sqlite3"
 #: The layout this module writes; a journal with a higher number is refused.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # PRAGMA application_id marks the file as ours ("SorA"), so a foreign SQLite file is refused.
 _APPLICATION_ID = 0x536F7241
 
@@ -360,9 +360,7 @@ CREATE TABLE events (
 );
 CREATE INDEX events_by_item ON events (idx, seq);
 -- Defence in depth: whatever the code above does, a task id can never be lost.
-CREATE TRIGGER task_id_write_once BEFORE UPDATE OF task_id ON items
-WHEN OLD.task_id IS NOT NULL AND NEW.task_id IS NOT OLD.task_id
-BEGIN SELECT RAISE(ABORT, 'a task id is write-once'); END;
+@WRITE_ONCE@
 CREATE TRIGGER items_with_task_kept BEFORE DELETE ON items
 WHEN OLD.task_id IS NOT NULL
 BEGIN SELECT RAISE(ABORT, 'an item with a task id is never deleted'); END;
@@ -371,6 +369,14 @@ BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
 CREATE TRIGGER events_append_only_delete BEFORE DELETE ON events
 BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
 """
+
+# A task id is never replaced or cleared, except by an explicit retry of a failed task
+# (failed -> pending), which keeps the old id in the event log.
+_WRITE_ONCE = """CREATE TRIGGER task_id_write_once BEFORE UPDATE OF task_id ON items
+WHEN OLD.task_id IS NOT NULL AND NEW.task_id IS NOT OLD.task_id
+AND NOT (OLD.state = 'failed' AND NEW.state = 'pending' AND NEW.task_id IS NULL)
+BEGIN SELECT RAISE(ABORT, 'a task id is write-once'); END"""
+_SCHEMA = _SCHEMA.replace("@WRITE_ONCE@", _WRITE_ONCE + ";")
 
 _INTERRUPTED = (
     "interrupted: the create request may have been sent before the previous run stopped "
@@ -446,10 +452,12 @@ class Journal:
         input_fingerprint: str,
         provider: str,
         base_url: str | None,
+        input_may_grow: bool = False,
     ) -> Journal:
         """Create the journal at ``path`` or reopen it for resuming.
 
-        Refuses (:class:`JournalMismatchError`) a journal made for another input file, provider
+        Refuses (:class:`JournalMismatchError`) a journal made for another input file (unless
+        ``input_may_grow``: then the caller checks every known item itself), provider
         or base URL (``None`` means the provider's default; pass the same form each run),
         a journal of a newer schema (:class:`JournalVersionError`) and a journal another
         process holds (:class:`JournalLockedError`). Items interrupted in ``creating`` become
@@ -469,7 +477,9 @@ class Journal:
         except sqlite3.Error as exc:
             raise JournalOpenError(f"cannot open the journal {db_path}: {exc}") from None
         try:
-            meta, created = cls._prepare(conn, db_path, input_fingerprint, provider, base_url)
+            meta, created = cls._prepare(
+                conn, db_path, input_fingerprint, provider, base_url, input_may_grow=input_may_grow
+            )
         except BaseException:
             conn.close()
             raise
@@ -484,6 +494,8 @@ class Journal:
         input_fingerprint: str,
         provider: str,
         base_url: str | None,
+        *,
+        input_may_grow: bool,
     ) -> tuple[dict[str, str], bool]:
         try:
             # Exclusive locking: this process keeps the file locked until close (no second
@@ -505,7 +517,7 @@ class Journal:
             raise JournalOpenError(f"cannot use {path} as a journal: {exc}") from None
         try:
             meta, created = Journal._check_or_create(
-                conn, path, input_fingerprint, provider, base_url
+                conn, path, input_fingerprint, provider, base_url, input_may_grow=input_may_grow
             )
             now = _now()
             interrupted = conn.execute(
@@ -541,6 +553,8 @@ class Journal:
         input_fingerprint: str,
         provider: str,
         base_url: str | None,
+        *,
+        input_may_grow: bool = False,
     ) -> tuple[dict[str, str], bool]:
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
         app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
@@ -571,6 +585,12 @@ class Journal:
                 f"sora_async (this one reads up to {SCHEMA_VERSION}); upgrade sora_async to "
                 "resume it, or use another --out directory or --journal path"
             )
+        if version == 1:
+            # Version 2 only lets an explicit retry (--retry-failed) release a failed task's id.
+            conn.execute("DROP TRIGGER task_id_write_once")
+            conn.execute(_WRITE_ONCE)
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            version = SCHEMA_VERSION
         if version < SCHEMA_VERSION:
             raise JournalVersionError(
                 f"the journal {path} has schema version {version}, which this sora_async "
@@ -581,6 +601,14 @@ class Journal:
             key: wanted[key] for key in ("provider", "base_url") if meta.get(key) != wanted[key]
         }
         same_input = meta.get("input_fingerprint") == wanted["input_fingerprint"]
+        if input_may_grow and not same_input:
+            # The caller compares the items one by one (lines appended are new items).
+            conn.execute(
+                "UPDATE meta SET value = ? WHERE key = 'input_fingerprint'",
+                (wanted["input_fingerprint"],),
+            )
+            meta["input_fingerprint"] = wanted["input_fingerprint"]
+            same_input = True
         if moved and same_input and not _has_tasks(conn):
             # Nothing was (or may have been) created where the journal points: a batch that
             # only ever met a wrong URL or provider is not tied to it.
@@ -871,6 +899,40 @@ class Journal:
                 )
             columns = {"error": None, "finished_at": None}
             return self._move(conn, index, "requeued", old=state, new=_S.PENDING, columns=columns)
+
+    def retry_failed(self, index: int) -> ItemState:
+        """Send a failed item again (``--retry-failed``, a new payment): ``failed`` -> ``pending``.
+
+        A failed task's id is released from the item (it stays in the event log); nothing
+        else ever clears a task id.
+        """
+        _check_index(index)
+        with self._write() as conn:
+            state, task_id = self._state_of(conn, index)
+            if state is not _S.FAILED:
+                raise JournalTransitionError(
+                    index, state, f"only a failed item can be retried (state {_name(state)})"
+                )
+            previous = conn.execute("SELECT error FROM items WHERE idx = ?", (index,)).fetchone()
+            columns = {
+                "task_id": None,
+                "error": None,
+                "refunded": None,
+                "progress": None,
+                "video_urls": "[]",
+                "task_created_at": None,
+                "finished_at": None,
+            }
+            return self._move(
+                conn,
+                index,
+                "retried",
+                old=state,
+                new=_S.PENDING,
+                columns=columns,
+                task_id=task_id,
+                detail=previous[0],
+            )
 
     # -- tasks --------------------------------------------------------------------------------
 

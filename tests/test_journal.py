@@ -1020,3 +1020,40 @@ def test_kill_9_leaves_a_consistent_prefix(tmp_path: Path, seed: int) -> None:
         assert j.pending_creates()[0].index >= last + 1
         for item in j.unknown():
             assert item.index >= last
+
+
+def test_retry_failed_releases_the_task_id_and_keeps_it_in_the_log(jpath: Path) -> None:
+    with open_journal(jpath) as j:
+        created(j, 0)
+        j.record_terminal(0, "failed", error="moderation", refunded=True)
+        with pytest.raises(JournalTransitionError):
+            j.retry_failed(1)
+
+        assert j.retry_failed(0) == ItemState.PENDING
+
+        item = j.get(0)
+        assert item is not None and item.task_id is None and item.error is None
+        assert [e.task_id for e in j.history(0) if e.event == "retried"] == ["task-0"]
+        created(j, 0, "task-0b")
+        assert j.get(0).task_id == "task-0b"  # type: ignore[union-attr]
+
+
+def test_a_version_1_journal_is_upgraded_in_place(jpath: Path) -> None:
+    with open_journal(jpath) as j:
+        created(j, 0)
+        j.record_terminal(0, "failed", error="x")
+    conn = sqlite3.connect(jpath)
+    conn.execute("DROP TRIGGER task_id_write_once")
+    conn.execute(
+        "CREATE TRIGGER task_id_write_once BEFORE UPDATE OF task_id ON items"
+        " WHEN OLD.task_id IS NOT NULL AND NEW.task_id IS NOT OLD.task_id"
+        " BEGIN SELECT RAISE(ABORT, 'a task id is write-once'); END"
+    )
+    conn.execute("PRAGMA user_version=1")
+    conn.commit()
+    conn.close()
+    with open_journal(jpath) as j:
+        assert j.retry_failed(0) == ItemState.PENDING
+        created(j, 0, "task-0b")
+        with pytest.raises(sqlite3.IntegrityError, match="write-once"):
+            j._require_conn().execute("UPDATE items SET task_id = 'other' WHERE idx = 0")
