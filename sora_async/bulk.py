@@ -51,6 +51,7 @@ import attrs
 
 from .batch.held import HeldTask, append_held, forget_held, read_held
 from .batch.home import locate_journal, remember_journal
+from .batch.report import INDEX_NAME, write_index
 from .batch_input import INPUT_FIELDS, BatchInputError, InputItem, InputReader, request_from_fields
 from .download import DownloadedFile, video_filename
 from .durable import write_lines_atomically
@@ -560,6 +561,7 @@ class _Batch:
             # Every exit writes the manifest, and shows the task ids the journal lacks.
             self.display.stop()
             self._write_manifest()
+            self._write_index()
             self._report_held()
         return self._finish()
 
@@ -986,6 +988,28 @@ class _Batch:
             )
         except OSError as exc:
             self._warn(f"cannot write {self.manifest_path}: {exc.strerror or exc}")
+
+    def _write_index(self) -> None:
+        """``DIR/index.html``: every video of the batch with its prompt and state."""
+        journal = self.journal
+        if journal is None or journal.closed:
+            return
+
+        def rows() -> Iterator[dict[str, Any]]:
+            for index in range(self.total):
+                item = journal.get(index)
+                if item is None:
+                    continue
+                row = item.manifest_row()
+                row["note"] = self.notes.get(index)
+                if row["task_id"] is None and index in self.held:
+                    row["task_id"] = self.held[index]
+                yield row
+
+        try:
+            write_index(self.out, rows(), f"sora-async batch: {self.input_path.name}")
+        except (OSError, JournalError) as exc:
+            self._warn(f"cannot write {self.out / INDEX_NAME}: {exc}")
 
     def _report_unknown(self, plan: Plan) -> None:
         assert self.journal is not None

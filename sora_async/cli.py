@@ -127,9 +127,36 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--timeout", type=positive_float, help="per-task wait limit in seconds")
     _add_request_options(batch, defaults_only=True)
 
+    _add_task_commands(sub)
+    _add_tool_commands(sub)
+    return parser
+
+
+def _add_task_commands(sub: Any) -> None:
+    """The commands about one task created anywhere, and the batch report."""
     status = sub.add_parser("status", help="print one task's status as JSON")
     status.add_argument("task_id")
 
+    wait = sub.add_parser(
+        "wait", help="wait for a task created anywhere; print its result, download with --out"
+    )
+    wait.add_argument("task_id")
+    wait.add_argument("--out", type=Path, help="download the videos into this directory")
+    wait.add_argument("--timeout", type=positive_float, help="give up waiting after S seconds")
+
+    download = sub.add_parser("download", help="download a succeeded task's videos")
+    download.add_argument("task_id")
+    download.add_argument("--out", type=Path, required=True, help="directory for the videos")
+
+    report = sub.add_parser(
+        "report", help="summarise a batch from its journal (counts, failures, credits)"
+    )
+    report.add_argument("dir", type=Path, help="the batch's --out directory")
+    report.add_argument("--journal", type=Path, help="the batch's journal, if not inside DIR")
+
+
+def _add_tool_commands(sub: Any) -> None:
+    """The account, the mock server, the demo and the benchmark."""
     sub.add_parser("credits", help="print the account balance as JSON (freesora)")
 
     mock = sub.add_parser("mock-server", help="serve both providers' APIs locally")
@@ -147,7 +174,6 @@ def build_parser() -> argparse.ArgumentParser:
     from .bench import add_arguments as add_bench_arguments
 
     add_bench_arguments(sub.add_parser("bench", help="measure fan-out against the ideal schedule"))
-    return parser
 
 
 def _add_request_options(parser: argparse.ArgumentParser, *, defaults_only: bool = False) -> None:
@@ -285,6 +311,47 @@ async def _cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _cmd_wait(args: argparse.Namespace) -> int:
+    if args.out is not None:
+        check_writable_dir(args.out)
+    async with client_from_args(args) as client:
+
+        def progress(status: TaskStatus) -> None:
+            shown = f" {status.progress}%" if status.progress is not None else ""
+            print(f"{status.task_id}: {status.state.value}{shown}", file=sys.stderr)
+
+        result = await client.wait(args.task_id, timeout=args.timeout, on_progress=progress)
+        files: list[Path] = []
+        if result.ok and args.out is not None:
+            files = await client.download(result, args.out)
+        _print_json(result_json(result, files))
+        return EXIT_OK if result.ok else EXIT_FAILED
+
+
+async def _cmd_download(args: argparse.Namespace) -> int:
+    check_writable_dir(args.out)
+    async with client_from_args(args) as client:
+        status = await client.status(args.task_id)
+        if not status.is_terminal:
+            raise UsageError(
+                f"task {args.task_id} is {status.state.value}, not finished; "
+                f"'{PROG} wait {args.task_id} --out {args.out}' waits for it and downloads it"
+            )
+        result = await client.wait(args.task_id)
+        if not result.ok:
+            _print_json(result_json(result))
+            return EXIT_FAILED
+        files = await client.download(result, args.out)
+        _print_json(result_json(result, files))
+        return EXIT_OK
+
+
+async def _cmd_report(args: argparse.Namespace) -> int:
+    from .batch.report import print_report
+
+    return print_report(args.dir, args.journal)
+
+
 async def _cmd_credits(args: argparse.Namespace) -> int:
     async with client_from_args(args) as client:
         _print_json(attrs.asdict(await client.credits()))
@@ -337,6 +404,9 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], Any]] = {
     "generate": _cmd_generate,
     "batch": _cmd_batch,
     "status": _cmd_status,
+    "wait": _cmd_wait,
+    "download": _cmd_download,
+    "report": _cmd_report,
     "credits": _cmd_credits,
     "mock-server": _cmd_mock_server,
     "demo": _cmd_demo,

@@ -90,6 +90,7 @@ __all__ = [
     "classify_create_error",
     "default_journal_path",
     "fingerprint_bytes",
+    "read_rows",
     "request_to_json",
 ]
 
@@ -1219,6 +1220,40 @@ class Journal:
                 )
             )
         return [_item_from_row(row, files.get(row["idx"], [])) for row in rows]
+
+
+def read_rows(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
+    """The manifest rows of a journal, read without writing to it (for reports).
+
+    Raises :class:`JournalError` at once when the journal cannot be read, including while a
+    batch holds it (its manifest is current then). Rows are streamed in index order.
+    """
+    uri = Path(path).resolve().as_uri() + "?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=0)
+        conn.row_factory = sqlite3.Row
+        first = conn.execute("SELECT * FROM items ORDER BY idx")
+    except sqlite3.Error as exc:
+        with contextlib.suppress(UnboundLocalError, sqlite3.Error):
+            conn.close()
+        raise JournalError(f"cannot read the journal {path}: {exc}") from None
+
+    def rows() -> Iterator[dict[str, Any]]:
+        try:
+            for row in first:
+                files = [
+                    FileRecord(f["path"], f["size"], f["sha256"], f["recorded_at"])
+                    for f in conn.execute(
+                        "SELECT * FROM files WHERE idx = ? ORDER BY path", (row["idx"],)
+                    ).fetchall()
+                ]
+                yield _item_from_row(row, files).manifest_row()
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot read the journal {path}: {exc}") from None
+        finally:
+            conn.close()
+
+    return rows()
 
 
 def _item_from_row(row: sqlite3.Row, files: list[FileRecord]) -> JournalItem:

@@ -6,6 +6,7 @@ created and paid for.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,8 @@ from test_batch_support import (
     run_cli,
     write_prompts,
 )
+
+from sora_async import SoraClient, VideoRequest
 
 pytestmark = pytest.mark.anyio
 
@@ -88,3 +91,45 @@ async def test_visibility_is_announced_and_sent(tmp_path: Path) -> None:
         assert task.params.get("public") is False or task.params.get("isPublic") is False, (
             task.params
         )
+
+
+async def test_index_html_and_the_report_show_every_item(tmp_path: Path) -> None:
+    source, out = tmp_path / "prompts.txt", tmp_path / "out"
+    prompts = ["a kite <over> the sea", "a fox in the snow [fail]"]
+    source.write_text("\n".join(prompts) + "\n", encoding="utf-8")
+    async with batch_mock() as mock:
+        argv = batch_argv(mock, source, out)
+        assert (await run_cli(argv)).returncode == 1
+        ok, failed = read_manifest(out)
+
+        page = (out / "index.html").read_text(encoding="utf-8")
+        assert f'<video src="{ok["files"][0]}"' in page
+        assert "a kite &lt;over&gt; the sea" in page and prompts[1] in page
+        assert 'class="state failed"' in page and 'class="state succeeded"' in page
+
+        report = await run_cli([*argv[: argv.index("batch")], "report", str(out)])
+
+        assert report.returncode == 1  # not every item succeeded
+        assert "1 succeeded, 1 failed" in report.stdout
+        assert failed["task_id"] in report.stdout and "(refunded)" in report.stdout
+        assert "credits spent (estimated by the price table): 100" in report.stdout
+
+
+async def test_wait_and_download_pick_up_a_task_created_elsewhere(tmp_path: Path) -> None:
+    async with batch_mock() as mock:
+        async with SoraClient("freesora", KEY, base_url=mock.url_for("freesora")) as client:
+            task_id = await client.create(VideoRequest("a kite over the sea"))
+        head = batch_argv(mock, tmp_path / "unused.txt", tmp_path)
+        head = head[: head.index("batch")]
+
+        waited = await run_cli([*head, "wait", task_id, "--out", str(tmp_path / "a")])
+        fetched = await run_cli([*head, "download", task_id, "--out", str(tmp_path / "b")])
+
+        assert waited.returncode == 0, waited.stderr
+        assert fetched.returncode == 0, fetched.stderr
+        for done, where in ((waited, "a"), (fetched, "b")):
+            [path] = json.loads(done.stdout)["files"]
+            written = tmp_path / where / Path(path).name
+            assert str(written) == path
+            assert written.read_bytes() == mock.file_bytes(task_id)
+        assert mock.counters.creates == 1
