@@ -227,7 +227,7 @@ def check_succeeded(mock: MockServer, out: Path, prompts: list[str]) -> list[dic
         assert detail == {"path": name, "size": len(served), "sha256": sha256(served)}
         assert row["error"] is None
     videos = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
-    assert videos == sorted([*(row["files"][0] for row in rows), "manifest.jsonl"])
+    assert videos == sorted([*(row["files"][0] for row in rows), "index.html", "manifest.jsonl"])
     assert not list(out.glob("*.part"))
     return rows
 
