@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 import anyio
 import attrs
 
+from . import __version__
 from .argtypes import fraction, non_negative_float, positive_float, positive_int
 from .client import SoraClient
 from .config import (
@@ -49,38 +50,96 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+def add_global_options(parser: argparse.ArgumentParser, *, defaults: bool = True) -> None:
+    """The options every command takes, before or after its name (the contract's globals).
+
+    Added twice: to the main parser with their defaults, and to each command through a
+    parent parser whose defaults are SUPPRESS, so an option given after the command
+    overrides the one before it and an absent one leaves it alone. A new global option is
+    one more line here.
+    """
+
+    def default(value: Any = None) -> Any:
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument(
+        "--provider", choices=PROVIDER_NAMES, default=default(), help="env SORA_PROVIDER"
+    )
+    parser.add_argument(
+        "--api-key", default=default(), help="env SORA_API_KEY (prefer the environment)"
+    )
+    parser.add_argument(
+        "--base-url", default=default(), help="env SORA_BASE_URL (default: the provider's)"
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=positive_int,
+        default=default(),
+        help="account task cap, env SORA_MAX_CONCURRENT_TASKS (default 20)",
+    )
+    parser.add_argument(
+        "--poll-interval",
+        type=positive_float,
+        default=default(),
+        help="base poll interval in seconds",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=default(),
+        help="share the account cap between workers via Redis, env SORA_REDIS_URL",
+    )
+    parser.add_argument(
+        "--account",
+        default=default(),
+        help="account name in Redis, env SORA_ACCOUNT (default: from the key)",
+    )
+    parser.add_argument(
+        "--callback-listen",
+        metavar="HOST:PORT",
+        default=default(),
+        help="sora2api completion callbacks",
+    )
+    parser.add_argument(
+        "--callback-public-url", metavar="URL", default=default(), help="public URL of the above"
+    )
+    parser.add_argument(
+        "--proxy",
+        metavar="URL",
+        default=default(),
+        help="HTTP proxy for every request, env HTTPS_PROXY / NO_PROXY",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=default(0), help="more logging")
+
+
+class _Commands:
+    """Adds commands that each take the global options too."""
+
+    def __init__(self, action: Any, common: argparse.ArgumentParser) -> None:
+        self._action = action
+        self._common = common
+
+    def add_parser(self, name: str, **options: Any) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = self._action.add_parser(
+            name, parents=[self._common], **options
+        )
+        return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The command line. argparse rather than click: the console script works with the core
+    install alone (no extra dependency), and the benchmark harness shares its parser pieces;
+    parent parsers give the global options after the command."""
     parser = _Parser(
         prog=PROG,
         description="Generate Sora 2 videos through freesora or sora2api, safely and fast.",
     )
-    parser.add_argument("--provider", choices=PROVIDER_NAMES, help="env SORA_PROVIDER")
-    parser.add_argument("--api-key", help="env SORA_API_KEY (prefer the environment)")
-    parser.add_argument("--base-url", help="env SORA_BASE_URL (default: the provider's)")
-    parser.add_argument(
-        "--concurrency",
-        type=positive_int,
-        help="account task cap, env SORA_MAX_CONCURRENT_TASKS (default 20)",
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    add_global_options(parser)
+    common = argparse.ArgumentParser(add_help=False)
+    add_global_options(common, defaults=False)
+    sub = _Commands(
+        parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser), common
     )
-    parser.add_argument(
-        "--poll-interval", type=positive_float, help="base poll interval in seconds"
-    )
-    parser.add_argument(
-        "--redis-url", help="share the account cap between workers via Redis, env SORA_REDIS_URL"
-    )
-    parser.add_argument(
-        "--account", help="account name in Redis, env SORA_ACCOUNT (default: from the key)"
-    )
-    parser.add_argument(
-        "--callback-listen", metavar="HOST:PORT", help="sora2api completion callbacks"
-    )
-    parser.add_argument("--callback-public-url", metavar="URL", help="public URL of the above")
-    parser.add_argument(
-        "--proxy", metavar="URL", help="HTTP proxy for every request, env HTTPS_PROXY / NO_PROXY"
-    )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    sub.required = True
 
     gen = sub.add_parser("generate", help="generate one video and download it")
     gen.add_argument("prompt")
@@ -132,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_task_commands(sub: Any) -> None:
+def _add_task_commands(sub: _Commands) -> None:
     """The commands about one task created anywhere, and the batch report."""
     status = sub.add_parser("status", help="print one task's status as JSON")
     status.add_argument("task_id")
@@ -155,7 +214,7 @@ def _add_task_commands(sub: Any) -> None:
     report.add_argument("--journal", type=Path, help="the batch's journal, if not inside DIR")
 
 
-def _add_tool_commands(sub: Any) -> None:
+def _add_tool_commands(sub: _Commands) -> None:
     """The account, the mock server, the demo and the benchmark."""
     sub.add_parser("credits", help="print the account balance as JSON (freesora)")
 
@@ -428,12 +487,16 @@ def _fail(message: str, code: int) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
+    parser = build_parser()
     try:
-        args = build_parser().parse_args(argv)
+        args = parser.parse_args(argv)
     except UsageError as exc:
         return _fail(str(exc), EXIT_USAGE)
-    except SystemExit as exc:  # --help
+    except SystemExit as exc:  # --help, --version
         return int(exc.code or 0)
+    if args.command is None:
+        parser.print_help()  # a bare `sora-async` lists the commands
+        return EXIT_OK
     _configure_logging(args.verbose)
     command = _COMMANDS[args.command]
     try:

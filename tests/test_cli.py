@@ -203,3 +203,36 @@ async def test_bench_help_and_version_of_help() -> None:
     assert done.returncode == 0
     for command in ("generate", "batch", "status", "credits", "mock-server", "demo", "bench"):
         assert command in done.stdout
+
+
+COMMANDS = (
+    "generate", "batch", "status", "wait", "download", "report", "credits", "mock-server",
+    "demo", "bench",
+)  # fmt: skip
+
+
+def test_version_help_everywhere_and_a_bare_command_list(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # In-process: argparse answers these before anything else happens.
+    from sora_async import __version__
+    from sora_async.cli import main
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"sora-async {__version__}"
+    assert main([]) == 0
+    listed = capsys.readouterr().out
+    assert all(command in listed for command in COMMANDS)
+    for command in COMMANDS:
+        assert main([command, "--help"]) == 0, command
+        shown = capsys.readouterr().out
+        assert f"usage: sora-async {command}" in shown and "--provider" in shown, command
+
+
+async def test_global_options_after_the_command_win(mock: MockServer) -> None:
+    done = await sora(
+        "--base-url", "http://127.0.0.1:9/nowhere", "credits",
+        "--base-url", mock.freesora_url, "--api-key", KEY,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert mock.counters.requests["credits"] == 1
