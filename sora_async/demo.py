@@ -12,11 +12,15 @@ import hashlib
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+import anyio
 
 from .client import SoraClient
 from .events import EventKind, TaskEvent
 from .mock import MockConfig, MockServer
+from .progress import Display, Phase, Tracker, open_display
 
 __all__ = ["run_demo"]
 
@@ -37,6 +41,40 @@ DEMO_KEY = "demo-key"
 
 def _same_bytes(path: Path, served: bytes) -> bool:
     return hashlib.sha256(path.read_bytes()).digest() == hashlib.sha256(served).digest()
+
+
+def _display(
+    client: SoraClient, count: int, started: float
+) -> tuple[Display, Callable[[TaskEvent], None]]:
+    """The batch command's display (a live bar on a terminal, plain lines otherwise), and the
+    event hook that feeds it."""
+    tracker = Tracker(count)
+    tracker.seed(Phase.QUEUED, count)
+    display = open_display(tracker, interval=2.0)
+    moves = {
+        EventKind.CREATING: Phase.CREATING,
+        EventKind.CREATED: Phase.RUNNING,
+        EventKind.DOWNLOADING: Phase.DOWNLOADING,
+        EventKind.SUCCEEDED: Phase.SUCCEEDED,
+        EventKind.FAILED: Phase.FAILED,
+    }
+
+    def show(event: TaskEvent) -> None:
+        phase = moves.get(event.kind)
+        if phase is not None:
+            tracker.move(event.key, phase, start=tracker.phase_of(event.key))
+        if event.kind is EventKind.PROGRESS:
+            tracker.set_progress(event.key, event.progress)
+        if event.kind in (EventKind.CREATED, EventKind.SUCCEEDED, EventKind.FAILED):
+            stats = client.governor.statistics()
+            display.item(
+                f"  [{time.monotonic() - started:5.1f}s] #{event.key:<3} "
+                f"{event.kind.value:<9} {event.task_id}  "
+                f"(slots held {stats.held}/{stats.total})",
+                problem=event.kind is EventKind.FAILED,
+            )
+
+    return display, show
 
 
 async def run_demo(args: argparse.Namespace) -> int:
@@ -60,20 +98,25 @@ async def run_demo(args: argparse.Namespace) -> int:
                 before = (await client.credits()).left_credits
                 started = time.monotonic()
 
-                def show(event: TaskEvent) -> None:
-                    if event.kind in (EventKind.CREATED, EventKind.SUCCEEDED, EventKind.FAILED):
-                        stats = client.governor.statistics()
-                        print(
-                            f"  [{time.monotonic() - started:5.1f}s] #{event.key:<3} "
-                            f"{event.kind.value:<9} {event.task_id}  "
-                            f"(slots held {stats.held}/{stats.total})"
-                        )
+                display, show = _display(client, count, started)
+
+                async def redraw() -> None:
+                    while True:
+                        await anyio.sleep(0.25)
+                        display.refresh()
 
                 results = []
-                async for result in client.generate_many(
-                    (VideoRequest(p) for p in prompts), on_event=show, download_to=out
-                ):
-                    results.append(result)
+                display.start()
+                try:
+                    async with anyio.create_task_group() as group:
+                        group.start_soon(redraw)
+                        async for result in client.generate_many(
+                            (VideoRequest(p) for p in prompts), on_event=show, download_to=out
+                        ):
+                            results.append(result)
+                        group.cancel_scope.cancel()
+                finally:
+                    display.stop()
                 after = (await client.credits()).left_credits
             elapsed = time.monotonic() - started
             ok = [r for r in results if r.ok]

@@ -3,12 +3,17 @@
 :class:`Tracker` counts the batch's items by :class:`Phase` (pure bookkeeping, no I/O), and a
 display shows it: on a terminal with rich installed (``pip install sora_async[cli]``) an
 overall bar with the counts, throughput and ETA, redrawn in place; otherwise (no rich, or
-stdout is a pipe or a CI log) plain lines: one per finished item and a status line every
+stderr is a pipe or a CI log) plain lines: one per finished item and a status line every
 ``interval`` seconds when something changed. rich is imported only when it is used.
+
+The progress (bar, status lines, problems) goes to stderr; each item's result line and the
+run's notes go to stdout, which carries results only. The throughput, and so the ETA, is
+measured over the last minute (a resumed run that waited an hour is not slow now).
 """
 
 from __future__ import annotations
 
+import collections
 import enum
 import logging
 import sys
@@ -66,6 +71,8 @@ class Snapshot:
     finished_this_run: int
     elapsed: float
     draining: bool = False
+    #: Items that ended in the last :data:`RATE_WINDOW` seconds (the recent throughput).
+    finished_recently: int = 0
 
     @property
     def done(self) -> int:
@@ -73,8 +80,11 @@ class Snapshot:
 
     @property
     def rate_per_minute(self) -> float | None:
+        """Items per minute over the last minute; this run's average when none ended in it."""
         if self.finished_this_run == 0 or self.elapsed <= 0:
             return None
+        if self.finished_recently:
+            return self.finished_recently * 60.0 / min(RATE_WINDOW, self.elapsed)
         return self.finished_this_run * 60.0 / self.elapsed
 
     @property
@@ -87,6 +97,12 @@ class Snapshot:
             return 0.0
         rate = self.rate_per_minute
         return None if rate is None else left * 60.0 / rate
+
+
+#: Seconds over which the throughput is measured.
+RATE_WINDOW = 60.0
+#: End times kept for the throughput (more would only count beyond the window's need).
+_RECENT_KEPT = 10_000
 
 
 class Tracker:
@@ -107,6 +123,7 @@ class Tracker:
         # One byte per item: set once it ended in this run (an item ends once).
         self._ended = bytearray(total)
         self._finished = 0
+        self._ended_at: collections.deque[float] = collections.deque(maxlen=_RECENT_KEPT)
         self.draining = False
 
     def seed(self, phase: Phase, count: int) -> None:
@@ -128,6 +145,7 @@ class Tracker:
         if phase.is_final:
             self._phase.pop(index, None)
             self._finished += 1
+            self._ended_at.append(self._clock())
             if 0 <= index < self.total:
                 self._ended[index] = 1
         else:
@@ -147,13 +165,17 @@ class Tracker:
     def snapshot(self) -> Snapshot:
         progress = self._progress.values()
         mean = sum(progress) / len(progress) if progress else None
+        now = self._clock()
+        while self._ended_at and self._ended_at[0] < now - RATE_WINDOW:
+            self._ended_at.popleft()
         return Snapshot(
             total=self.total,
             counts=dict(self._counts),
             mean_progress=mean,
             finished_this_run=self._finished,
-            elapsed=self._clock() - self._started,
+            elapsed=now - self._started,
             draining=self.draining,
+            finished_recently=len(self._ended_at),
         )
 
 
@@ -211,7 +233,7 @@ class Display:
         """One item reached its end (``problem``: it did not succeed)."""
 
     def note(self, text: str) -> None:
-        """A message about the whole run (on stdout, like the display)."""
+        """A message about the whole run (a result: on stdout)."""
 
     def stop(self) -> None:
         """Show the final state and stop drawing. Idempotent."""
@@ -229,20 +251,23 @@ class PlainDisplay(Display):
         tracker: Tracker,
         stream: IO[str],
         *,
+        results: IO[str] | None = None,
         interval: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._tracker = tracker
         self._stream = stream
+        self._results = results if results is not None else stream
         self._interval = interval
         self._clock = clock
         self._last_at: float | None = None
         self._last_counts: Mapping[Phase, int] | None = None
         self._stopped = False
 
-    def _write(self, text: str) -> None:
-        self._stream.write(text + "\n")
-        self._stream.flush()
+    def _write(self, text: str, stream: IO[str] | None = None) -> None:
+        out = stream if stream is not None else self._stream
+        out.write(text + "\n")
+        out.flush()
 
     def _status(self) -> None:
         snapshot = self._tracker.snapshot()
@@ -262,10 +287,10 @@ class PlainDisplay(Display):
             self._status()
 
     def item(self, text: str, *, problem: bool = False) -> None:
-        self._write(text)
+        self._write(text, self._results)
 
     def note(self, text: str) -> None:
-        self._write(text)
+        self._write(text, self._results)
 
     def stop(self) -> None:
         if not self._stopped:
@@ -276,14 +301,21 @@ class PlainDisplay(Display):
 class _RichDisplay(Display):
     """A live bar on a terminal; failures are printed above it as they happen."""
 
-    def __init__(self, tracker: Tracker, stream: IO[str]) -> None:
+    def __init__(self, tracker: Tracker, stream: IO[str], results: IO[str] | None = None) -> None:
         from rich.console import Console
         from rich.live import Live
 
         self._tracker = tracker
         self._console = Console(file=stream)
+        self._results = results
+        # Results on the same terminal go above the bar; piped ones go to their pipe.
+        shared = results is not None and bool(getattr(results, "isatty", lambda: False)())
         self._live = Live(
-            self._render(), console=self._console, auto_refresh=False, transient=False
+            self._render(),
+            console=self._console,
+            auto_refresh=False,
+            transient=False,
+            redirect_stdout=shared,
         )
         self._running = False
         self._swapped: list[tuple[logging.StreamHandler[Any], Any]] = []
@@ -325,9 +357,25 @@ class _RichDisplay(Display):
     def item(self, text: str, *, problem: bool = False) -> None:
         if problem:
             self._console.print(text, markup=False, highlight=False, style="red")
+        if self._results is not None:
+            self._result(text)
 
     def note(self, text: str) -> None:
-        self._console.print(text, markup=False, highlight=False)
+        if self._results is None:
+            self._console.print(text, markup=False, highlight=False)
+        else:
+            self._result(text)
+
+    def _result(self, text: str) -> None:
+        # sys.stdout at call time: while the bar is drawn it may be rich's redirect.
+        out = (
+            sys.stdout
+            if self._results is sys.__stdout__ or self._results is sys.stdout
+            else self._results
+        )
+        assert out is not None
+        out.write(text + "\n")
+        out.flush()
 
     def stop(self) -> None:
         if self._running:
@@ -344,16 +392,23 @@ def open_display(
     *,
     quiet: bool = False,
     stream: IO[str] | None = None,
+    results: IO[str] | None = None,
     interval: float = 10.0,
 ) -> Display:
-    """The display for this terminal: quiet, rich (a TTY with rich installed) or plain lines."""
+    """The display for this terminal: quiet, rich (a TTY with rich installed) or plain lines.
+
+    ``stream`` (default stderr) shows the progress; ``results`` (default: stdout when
+    ``stream`` is not given) gets each item's result line and the notes.
+    """
     if quiet:
         return QuietDisplay()
-    out = stream if stream is not None else sys.stdout
-    isatty = getattr(out, "isatty", None)
+    if stream is None:
+        stream = sys.stderr
+        results = results if results is not None else sys.stdout
+    isatty = getattr(stream, "isatty", None)
     if isatty is not None and isatty():
         try:
-            return _RichDisplay(tracker, out)
+            return _RichDisplay(tracker, stream, results)
         except ImportError:
             pass
-    return PlainDisplay(tracker, out, interval=interval)
+    return PlainDisplay(tracker, stream, results=results, interval=interval)

@@ -87,6 +87,9 @@ async def test_visibility_is_announced_and_sent(tmp_path: Path) -> None:
 
         assert done.returncode == 0, done.stderr
         assert "videos: private" in done.stdout
+        # stdout carries results (plan, each item, summary); the progress goes to stderr.
+        assert " done | " not in done.stdout and " done | " in done.stderr
+        assert "[00000] succeeded" in done.stdout
         [task] = mock.tasks(KEY)
         assert task.params.get("public") is False or task.params.get("isPublic") is False, (
             task.params

@@ -188,3 +188,39 @@ def test_log_lines_go_above_the_bar_while_it_is_drawn() -> None:
         root.removeHandler(handler)
 
     assert "a slot is held for 360s" in screen.getvalue()
+
+
+def test_the_eta_follows_the_last_minute_not_the_whole_run() -> None:
+    # A resumed run that waited an hour for its first results is not slow now.
+    clock = FakeClock()
+    tracker = Tracker(20, clock=clock)
+    tracker.seed(Phase.QUEUED, 20)
+    clock.now += 3600
+    for index in range(10):
+        clock.now += 6
+        tracker.move(index, Phase.SUCCEEDED)
+
+    snapshot = tracker.snapshot()
+
+    assert snapshot.rate_per_minute == pytest.approx(10.0)
+    assert snapshot.eta == pytest.approx(60.0)
+    clock.now += 600  # nothing ended in the last minute: the run's average stands in
+    assert tracker.snapshot().rate_per_minute == pytest.approx(10 * 60 / 4260)
+
+
+def test_results_and_progress_go_to_their_own_streams() -> None:
+    tracker = Tracker(1)
+    tracker.seed(Phase.QUEUED, 1)
+    progress, results = io.StringIO(), io.StringIO()
+    display = open_display(tracker, stream=progress, results=results)
+    display.start()
+    tracker.move(0, Phase.SUCCEEDED)
+    display.item("[00000] succeeded task_1: 00000_task_1.mp4")
+    display.note("batch: 1/1 succeeded")
+    display.stop()
+
+    assert results.getvalue().splitlines() == [
+        "[00000] succeeded task_1: 00000_task_1.mp4",
+        "batch: 1/1 succeeded",
+    ]
+    assert all(" done | " in line for line in progress.getvalue().splitlines())
