@@ -30,7 +30,6 @@ Every journal write is committed before the step it records goes on, so stopping
 
 from __future__ import annotations
 
-import argparse
 import array
 import contextlib
 import glob
@@ -80,7 +79,7 @@ if TYPE_CHECKING:
     from .client import SoraClient
     from .fanout import GenerationRun
 
-__all__ = ["MANIFEST_NAME", "Plan", "run_batch", "write_manifest"]
+__all__ = ["MANIFEST_NAME", "BatchOptions", "BatchOutcome", "Plan", "run_batch", "write_manifest"]
 
 logger = logging.getLogger("sora_async")
 
@@ -186,31 +185,72 @@ def write_manifest(
     write_lines_atomically(path, rows())
 
 
-async def run_batch(args: argparse.Namespace) -> int:
-    """The ``batch`` command; returns the exit status (usage errors raise ConfigurationError)."""
-    return await _Batch(args).run()
+@attrs.frozen(kw_only=True)
+class BatchOptions:
+    """What one batch run is asked to do (the ``batch`` command's options, without argparse)."""
+
+    #: The input: ``.txt``, ``.jsonl`` / ``.ndjson`` or ``.csv`` (see :mod:`.batch_input`).
+    input_path: Path = attrs.field(converter=Path)
+    #: Videos, ``manifest.jsonl`` and ``index.html`` go here (and the journal, by default).
+    out: Path = attrs.field(converter=Path)
+    #: The journal, when not inside ``out`` (``out`` then remembers where it is).
+    journal: Path | None = attrs.field(default=None, converter=attrs.converters.optional(Path))
+    #: VideoRequest fields for the items that do not set them.
+    defaults: Mapping[str, Any] = attrs.field(factory=dict)
+    resubmit_unknown: bool = False
+    retry_failed: bool = False
+    #: Cap on the estimated credits of the items this run creates.
+    max_credits: int | None = None
+    #: Plan and estimate only; the outcome's status is what the real run would have.
+    dry_run: bool = False
+    quiet: bool = False
+    #: Per-task wait limit in seconds.
+    timeout: float | None = None
+
+
+@attrs.frozen
+class BatchOutcome:
+    """How a batch run ended."""
+
+    #: 0 every item succeeded, 1 some did not, 2 refused (a dry run's verdict), 130 interrupted.
+    status: int
+    #: Items by journal state at the end (empty when the journal was never opened).
+    counts: Mapping[str, int] = attrs.field(factory=dict)
+    manifest: Path | None = None
+    #: Task ids created but not in the journal (a journal that could not be written).
+    held_task_ids: Mapping[int, str] = attrs.field(factory=dict)
+
+
+async def run_batch(client: SoraClient, options: BatchOptions) -> BatchOutcome:
+    """Run one batch with an open ``client``; usage errors raise ConfigurationError."""
+    batch = _Batch(client, options)
+    status = await batch.run()
+    return BatchOutcome(
+        status=status,
+        counts=batch.final_counts,
+        manifest=batch.manifest_path if batch.journal is not None else None,
+        held_task_ids=dict(batch.held),
+    )
 
 
 class _Batch:
     """One invocation of ``sora-async batch``."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
-        from .cli import request_defaults
-
-        self.args = args
-        self.input_path = Path(args.file)
-        self.out = Path(args.out)
-        self.journal_flag: Path | None = Path(args.journal) if args.journal is not None else None
+    def __init__(self, client: SoraClient, options: BatchOptions) -> None:
+        self.input_path = options.input_path
+        self.out = options.out
+        self.journal_flag: Path | None = options.journal
         self.journal_path = self.journal_flag or default_journal_path(self.out)
         self.manifest_path = self.out / MANIFEST_NAME
-        self.defaults = request_defaults(args)
-        self.resubmit: bool = args.resubmit_unknown
-        self.retry_failed: bool = getattr(args, "retry_failed", False)
-        self.max_credits: int | None = args.max_credits
-        self.dry_run: bool = args.dry_run
-        self.quiet: bool = args.quiet
-        self.timeout: float | None = args.timeout
-        self.client: SoraClient | None = None
+        self.defaults = dict(options.defaults)
+        self.resubmit: bool = options.resubmit_unknown
+        self.retry_failed: bool = options.retry_failed
+        self.max_credits: int | None = options.max_credits
+        self.dry_run: bool = options.dry_run
+        self.quiet: bool = options.quiet
+        self.timeout: float | None = options.timeout
+        self.client: SoraClient = client
+        self.final_counts: dict[str, int] = {}
         self.journal: Journal | None = None
         self.run_handle: GenerationRun | None = None
         self.tracker = Tracker(0)
@@ -264,22 +304,18 @@ class _Batch:
         return code
 
     async def _main(self) -> int:
-        from .cli import client_from_args
-
-        client = client_from_args(self.args)
-        self.client = client
-        async with client:
-            plan: Plan | None = None
-            with self.prepare_scope:
-                plan = await self._prepare(client)
-            if plan is None or self.interrupts:
-                self._error("interrupted before anything was sent")
-                return EXIT_INTERRUPTED
-            if self.dry_run:
-                self._say("dry run: nothing was sent")
-                # The status the real run would have: a refused batch is a usage error.
-                return EXIT_USAGE if self.refused else EXIT_OK
-            return await self._execute(client, plan)
+        client = self.client
+        plan: Plan | None = None
+        with self.prepare_scope:
+            plan = await self._prepare(client)
+        if plan is None or self.interrupts:
+            self._error("interrupted before anything was sent")
+            return EXIT_INTERRUPTED
+        if self.dry_run:
+            self._say("dry run: nothing was sent")
+            # The status the real run would have: a refused batch is a usage error.
+            return EXIT_USAGE if self.refused else EXIT_OK
+        return await self._execute(client, plan)
 
     # -- validate, register, plan ------------------------------------------------------------
 
@@ -638,7 +674,6 @@ class _Batch:
             yield Job(request, key=index)
 
     def _price(self, request: VideoRequest) -> int | None:
-        assert self.client is not None
         return self.client.estimate_credits(request)
 
     def _filename(self, result: TaskResult, index: int, count: int) -> str:
@@ -1051,6 +1086,7 @@ class _Batch:
     def _finish(self) -> int:
         assert self.journal is not None
         summary = self.journal.summary()
+        self.final_counts = dict(summary)
         succeeded = summary[_S.SUCCEEDED.value]
         not_done = self.total - succeeded
         if not self.quiet:

@@ -442,15 +442,29 @@ async def _cmd_mock_server(args: argparse.Namespace) -> int:
 
 
 async def _cmd_batch(args: argparse.Namespace) -> int:
-    from .bulk import run_batch
+    from .bulk import BatchOptions, run_batch
 
-    return int(await run_batch(args))
+    options = BatchOptions(
+        input_path=args.file,
+        out=args.out,
+        journal=args.journal,
+        defaults=request_defaults(args),
+        resubmit_unknown=args.resubmit_unknown,
+        retry_failed=args.retry_failed,
+        max_credits=args.max_credits,
+        dry_run=args.dry_run,
+        quiet=args.quiet,
+        timeout=args.timeout,
+    )
+    async with client_from_args(args) as client:
+        outcome = await run_batch(client, options)
+    return outcome.status
 
 
 async def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return await run_demo(args)
+    return await run_demo(count=args.count, out=args.out)
 
 
 async def _cmd_bench(args: argparse.Namespace) -> int:

@@ -7,7 +7,6 @@ mock's own counters show that the cap held and every prompt was created exactly 
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import sys
 import tempfile
@@ -77,12 +76,13 @@ def _display(
     return display, show
 
 
-async def run_demo(args: argparse.Namespace) -> int:
-    count: int = args.count
+async def run_demo(*, count: int = 12, out: Path | None = None) -> int:
+    """Run the demo; returns the exit status. ``out`` keeps the videos (default: a temp dir)."""
     prompts = [f"{PROMPTS[i % len(PROMPTS)]} #{i + 1}" for i in range(count)]
     config = MockConfig(task_seconds=2.0, jitter=0.5, cap=DEMO_CAP, file_size=64 * 1024)
     with tempfile.TemporaryDirectory(prefix="sora-demo-") as tmp:
-        out = Path(args.out) if args.out is not None else Path(tmp)
+        kept = out
+        out = Path(out) if out is not None else Path(tmp)
         async with MockServer(config) as mock:
             print(f"mock server (freesora API) at {mock.freesora_url}, account cap {DEMO_CAP}")
             async with SoraClient(
@@ -126,9 +126,7 @@ async def run_demo(args: argparse.Namespace) -> int:
             counters = mock.counters
             once = all(n == 1 for n in counters.creates_by_prompt.values())
             print()
-            where = (
-                str(out) if args.out is not None else "a temporary directory (--out DIR keeps them)"
-            )
+            where = str(out) if kept is not None else "a temporary directory (--out DIR keeps them)"
             print(f"{len(ok)}/{count} videos in {elapsed:.1f}s, downloaded to {where}")
             print(f"files byte-identical to what the server sent: {intact}")
             print(
