@@ -16,10 +16,10 @@ from pathlib import Path
 
 import anyio
 
+from .batch.progress import Display, Phase, Tracker, open_display
 from .client import SoraClient
 from .events import EventKind, TaskEvent
 from .mock import MockConfig, MockServer
-from .progress import Display, Phase, Tracker, open_display
 
 __all__ = ["run_demo"]
 

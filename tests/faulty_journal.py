@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from sora_async import journal as journal_module
+from sora_async.batch import journal as journal_module
 from sora_async.cli import main
 
 Journal = journal_module.Journal

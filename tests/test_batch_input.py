@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from sora_async.batch_input import BatchInputError, InputItem, InputReader, is_jsonl
+from sora_async.batch.input import BatchInputError, InputItem, InputReader, is_jsonl
+from sora_async.batch.journal import fingerprint_bytes
 from sora_async.errors import ConfigurationError
-from sora_async.journal import fingerprint_bytes
 from sora_async.models import AspectRatio, Model, VideoRequest
 
 

@@ -6,8 +6,8 @@ import json
 import os
 from pathlib import Path
 
-from sora_async.bulk import write_manifest
-from sora_async.journal import Journal, request_to_json
+from sora_async.batch.journal import Journal, request_to_json
+from sora_async.batch.run import write_manifest
 from sora_async.models import VideoRequest
 
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from sora_async.progress import (
+from sora_async.batch.progress import (
     Phase,
     PlainDisplay,
     QuietDisplay,

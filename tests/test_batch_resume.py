@@ -25,7 +25,7 @@ from test_batch_support import (
     write_prompts,
 )
 
-from sora_async.journal import Journal, fingerprint_bytes
+from sora_async.batch.journal import Journal, fingerprint_bytes
 from sora_async.mock import Fault
 
 pytestmark = pytest.mark.anyio

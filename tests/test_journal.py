@@ -22,23 +22,19 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
-
-from sora_async.errors import (
-    AuthenticationError,
-    BadRequestError,
-    ConfigurationError,
-    ConnectError,
-    ConnectionDroppedError,
-    CreateOutcomeUnknownError,
-    InsufficientCreditsError,
-    NotFoundError,
-    ProtocolError,
-    RateLimitError,
-    ReadTimeoutError,
-    ServerError,
-    ValidationError,
+from journal_queries import (
+    durability,
+    history,
+    manifest_rows,
+    pending_creates,
+    rejected,
+    task_ids,
+    to_download,
+    to_poll,
+    write_manifest,
 )
-from sora_async.journal import (
+
+from sora_async.batch.journal import (
     DEFAULT_JOURNAL_NAME,
     SCHEMA_VERSION,
     CreateOutcome,
@@ -54,6 +50,21 @@ from sora_async.journal import (
     default_journal_path,
     fingerprint_bytes,
     request_to_json,
+)
+from sora_async.errors import (
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    ConnectError,
+    ConnectionDroppedError,
+    CreateOutcomeUnknownError,
+    InsufficientCreditsError,
+    NotFoundError,
+    ProtocolError,
+    RateLimitError,
+    ReadTimeoutError,
+    ServerError,
+    ValidationError,
 )
 from sora_async.models import VideoRequest
 
@@ -89,14 +100,14 @@ def created(j: Journal, index: int, task_id: str | None = None) -> None:
 def snapshot(j: Journal) -> dict[str, Any]:
     """Every answer the resume logic reads."""
     return {
-        "rows": j.manifest_rows(),
+        "rows": manifest_rows(j),
         "summary": j.summary(),
-        "pending": [i.index for i in j.pending_creates()],
-        "poll": [i.index for i in j.to_poll()],
-        "download": [i.index for i in j.to_download()],
+        "pending": [i.index for i in pending_creates(j)],
+        "poll": [i.index for i in to_poll(j)],
+        "download": [i.index for i in to_download(j)],
         "unknown": [i.index for i in j.unknown()],
-        "rejected": [i.index for i in j.rejected()],
-        "task_ids": j.task_ids(),
+        "rejected": [i.index for i in rejected(j)],
+        "task_ids": task_ids(j),
     }
 
 
@@ -107,7 +118,7 @@ def test_new_journal_lives_in_the_out_dir_with_durable_settings(jpath: Path) -> 
     assert jpath.name == DEFAULT_JOURNAL_NAME
     with open_journal(jpath) as j:
         assert jpath.is_file()
-        assert j.durability() == {
+        assert durability(j) == {
             "journal_mode": "wal",
             "synchronous": "full",
             "locking_mode": "exclusive",
@@ -149,7 +160,7 @@ def test_a_journal_of_another_batch_is_refused(
     assert isinstance(info.value, ConfigurationError)
     # The refusal changed nothing and released the file.
     with open_journal(jpath) as j:
-        assert j.task_ids() == {0: "task-0"}
+        assert task_ids(j) == {0: "task-0"}
 
 
 def test_a_journal_without_tasks_follows_a_new_base_url(jpath: Path) -> None:
@@ -223,22 +234,22 @@ def test_the_whole_life_of_an_item(journal: Journal) -> None:
     j = journal
     assert j.add_items([(0, "a kite", REQ), (1, "a boat", REQ)]) == 2
     assert j.add_items([(0, "changed", REQ)]) == 0
-    assert [i.index for i in j.pending_creates()] == [0, 1]
+    assert [i.index for i in pending_creates(j)] == [0, 1]
 
     assert j.record_intent(0, REQ, "a kite", 150) == ItemState.CREATING
-    assert [i.index for i in j.pending_creates()] == [1]
+    assert [i.index for i in pending_creates(j)] == [1]
     assert j.record_created(0, "t-0") == ItemState.CREATED
-    assert [i.index for i in j.to_poll()] == [0]
+    assert [i.index for i in to_poll(j)] == [0]
     assert j.record_status(0, "pending", None) == ItemState.CREATED
     assert j.record_status(0, "running", 30) == ItemState.RUNNING
     assert j.record_terminal(0, "succeeded", video_urls=["http://h/v.mp4"]) == (
         ItemState.DOWNLOADING
     )
-    assert j.to_poll() == []
-    assert [i.index for i in j.to_download()] == [0]
+    assert to_poll(j) == []
+    assert [i.index for i in to_download(j)] == [0]
     assert j.record_download(0, "videos/00000.mp4", 1234, SHA) == ItemState.DOWNLOADING
     assert j.mark_done(0) == ItemState.SUCCEEDED
-    assert j.to_download() == []
+    assert to_download(j) == []
 
     item = j.get(0)
     assert item is not None
@@ -254,7 +265,7 @@ def test_the_whole_life_of_an_item(journal: Journal) -> None:
     assert item.intent_at and item.task_created_at and item.finished_at and item.done_at
     assert item.expires_at is not None
     assert item.request == {"prompt": "p"}
-    assert [e.event for e in j.history(0)] == [
+    assert [e.event for e in history(j, 0)] == [
         "added",
         "intent",
         "created",
@@ -287,8 +298,8 @@ def test_an_item_with_a_task_is_never_created_again(journal: Journal) -> None:
     for index in range(4):
         with pytest.raises(JournalTransitionError, match="pay twice"):
             j.record_intent(index, REQ, "again")
-        assert index not in [i.index for i in j.pending_creates()]
-    assert j.task_ids() == {i: f"task-{i}" for i in range(4)}
+        assert index not in [i.index for i in pending_creates(j)]
+    assert task_ids(j) == {i: f"task-{i}" for i in range(4)}
 
 
 def test_an_intent_in_flight_is_not_sent_twice(journal: Journal) -> None:
@@ -308,7 +319,7 @@ def test_intent_without_task_id_is_unknown_after_reopen(jpath: Path) -> None:
         assert item.error is not None
         assert "interrupted" in item.error
         assert [i.index for i in j.unknown()] == [0]
-        assert [i.index for i in j.pending_creates()] == [1]
+        assert [i.index for i in pending_creates(j)] == [1]
         with pytest.raises(JournalTransitionError, match="resubmit"):
             j.record_intent(0, REQ, "a", 100)
 
@@ -317,19 +328,19 @@ def test_unknown_is_created_again_only_after_resubmit(journal: Journal) -> None:
     j = journal
     j.record_intent(0, REQ, "p", 100)
     assert j.record_unknown(0, ReadTimeoutError("no answer")) == ItemState.UNKNOWN
-    assert j.pending_creates() == []
+    assert pending_creates(j) == []
     with pytest.raises(JournalTransitionError):
         j.record_intent(0, REQ, "p", 100)
     assert j.record_unknown(0, "still unknown") == ItemState.UNKNOWN
 
     assert j.resubmit_unknown(0) == ItemState.PENDING
-    assert [i.index for i in j.pending_creates()] == [0]
+    assert [i.index for i in pending_creates(j)] == [0]
     j.record_intent(0, REQ, "p", 100)
     j.record_created(0, "t-second")
     item = j.get(0)
     assert item is not None
     assert (item.resubmits, item.create_attempts, item.error) == (1, 2, None)
-    resubmitted = [e for e in j.history(0) if e.event == "resubmitted"]
+    resubmitted = [e for e in history(j, 0) if e.event == "resubmitted"]
     assert resubmitted[0].detail == "still unknown"
     with pytest.raises(JournalTransitionError, match="only an unknown item"):
         j.resubmit_unknown(0)
@@ -340,7 +351,7 @@ def test_a_task_id_learnt_later_resolves_unknown(journal: Journal) -> None:
     journal.record_unknown(0, "dropped connection")
     assert journal.record_created(0, "t-late") == ItemState.CREATED
     assert journal.unknown() == []
-    assert [i.index for i in journal.to_poll()] == [0]
+    assert [i.index for i in to_poll(journal)] == [0]
 
 
 @pytest.mark.parametrize(
@@ -375,7 +386,7 @@ def test_a_create_error_is_recorded_by_what_it_proves(
     assert item is not None
     assert item.error is not None
     assert type(exc).__name__ in item.error
-    assert ([i.index for i in journal.pending_creates()] == [0]) is (outcome is CreateOutcome.RETRY)
+    assert ([i.index for i in pending_creates(journal)] == [0]) is (outcome is CreateOutcome.RETRY)
 
 
 def test_402_is_terminal_with_its_reason_until_requeued(journal: Journal) -> None:
@@ -388,18 +399,18 @@ def test_402_is_terminal_with_its_reason_until_requeued(journal: Journal) -> Non
     assert item.error is not None
     assert "not enough credits" in item.error
     assert item.task_id is None
-    assert j.pending_creates() == []
-    assert [i.index for i in j.rejected()] == [0]
+    assert pending_creates(j) == []
+    assert [i.index for i in rejected(j)] == [0]
 
     assert j.requeue_rejected(0) == ItemState.PENDING
-    assert [i.index for i in j.pending_creates()] == [0]
-    assert j.rejected() == []
+    assert [i.index for i in pending_creates(j)] == [0]
+    assert rejected(j) == []
 
 
 def test_a_failed_task_cannot_be_requeued(journal: Journal) -> None:
     created(journal, 0)
     journal.record_terminal(0, "failed", error="content policy", refunded=True)
-    assert journal.rejected() == []
+    assert rejected(journal) == []
     with pytest.raises(JournalTransitionError, match="without a task id"):
         journal.requeue_rejected(0)
 
@@ -407,7 +418,7 @@ def test_a_failed_task_cannot_be_requeued(journal: Journal) -> None:
 def test_not_created_is_sent_again_and_counted(journal: Journal) -> None:
     journal.record_intent(0, REQ, "p")
     assert journal.record_not_created(0, "connection refused") == ItemState.NOT_CREATED
-    assert [i.index for i in journal.pending_creates()] == [0]
+    assert [i.index for i in pending_creates(journal)] == [0]
     journal.record_intent(0, REQ, "p")
     journal.record_created(0, "t")
     item = journal.get(0)
@@ -435,7 +446,7 @@ def test_a_task_id_is_write_once_and_belongs_to_one_item(journal: Journal) -> No
     journal.record_intent(1, REQ, "p")
     with pytest.raises(JournalTransitionError, match="already belongs to item 0"):
         journal.record_created(1, "t-0")
-    assert journal.task_ids() == {0: "t-0"}
+    assert task_ids(journal) == {0: "t-0"}
 
 
 # -- polling and ends -----------------------------------------------------------------------
@@ -493,7 +504,7 @@ def test_files_are_recorded_one_by_one_until_done(journal: Journal) -> None:
     j.record_download(0, "v/0-a.mp4", 10, SHA)
     with pytest.raises(JournalTransitionError, match="1 of 2"):
         j.mark_done(0)
-    assert [i.index for i in j.to_download()] == [0]
+    assert [i.index for i in to_download(j)] == [0]
     j.record_download(0, "v/0-a.mp4", 11, "cd" * 32)
     j.record_download(0, Path("v") / "0-b.mp4", 12, SHA.upper())
     assert j.mark_done(0) == ItemState.SUCCEEDED
@@ -562,7 +573,7 @@ def test_reopen_gives_the_same_answers(jpath: Path) -> None:
 
 def test_manifest_rows_carry_the_contract_fields(journal: Journal, tmp_path: Path) -> None:
     build_varied(journal)
-    rows = journal.manifest_rows()
+    rows = manifest_rows(journal)
     assert [r["index"] for r in rows] == list(range(9))
     for row in rows:
         assert {"index", "prompt", "task_id", "state", "files", "error", "refunded"} <= set(row)
@@ -575,7 +586,7 @@ def test_manifest_rows_carry_the_contract_fields(journal: Journal, tmp_path: Pat
     out = tmp_path / "out" / "manifest.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("stale\n")
-    assert journal.write_manifest(out) == out
+    assert write_manifest(journal, out) == out
     lines = out.read_text(encoding="utf-8").splitlines()
     assert [json.loads(line) for line in lines] == rows
     assert sorted(p.name for p in out.parent.iterdir() if "manifest" in p.name) == [
@@ -621,7 +632,7 @@ async def test_calls_from_worker_threads_are_serialised(journal: Journal) -> Non
     async with anyio.create_task_group() as tg:
         for index in range(16):
             tg.start_soon(anyio.to_thread.run_sync, create, index)
-    assert journal.task_ids() == {i: f"task-{i}" for i in range(16)}
+    assert task_ids(journal) == {i: f"task-{i}" for i in range(16)}
     assert journal.summary()["running"] == 16
 
 
@@ -892,7 +903,7 @@ class JournalMachine(RuleBasedStateMachine):
 
     @invariant()
     def rows_match_the_model(self) -> None:
-        rows = self.journal.manifest_rows()
+        rows = manifest_rows(self.journal)
         assert [r["index"] for r in rows] == sorted(self.model)
         for row in rows:
             item = self.model[row["index"]]
@@ -918,27 +929,28 @@ class JournalMachine(RuleBasedStateMachine):
         def having(*states: ItemState) -> list[int]:
             return sorted(i for i, item in self.model.items() if item.state in states)
 
-        pending = [i.index for i in self.journal.pending_creates()]
+        pending = [i.index for i in pending_creates(self.journal)]
         assert pending == having(ItemState.PENDING, ItemState.NOT_CREATED)
         for index in pending:
             assert self.model[index].task_id is None
         assert [i.index for i in self.journal.unknown()] == having(ItemState.UNKNOWN)
-        assert [i.index for i in self.journal.to_poll()] == having(
+        assert [i.index for i in to_poll(self.journal)] == having(
             ItemState.CREATED, ItemState.RUNNING
         )
-        assert [i.index for i in self.journal.to_download()] == having(ItemState.DOWNLOADING)
+        assert [i.index for i in to_download(self.journal)] == having(ItemState.DOWNLOADING)
         summary = self.journal.summary()
         assert summary == {s.value: len(having(s)) for s in ItemState}
 
     @invariant()
     def task_ids_are_kept_forever(self) -> None:
-        assert self.journal.task_ids() == self.ever
+        assert task_ids(self.journal) == self.ever
         for index, task_id in self.ever.items():
             assert self.model[index].task_id == task_id
 
 
 JournalMachine.TestCase.settings = settings(
-    max_examples=150,
+    # 150 took close to the 60 s timeout on two shared cores (every step is an fsync).
+    max_examples=80,
     stateful_step_count=50,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
@@ -950,7 +962,7 @@ test_journal_state_machine = JournalMachine.TestCase
 
 CHILD = """
 import sys
-from sora_async.journal import Journal
+from sora_async.batch.journal import Journal
 
 path, n = sys.argv[1], int(sys.argv[2])
 j = Journal.open(path, input_fingerprint="fp", provider="freesora", base_url=None)
@@ -1017,7 +1029,7 @@ def test_kill_9_leaves_a_consistent_prefix(tmp_path: Path, seed: int) -> None:
                 assert (item.state, item.task_id) == (ItemState.PENDING, None), (seed, index)
             if index < last:
                 assert item.task_id == f"task-{index}", (seed, index)
-        assert j.pending_creates()[0].index >= last + 1
+        assert pending_creates(j)[0].index >= last + 1
         for item in j.unknown():
             assert item.index >= last
 
@@ -1033,7 +1045,7 @@ def test_retry_failed_releases_the_task_id_and_keeps_it_in_the_log(jpath: Path) 
 
         item = j.get(0)
         assert item is not None and item.task_id is None and item.error is None
-        assert [e.task_id for e in j.history(0) if e.event == "retried"] == ["task-0"]
+        assert [e.task_id for e in history(j, 0) if e.event == "retried"] == ["task-0"]
         created(j, 0, "task-0b")
         assert j.get(0).task_id == "task-0b"  # type: ignore[union-attr]
 

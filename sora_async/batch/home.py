@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..durable import write_lines_atomically
 from ..errors import ConfigurationError
-from ..journal import default_journal_path
+from .journal import default_journal_path
 
 __all__ = ["POINTER_NAME", "locate_journal", "remember_journal"]
 

@@ -18,8 +18,8 @@ from urllib.parse import quote
 
 from ..durable import write_lines_atomically
 from ..errors import ConfigurationError
-from ..journal import JournalError, read_rows
 from .home import locate_journal
+from .journal import JournalError, read_rows
 
 __all__ = ["INDEX_NAME", "print_report", "summarise", "write_index"]
 

@@ -31,8 +31,8 @@ from typing import Any
 
 import attrs
 
-from .errors import ConfigurationError, ValidationError
-from .models import VideoRequest
+from ..errors import ConfigurationError, ValidationError
+from ..models import VideoRequest
 
 __all__ = [
     "INPUT_FIELDS",
@@ -113,7 +113,8 @@ class InputReader:
 
     ``defaults`` holds VideoRequest fields for lines that do not set them. After an iteration
     has run to the end, :attr:`fingerprint` is the file's ``sha256:`` digest (the same value as
-    :func:`sora_async.journal.fingerprint_bytes` of its bytes) and :attr:`count` its item count.
+    :func:`sora_async.batch.journal.fingerprint_bytes` of its bytes) and :attr:`count` its
+    item count.
     """
 
     def __init__(self, path: str | os.PathLike[str], defaults: Mapping[str, Any] | None = None):

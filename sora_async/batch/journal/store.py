@@ -1,63 +1,11 @@
-"""The durable batch journal: no finished video is lost and no prompt is paid for twice.
+"""The journal's SQLite store: schema, opening, every state change as one durable transaction.
 
-``sora-async batch`` runs for hours and may be killed at any moment. Every state change of every
-input item is one short SQLite transaction (WAL mode, ``synchronous=FULL``) committed before the
-method returns, so whatever a method reported as done survives a crash or ``kill -9``.
-
-Item states (:class:`ItemState`) and the calls that move an item between them::
-
-    call                  allowed from                      leads to
-    add_items             (absent)                          pending
-    record_intent         (absent), pending, not_created    creating      <- before sending
-    record_created        creating, unknown                 created       <- right after answer
-    record_not_created    creating                          not_created (retry) | failed
-    record_unknown        creating, unknown                 unknown
-    record_create_error   creating                          by classify_create_error
-    Journal.open          creating                          unknown       (interrupted)
-    resubmit_unknown      unknown                           pending
-    requeue_rejected      failed without a task id          pending
-    record_status         created, running                  created | running (never back)
-    record_terminal       created, running                  downloading | failed
-    record_download       downloading                       downloading (one more file)
-    mark_done             downloading, every file recorded  succeeded
-
-Anything else raises :class:`JournalTransitionError`, except harmless repeats (the same task id,
-the same end, a late status of an ended task, a done item marked done), which change nothing.
-
-- ``creating`` means the intent is committed and the create request is being sent. An item found
-  in ``creating`` when the journal is opened was interrupted between sending and recording the
-  answer: it becomes ``unknown`` at once, because the task may exist and have been paid for.
-- ``unknown`` is never created again by itself: only :meth:`Journal.resubmit_unknown` (the CLI's
-  ``--resubmit-unknown``) puts it back to ``pending``.
-- A definite rejection (400, 401/403, 402, 404, or a request the SDK refused before sending) is
-  terminal ``failed`` with the reason: sending the same request again would be refused again, and
-  a 402 must stop spending, not loop. :meth:`Journal.requeue_rejected` re-queues such an item
-  explicitly (after a top-up or a key fix). Only "nothing was sent" (connect error) and "too
-  busy" (429) are re-queued automatically as ``not_created``. See :func:`classify_create_error`.
-- ``downloading`` means the task succeeded and its files are being fetched; ``succeeded`` means
-  every file is recorded whole (:meth:`Journal.mark_done`), so the manifest's ``succeeded`` is
-  the user's "I have the video".
-- A task id is write-once: once an item has one it is never replaced or cleared, and every task
-  id ever recorded is also kept in an append-only event log.
-
-Threading: the journal is synchronous and meant to be called directly from the event loop; each
-call is one small transaction (a few milliseconds, dominated by one fsync). Calling it through
-``anyio.to_thread.run_sync`` is also safe: the connection is opened with
-``check_same_thread=False`` and every call holds the journal's lock, so the connection is used
-by one thread at a time. The process holds SQLite's exclusive lock for the journal's whole life,
-so a second ``batch`` process on the same journal is refused (:class:`JournalLockedError`)
-instead of creating the same prompts twice.
-
-The journal never sees the API key: it stores prompts, request fields, task ids, states,
-errors, URLs and file hashes.
+See the package docstring for the states and the calls that move an item between them.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import enum
-import hashlib
 import json
 import os
 import sqlite3
@@ -66,253 +14,36 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import attrs
+from ...durable import fsync_directory
+from ...models import TaskState
+from .types import (
+    CreateOutcome,
+    FileRecord,
+    ItemState,
+    JournalError,
+    JournalItem,
+    JournalLockedError,
+    JournalMismatchError,
+    JournalOpenError,
+    JournalTransitionError,
+    JournalVersionError,
+    canonical_json,
+    classify_create_error,
+    describe_error,
+    utc_now,
+)
 
-from .durable import fsync_directory, write_lines_atomically
-from .errors import ConfigurationError, SoraError, create_may_be_resent, create_was_not_made
-from .models import RETENTION, TaskState, VideoRequest
+__all__ = ["SCHEMA_VERSION", "Journal", "read_rows"]
 
-__all__ = [
-    "DEFAULT_JOURNAL_NAME",
-    "SCHEMA_VERSION",
-    "CreateOutcome",
-    "FileRecord",
-    "ItemState",
-    "Journal",
-    "JournalError",
-    "JournalEvent",
-    "JournalItem",
-    "JournalLockedError",
-    "JournalMismatchError",
-    "JournalOpenError",
-    "JournalTransitionError",
-    "JournalVersionError",
-    "classify_create_error",
-    "default_journal_path",
-    "fingerprint_bytes",
-    "read_rows",
-    "request_to_json",
-]
-
-#: The journal's file name inside the batch output directory.
-DEFAULT_JOURNAL_NAME = ".sora-journal.sqlite3"
 #: The layout this module writes; a journal with a higher number is refused.
 SCHEMA_VERSION = 2
 # PRAGMA application_id marks the file as ours ("SorA"), so a foreign SQLite file is refused.
 _APPLICATION_ID = 0x536F7241
 
-
-class JournalError(SoraError):
-    """The journal cannot do what was asked (closed, or its file failed to read or write)."""
-
-
-class JournalOpenError(JournalError, ConfigurationError):
-    """The journal file cannot be used for this run."""
-
-
-class JournalMismatchError(JournalOpenError):
-    """The journal belongs to another batch (input file, provider or base URL differ)."""
-
-
-class JournalLockedError(JournalOpenError):
-    """Another process has the journal open."""
-
-
-class JournalVersionError(JournalOpenError):
-    """The journal was written by a newer sora_async (or is not a sora_async journal)."""
-
-
-class JournalTransitionError(JournalError):
-    """The operation is not allowed in the item's current state.
-
-    Mostly a guard against paying twice (creating an item that already has a task or whose
-    create may have happened) or against losing a task id.
-    """
-
-    def __init__(self, index: int, state: ItemState | None, message: str) -> None:
-        self.index = index
-        self.state = state
-        super().__init__(f"item {index}: {message}")
-
-
-class ItemState(str, enum.Enum):
-    """Where an input item is; compares equal to its plain string."""
-
-    PENDING = "pending"
-    CREATING = "creating"
-    NOT_CREATED = "not_created"
-    UNKNOWN = "unknown"
-    CREATED = "created"
-    RUNNING = "running"
-    DOWNLOADING = "downloading"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-
-    def __str__(self) -> str:
-        return self.value
-
-
 _S = ItemState
 _SENDABLE = (_S.PENDING, _S.NOT_CREATED)
 # A column value for Journal._move meaning "the current value plus one".
 _INCREMENT = object()
-
-
-class CreateOutcome(str, enum.Enum):
-    """What a failed create call means for the item (see :func:`classify_create_error`)."""
-
-    #: Nothing was created and sending again may work: re-queued as ``not_created``.
-    RETRY = "retry"
-    #: Nothing was created and sending the same again would be refused: terminal ``failed``.
-    REJECTED = "rejected"
-    #: A task may exist: ``unknown``, never re-sent without an explicit resubmit.
-    UNKNOWN = "unknown"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-def classify_create_error(exc: BaseException) -> CreateOutcome:
-    """Decide what an exception raised by a create call says about the task.
-
-    Only errors that prove nothing was created count as not created: a connect error (nothing
-    sent) and 429 are ``RETRY``; 400, 401/403, 402, 404 and errors raised before sending are
-    ``REJECTED``. Everything else (read timeout, dropped connection, 5xx, an undecodable answer,
-    an unmapped API error, cancellation, a foreign exception) is ``UNKNOWN``, because the
-    server may have created, and charged for, the task.
-    """
-    if create_may_be_resent(exc):
-        return CreateOutcome.RETRY
-    if create_was_not_made(exc):
-        return CreateOutcome.REJECTED
-    return CreateOutcome.UNKNOWN
-
-
-def _describe(error: BaseException | str) -> str:
-    if isinstance(error, BaseException):
-        text = str(error)
-        return f"{type(error).__name__}: {text}" if text else type(error).__name__
-    return error
-
-
-@attrs.frozen
-class FileRecord:
-    """One downloaded file, recorded only once it is whole on disk."""
-
-    path: str
-    size: int
-    sha256: str
-    recorded_at: str
-
-
-@attrs.frozen
-class JournalEvent:
-    """One entry of the append-only history of an item."""
-
-    seq: int
-    index: int
-    at: str
-    event: str
-    from_state: ItemState | None
-    to_state: ItemState
-    task_id: str | None
-    detail: str | None
-
-
-@attrs.frozen
-class JournalItem:
-    """A snapshot of one input item."""
-
-    index: int
-    prompt: str
-    request_json: str
-    state: ItemState
-    task_id: str | None
-    progress: int | None
-    error: str | None
-    refunded: bool | None
-    estimated_credits: int | None
-    video_urls: tuple[str, ...]
-    files: tuple[FileRecord, ...]
-    create_attempts: int
-    resubmits: int
-    added_at: str
-    intent_at: str | None
-    task_created_at: str | None
-    finished_at: str | None
-    done_at: str | None
-    updated_at: str
-
-    @property
-    def request(self) -> dict[str, Any]:
-        """The request fields as recorded."""
-        value: dict[str, Any] = json.loads(self.request_json)
-        return value
-
-    @property
-    def expires_at(self) -> str | None:
-        """When the provider deletes the videos (seen succeeded + 15 days)."""
-        if self.state not in (_S.DOWNLOADING, _S.SUCCEEDED) or self.finished_at is None:
-            return None
-        finished = dt.datetime.fromisoformat(self.finished_at)
-        return (finished + RETENTION).isoformat(timespec="seconds")
-
-    def manifest_row(self) -> dict[str, Any]:
-        """This item as one line of ``manifest.jsonl`` (JSON-ready)."""
-        return {
-            "index": self.index,
-            "prompt": self.prompt,
-            "state": self.state.value,
-            "task_id": self.task_id,
-            "files": [f.path for f in self.files],
-            "error": self.error,
-            "refunded": self.refunded,
-            "estimated_credits": self.estimated_credits,
-            "video_urls": list(self.video_urls),
-            "expires_at": self.expires_at,
-            "create_attempts": self.create_attempts,
-            "resubmits": self.resubmits,
-            "file_details": [
-                {"path": f.path, "size": f.size, "sha256": f.sha256} for f in self.files
-            ],
-        }
-
-
-def default_journal_path(out_dir: str | os.PathLike[str]) -> Path:
-    """Where ``batch --out DIR`` keeps its journal unless ``--journal`` says otherwise."""
-    return Path(out_dir) / DEFAULT_JOURNAL_NAME
-
-
-def fingerprint_bytes(data: bytes) -> str:
-    """A stable fingerprint of the batch input file's bytes, for :meth:`Journal.open`."""
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def request_to_json(request: VideoRequest) -> str:
-    """The request's fields as canonical JSON for :meth:`Journal.record_intent`.
-
-    Image bytes are stored as their size and hash, not the bytes; a path is stored as text.
-    """
-    fields: dict[str, Any] = {}
-    for field in attrs.fields(VideoRequest):
-        value = getattr(request, field.name)
-        if isinstance(value, enum.Enum):
-            value = value.value
-        elif isinstance(value, (bytes, bytearray)):
-            value = {"bytes": len(value), "sha256": hashlib.sha256(value).hexdigest()}
-        elif isinstance(value, os.PathLike):
-            value = os.fspath(value)
-        fields[field.name] = value
-    return _canonical_json(fields)
-
-
-def _canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
-
 
 _STATE_LIST = ", ".join(f"'{state.value}'" for state in ItemState)
 _SCHEMA = f"""
@@ -413,7 +144,7 @@ def _check_request_json(request_json: str) -> str:
         raise ValueError("request_json must be a JSON object (see request_to_json)") from None
     if not isinstance(value, dict):
         raise ValueError("request_json must be a JSON object (see request_to_json)")
-    return _canonical_json(value)
+    return canonical_json(value)
 
 
 def _clean_relpath(relpath: str | os.PathLike[str]) -> str:
@@ -520,7 +251,7 @@ class Journal:
             meta, created = Journal._check_or_create(
                 conn, path, input_fingerprint, provider, base_url, input_may_grow=input_may_grow
             )
-            now = _now()
+            now = utc_now()
             interrupted = conn.execute(
                 "SELECT idx FROM items WHERE state = ? ORDER BY idx", (_S.CREATING.value,)
             ).fetchall()
@@ -569,7 +300,7 @@ class Journal:
             for statement in _SCHEMA.split(";\n"):
                 if statement.strip():
                     conn.execute(statement)
-            meta = {**wanted, "schema_version": str(SCHEMA_VERSION), "created_at": _now()}
+            meta = {**wanted, "schema_version": str(SCHEMA_VERSION), "created_at": utc_now()}
             conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", sorted(meta.items()))
             # Pragmas take no parameters; both values are int constants of this module.
             conn.execute(f"PRAGMA application_id={_APPLICATION_ID}")
@@ -695,7 +426,7 @@ class Journal:
         task_id: str | None = None,
         detail: str | None = None,
     ) -> ItemState:
-        now = _now()
+        now = utc_now()
         values = {"state": new.value, "updated_at": now, **(columns or {})}
         parts: list[str] = []
         params: list[Any] = []
@@ -724,7 +455,7 @@ class Journal:
             for index, prompt, request in items
         ]
         with self._write() as conn:
-            now = _now()
+            now = utc_now()
             added = 0
             for index, prompt, request in rows:
                 cursor = conn.execute(
@@ -760,7 +491,7 @@ class Journal:
         ):
             raise ValueError(f"estimated_credits must be an int, got {estimated_credits!r}")
         with self._write() as conn:
-            now = _now()
+            now = utc_now()
             state, task_id = self._state_of(conn, index)
             if state is None:
                 conn.execute(
@@ -807,7 +538,7 @@ class Journal:
                 raise JournalTransitionError(
                     index, state, f"task {task_id!r} already belongs to item {owner[0]}"
                 )
-            columns = {"task_id": task_id, "error": None, "task_created_at": _now()}
+            columns = {"task_id": task_id, "error": None, "task_created_at": utc_now()}
             return self._move(
                 conn, index, "created", old=state, new=_S.CREATED, columns=columns, task_id=task_id
             )
@@ -827,7 +558,7 @@ class Journal:
                 isinstance(error, BaseException)
                 and classify_create_error(error) is CreateOutcome.REJECTED
             )
-        text = _describe(error)
+        text = describe_error(error)
         new = _S.FAILED if terminal else _S.NOT_CREATED
         with self._write() as conn:
             state, _ = self._state_of(conn, index)
@@ -836,7 +567,7 @@ class Journal:
                     index, state, f"no create in flight (state {_name(state)})"
                 )
             event = "rejected" if terminal else "not_created"
-            columns = {"error": text, "finished_at": _now() if terminal else None}
+            columns = {"error": text, "finished_at": utc_now() if terminal else None}
             return self._move(conn, index, event, old=state, new=new, columns=columns, detail=text)
 
     def record_unknown(self, index: int, cause: BaseException | str) -> ItemState:
@@ -845,7 +576,7 @@ class Journal:
         Such an item is reported and never created again unless :meth:`resubmit_unknown`.
         """
         _check_index(index)
-        text = _describe(cause)
+        text = describe_error(cause)
         with self._write() as conn:
             state, _ = self._state_of(conn, index)
             if state not in (_S.CREATING, _S.UNKNOWN):
@@ -1004,7 +735,7 @@ class Journal:
                 if urls and current is _S.DOWNLOADING:
                     conn.execute(
                         "UPDATE items SET video_urls = ?, updated_at = ? WHERE idx = ?",
-                        (_canonical_json(urls), _now(), index),
+                        (canonical_json(urls), utc_now(), index),
                     )
                 return current
             if current is _S.FAILED and not succeeded:
@@ -1017,8 +748,8 @@ class Journal:
             columns = {
                 "error": error,
                 "refunded": None if refunded is None else int(bool(refunded)),
-                "video_urls": _canonical_json(urls),
-                "finished_at": _now(),
+                "video_urls": canonical_json(urls),
+                "finished_at": utc_now(),
             }
             return self._move(
                 conn,
@@ -1061,7 +792,7 @@ class Journal:
                 raise JournalTransitionError(
                     index, current, f"not downloading (state {_name(current)})"
                 )
-            now = _now()
+            now = utc_now()
             conn.execute(
                 "INSERT INTO files (idx, path, size, sha256, recorded_at) VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT (idx, path) DO UPDATE SET size = excluded.size,"
@@ -1097,23 +828,10 @@ class Journal:
                     index, current, f"only {count[0]} of {len(urls)} files recorded"
                 )
             return self._move(
-                conn, index, "done", old=current, new=_S.SUCCEEDED, columns={"done_at": _now()}
+                conn, index, "done", old=current, new=_S.SUCCEEDED, columns={"done_at": utc_now()}
             )
 
     # -- queries ------------------------------------------------------------------------------
-
-    def durability(self) -> dict[str, str]:
-        """The SQLite settings in force (for diagnostics): WAL, FULL sync, exclusive lock."""
-        with self._read() as conn:
-            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
-            sync = conn.execute("PRAGMA synchronous").fetchone()[0]
-            locking = conn.execute("PRAGMA locking_mode").fetchone()[0]
-        sync_names = {0: "off", 1: "normal", 2: "full", 3: "extra"}
-        return {
-            "journal_mode": str(mode).lower(),
-            "synchronous": sync_names.get(int(sync), str(sync)),
-            "locking_mode": str(locking).lower(),
-        }
 
     def get(self, index: int) -> JournalItem | None:
         """One item, or None if the journal does not know it."""
@@ -1128,71 +846,15 @@ class Journal:
         marks = ", ".join("?" * len(values))
         return self._select(f"WHERE state IN ({marks})", values)
 
-    def pending_creates(self) -> list[JournalItem]:
-        """Items to create: never sent (``pending``) or known not created (``not_created``)."""
-        return self.items(*_SENDABLE)
-
-    def to_poll(self) -> list[JournalItem]:
-        """Items with a live task (``created``, ``running``): poll them, never create them."""
-        return self.items(_S.CREATED, _S.RUNNING)
-
-    def to_download(self) -> list[JournalItem]:
-        """Succeeded tasks whose files are not all recorded (``downloading``)."""
-        return self.items(_S.DOWNLOADING)
-
     def unknown(self) -> list[JournalItem]:
         """Items whose create may have happened without a known task id."""
         return self.items(_S.UNKNOWN)
-
-    def rejected(self) -> list[JournalItem]:
-        """Failed items that never got a task id (definite rejections of the create)."""
-        return [item for item in self.items(_S.FAILED) if item.task_id is None]
 
     def summary(self) -> dict[str, int]:
         """How many items are in each state (every state listed, zeros included)."""
         with self._read() as conn:
             counts = dict(conn.execute("SELECT state, count(*) FROM items GROUP BY state"))
         return {state.value: int(counts.get(state.value, 0)) for state in ItemState}
-
-    def history(self, index: int | None = None) -> list[JournalEvent]:
-        """The append-only event log, of one item or of all, oldest first."""
-        where, params = ("WHERE idx = ?", (_check_index(index),)) if index is not None else ("", ())
-        with self._read() as conn:
-            rows = conn.execute(
-                "SELECT seq, idx, at, event, from_state, to_state, task_id, detail"  # noqa: S608
-                f" FROM events {where} ORDER BY seq",
-                params,
-            ).fetchall()
-        return [
-            JournalEvent(
-                seq=row[0],
-                index=row[1],
-                at=row[2],
-                event=row[3],
-                from_state=None if row[4] is None else ItemState(row[4]),
-                to_state=ItemState(row[5]),
-                task_id=row[6],
-                detail=row[7],
-            )
-            for row in rows
-        ]
-
-    def task_ids(self) -> dict[int, str]:
-        """Every task id ever recorded, by item index."""
-        with self._read() as conn:
-            rows = conn.execute(
-                "SELECT idx, task_id FROM items WHERE task_id IS NOT NULL ORDER BY idx"
-            ).fetchall()
-        return {int(idx): str(task_id) for idx, task_id in rows}
-
-    def manifest_rows(self) -> list[dict[str, Any]]:
-        """One JSON-ready dict per item, in index order (see :meth:`JournalItem.manifest_row`)."""
-        return [item.manifest_row() for item in self.items()]
-
-    def write_manifest(self, path: str | os.PathLike[str]) -> Path:
-        """Write ``manifest.jsonl`` atomically: a temporary file, fsync, then os.replace."""
-        rows = (json.dumps(row, ensure_ascii=False) + "\n" for row in self.manifest_rows())
-        return write_lines_atomically(path, rows)
 
     def _select(self, where: str, params: tuple[Any, ...]) -> list[JournalItem]:
         with self._read() as conn:

@@ -19,16 +19,16 @@ from typing import Any, NoReturn
 import anyio
 import attrs
 
-from . import __version__
-from .argtypes import fraction, non_negative_float, positive_float, positive_int
-from .client import SoraClient
-from .config import (
+from .. import __version__
+from ..argtypes import fraction, non_negative_float, positive_float, positive_int
+from ..client import SoraClient
+from ..config import (
     ENV_CALLBACK_LISTEN,
     ENV_CALLBACK_PUBLIC_URL,
 )
-from .errors import ConfigurationError, SoraError, ValidationError
-from .models import AspectRatio, Model, Quality, TaskResult, TaskStatus, VideoRequest
-from .providers import PROVIDER_NAMES
+from ..errors import ConfigurationError, SoraError, ValidationError
+from ..models import AspectRatio, Model, Quality, TaskResult, TaskStatus, VideoRequest
+from ..providers import PROVIDER_NAMES
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "main"]
 
@@ -230,7 +230,7 @@ def _add_tool_commands(sub: _Commands) -> None:
     demo.add_argument("--out", type=Path, help="keep the videos here (default: a temp dir)")
     demo.add_argument("--count", type=positive_int, default=12, help="number of prompts")
 
-    from .bench import add_arguments as add_bench_arguments
+    from ..bench import add_arguments as add_bench_arguments
 
     add_bench_arguments(sub.add_parser("bench", help="measure fan-out against the ideal schedule"))
 
@@ -406,7 +406,7 @@ async def _cmd_download(args: argparse.Namespace) -> int:
 
 
 async def _cmd_report(args: argparse.Namespace) -> int:
-    from .batch.report import print_report
+    from ..batch.report import print_report
 
     return print_report(args.dir, args.journal)
 
@@ -418,7 +418,7 @@ async def _cmd_credits(args: argparse.Namespace) -> int:
 
 
 async def _cmd_mock_server(args: argparse.Namespace) -> int:
-    from .mock import MockConfig, MockServer, serve
+    from ..mock import MockConfig, MockServer, serve
 
     config = MockConfig(
         task_seconds=args.task_seconds,
@@ -442,7 +442,7 @@ async def _cmd_mock_server(args: argparse.Namespace) -> int:
 
 
 async def _cmd_batch(args: argparse.Namespace) -> int:
-    from .bulk import BatchOptions, run_batch
+    from ..batch.run import BatchOptions, run_batch
 
     options = BatchOptions(
         input_path=args.file,
@@ -462,13 +462,13 @@ async def _cmd_batch(args: argparse.Namespace) -> int:
 
 
 async def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from ..demo import run_demo
 
     return await run_demo(count=args.count, out=args.out)
 
 
 async def _cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import run_command
+    from ..bench import run_command
 
     return await run_command(args)
 

@@ -48,20 +48,20 @@ import anyio.lowlevel
 import anyio.to_thread
 import attrs
 
-from .batch.held import HeldTask, append_held, forget_held, read_held
-from .batch.home import locate_journal, remember_journal
-from .batch.report import INDEX_NAME, write_index
-from .batch_input import INPUT_FIELDS, BatchInputError, InputItem, InputReader, request_from_fields
-from .download import DownloadedFile, video_filename
-from .durable import write_lines_atomically
-from .errors import (
+from ..download import DownloadedFile, video_filename
+from ..durable import write_lines_atomically
+from ..errors import (
     AuthenticationError,
     ConfigurationError,
     NotSupportedError,
     SoraError,
     refuses_every_create,
 )
-from .events import EventKind, Job, TaskEvent
+from ..events import EventKind, Job, TaskEvent
+from ..models import TaskResult, TaskState, VideoRequest
+from .held import HeldTask, append_held, forget_held, read_held
+from .home import locate_journal, remember_journal
+from .input import INPUT_FIELDS, BatchInputError, InputItem, InputReader, request_from_fields
 from .journal import (
     ItemState,
     Journal,
@@ -72,12 +72,12 @@ from .journal import (
     default_journal_path,
     request_to_json,
 )
-from .models import TaskResult, TaskState, VideoRequest
 from .progress import Display, Phase, QuietDisplay, Tracker, open_display
+from .report import INDEX_NAME, write_index
 
 if TYPE_CHECKING:
-    from .client import SoraClient
-    from .fanout import GenerationRun
+    from ..client import SoraClient
+    from ..fanout import GenerationRun
 
 __all__ = ["MANIFEST_NAME", "BatchOptions", "BatchOutcome", "Plan", "run_batch", "write_manifest"]
 

@@ -1,0 +1,97 @@
+"""The durable batch journal: no finished video is lost and no prompt is paid for twice.
+
+``sora-async batch`` runs for hours and may be killed at any moment. Every state change of every
+input item is one short SQLite transaction (WAL mode, ``synchronous=FULL``) committed before the
+method returns, so whatever a method reported as done survives a crash or ``kill -9``.
+
+Item states (:class:`ItemState`) and the calls that move an item between them::
+
+    call                  allowed from                      leads to
+    add_items             (absent)                          pending
+    record_intent         (absent), pending, not_created    creating      <- before sending
+    record_created        creating, unknown                 created       <- right after answer
+    record_not_created    creating                          not_created (retry) | failed
+    record_unknown        creating, unknown                 unknown
+    record_create_error   creating                          by classify_create_error
+    Journal.open          creating                          unknown       (interrupted)
+    resubmit_unknown      unknown                           pending
+    requeue_rejected      failed without a task id          pending
+    record_status         created, running                  created | running (never back)
+    record_terminal       created, running                  downloading | failed
+    record_download       downloading                       downloading (one more file)
+    mark_done             downloading, every file recorded  succeeded
+
+Anything else raises :class:`JournalTransitionError`, except harmless repeats (the same task id,
+the same end, a late status of an ended task, a done item marked done), which change nothing.
+
+- ``creating`` means the intent is committed and the create request is being sent. An item found
+  in ``creating`` when the journal is opened was interrupted between sending and recording the
+  answer: it becomes ``unknown`` at once, because the task may exist and have been paid for.
+- ``unknown`` is never created again by itself: only :meth:`Journal.resubmit_unknown` (the CLI's
+  ``--resubmit-unknown``) puts it back to ``pending``.
+- A definite rejection (400, 401/403, 402, 404, or a request the SDK refused before sending) is
+  terminal ``failed`` with the reason: sending the same request again would be refused again, and
+  a 402 must stop spending, not loop. :meth:`Journal.requeue_rejected` re-queues such an item
+  explicitly (after a top-up or a key fix). Only "nothing was sent" (connect error) and "too
+  busy" (429) are re-queued automatically as ``not_created``. See :func:`classify_create_error`.
+- ``downloading`` means the task succeeded and its files are being fetched; ``succeeded`` means
+  every file is recorded whole (:meth:`Journal.mark_done`), so the manifest's ``succeeded`` is
+  the user's "I have the video".
+- A task id is write-once: once an item has one it is never replaced or cleared, and every task
+  id ever recorded is also kept in an append-only event log.
+
+Threading: the journal is synchronous and meant to be called directly from the event loop; each
+call is one small transaction (a few milliseconds, dominated by one fsync). Calling it through
+``anyio.to_thread.run_sync`` is also safe: the connection is opened with
+``check_same_thread=False`` and every call holds the journal's lock, so the connection is used
+by one thread at a time. The process holds SQLite's exclusive lock for the journal's whole life,
+so a second ``batch`` process on the same journal is refused (:class:`JournalLockedError`)
+instead of creating the same prompts twice.
+
+The journal never sees the API key: it stores prompts, request fields, task ids, states,
+errors, URLs and file hashes.
+"""
+
+from __future__ import annotations
+
+from .store import SCHEMA_VERSION, Journal, read_rows
+from .types import (
+    DEFAULT_JOURNAL_NAME,
+    CreateOutcome,
+    FileRecord,
+    ItemState,
+    JournalError,
+    JournalEvent,
+    JournalItem,
+    JournalLockedError,
+    JournalMismatchError,
+    JournalOpenError,
+    JournalTransitionError,
+    JournalVersionError,
+    classify_create_error,
+    default_journal_path,
+    fingerprint_bytes,
+    request_to_json,
+)
+
+__all__ = [
+    "DEFAULT_JOURNAL_NAME",
+    "SCHEMA_VERSION",
+    "CreateOutcome",
+    "FileRecord",
+    "ItemState",
+    "Journal",
+    "JournalError",
+    "JournalEvent",
+    "JournalItem",
+    "JournalLockedError",
+    "JournalMismatchError",
+    "JournalOpenError",
+    "JournalTransitionError",
+    "JournalVersionError",
+    "classify_create_error",
+    "default_journal_path",
+    "fingerprint_bytes",
+    "read_rows",
+    "request_to_json",
+]
