@@ -176,3 +176,13 @@ def test_a_bad_csv_names_its_line(tmp_path: Path, text: str, line: int, words: s
 def test_a_txt_comment_is_not_a_prompt(tmp_path: Path) -> None:
     source = write(tmp_path / "p.txt", "# title\n  #indented\none\n")
     assert [item.request.prompt for item in InputReader(source)] == ["one"]
+
+
+def test_a_csv_characters_cell_is_a_json_list(tmp_path: Path) -> None:
+    source = write(
+        tmp_path / "b.csv",
+        'prompt,characters\na kite,"[[""https://example.com/a.png"", ""1,3""]]"\n',
+    )
+    [item] = InputReader(source)
+    assert item.request.characters is not None
+    assert [tuple(c) for c in item.request.characters] == [("https://example.com/a.png", "1,3")]

@@ -8,8 +8,8 @@ import pytest
 from helpers import client_for, running_mock, total_requests
 
 from sora_async import ValidationError, VideoRequest
-from sora_async.bulk import request_from_json
-from sora_async.journal import request_to_json
+from sora_async.batch.journal import request_to_json
+from sora_async.batch.run import request_from_json
 from sora_async.models import Character
 from sora_async.providers.freesora import FreeSora, FreeSoraTask
 

@@ -5,7 +5,7 @@
 - ``.jsonl`` / ``.ndjson``: one JSON object per non-empty line whose keys are
   :class:`VideoRequest` field names.
 - ``.csv``: a header row with a ``prompt`` column; the other columns are VideoRequest field
-  names, and an empty cell leaves its field unset.
+  names, and an empty cell leaves its field unset (``characters`` holds a JSON list).
 - Anything else is refused before anything is sent: a ``.json`` file read as text would pay
   for each of its lines as a prompt.
 
@@ -223,6 +223,17 @@ class InputReader:
             except ValueError:
                 raise BatchInputError(
                     self.path, number, f"duration must be a whole number, got {cells['duration']!r}"
+                ) from None
+        if "characters" in fields:
+            # A list in one cell: JSON, e.g. [["https://.../a.png", "1,3"]].
+            try:
+                fields["characters"] = json.loads(fields["characters"])
+            except ValueError:
+                raise BatchInputError(
+                    self.path,
+                    number,
+                    "characters must be a JSON list in its cell, e.g. "
+                    '[["https://example.com/a.png", "1,3"]]',
                 ) from None
         if "public" in fields:
             flag = fields["public"].lower()
