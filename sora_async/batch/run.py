@@ -132,7 +132,7 @@ class Plan:
 
 
 def request_from_json(request_json: str) -> VideoRequest:
-    """The request a journal recorded (see :func:`~sora_async.journal.request_to_json`)."""
+    """The request a journal recorded (see :func:`~sora_async.batch.journal.request_to_json`)."""
     fields = json.loads(request_json)
     return request_from_fields({name: fields.get(name) for name in INPUT_FIELDS})
 
