@@ -4,6 +4,9 @@
 input item is one short SQLite transaction (WAL mode, ``synchronous=FULL``) committed before the
 method returns, so whatever a method reported as done survives a crash or ``kill -9``.
 
+Modules: :mod:`.types` (states, snapshots, errors), :mod:`.states` (the transition table every
+state change is checked against) and :mod:`.store` (SQLite: schema, opening, the calls below).
+
 Item states (:class:`ItemState`) and the calls that move an item between them::
 
     call                  allowed from                      leads to

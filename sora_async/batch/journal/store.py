@@ -16,6 +16,7 @@ from typing import Any
 
 from ...durable import fsync_directory
 from ...models import TaskState
+from .states import check as check_transition
 from .types import (
     CreateOutcome,
     FileRecord,
@@ -256,6 +257,7 @@ class Journal:
                 "SELECT idx FROM items WHERE state = ? ORDER BY idx", (_S.CREATING.value,)
             ).fetchall()
             for (idx,) in interrupted:
+                check_transition(idx, "interrupted", _S.CREATING, _S.UNKNOWN)
                 conn.execute(
                     "UPDATE items SET state = ?, error = ?, updated_at = ? WHERE idx = ?",
                     (_S.UNKNOWN.value, _INTERRUPTED, now, idx),
@@ -426,6 +428,7 @@ class Journal:
         task_id: str | None = None,
         detail: str | None = None,
     ) -> ItemState:
+        check_transition(index, event, old, new)
         now = utc_now()
         values = {"state": new.value, "updated_at": now, **(columns or {})}
         parts: list[str] = []
@@ -792,6 +795,7 @@ class Journal:
                 raise JournalTransitionError(
                     index, current, f"not downloading (state {_name(current)})"
                 )
+            check_transition(index, "file", current, current)
             now = utc_now()
             conn.execute(
                 "INSERT INTO files (idx, path, size, sha256, recorded_at) VALUES (?, ?, ?, ?, ?)"
