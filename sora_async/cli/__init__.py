@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -26,6 +25,7 @@ from ..config import (
     ENV_CALLBACK_LISTEN,
     ENV_CALLBACK_PUBLIC_URL,
 )
+from ..durable import check_writable_dir
 from ..errors import ConfigurationError, SoraError, ValidationError
 from ..models import AspectRatio, Model, Quality, TaskResult, TaskStatus, VideoRequest
 from ..providers import PROVIDER_NAMES
@@ -332,22 +332,10 @@ def result_json(result: TaskResult, files: Sequence[Path] = ()) -> dict[str, Any
     }
 
 
-def check_writable_dir(path: Path, flag: str = "--out") -> None:
-    """Make ``path`` and prove a file can be written in it, before anything is paid for."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".sora-write-check-"):
-            pass
-    except OSError as exc:
-        raise ConfigurationError(
-            f"{flag} {path}: cannot write there: {exc.strerror or exc}"
-        ) from None
-
-
 async def _cmd_generate(args: argparse.Namespace) -> int:
     request = VideoRequest(args.prompt, **request_defaults(args))
     if args.out is not None:
-        check_writable_dir(args.out)
+        check_writable_dir(args.out, "--out")
     async with client_from_args(args) as client:
 
         def progress(status: TaskStatus) -> None:
@@ -372,7 +360,7 @@ async def _cmd_status(args: argparse.Namespace) -> int:
 
 async def _cmd_wait(args: argparse.Namespace) -> int:
     if args.out is not None:
-        check_writable_dir(args.out)
+        check_writable_dir(args.out, "--out")
     async with client_from_args(args) as client:
 
         def progress(status: TaskStatus) -> None:
@@ -388,7 +376,7 @@ async def _cmd_wait(args: argparse.Namespace) -> int:
 
 
 async def _cmd_download(args: argparse.Namespace) -> int:
-    check_writable_dir(args.out)
+    check_writable_dir(args.out, "--out")
     async with client_from_args(args) as client:
         status = await client.status(args.task_id)
         if not status.is_terminal:
