@@ -288,7 +288,7 @@ def catalogue(*, quick: bool = False) -> list[Scenario]:
             mix=(Mix(model="sora-2", real_seconds=0.0),),
             jitter=0.0,
             checkpoints=(200, 400, 600) if quick else (10_000, 50_000, 100_000),
-            budget=60.0 if quick else 420.0,
+            budget=60.0 if quick else 300.0,
         ),
         Scenario(
             name="cpu",
