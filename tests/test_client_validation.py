@@ -174,7 +174,10 @@ async def test_a_local_image_that_cannot_be_sent_is_refused(
             await client.create(VideoRequest("animate this", image=image))
         assert_names(caught.value, "image")
         assert caught.value.reason is not None and reason in caught.value.reason
-        assert image in str(caught.value)  # the value refused is shown
+        # The value refused is kept and shown; the message cuts a long one (tmp_path's length
+        # depends on the machine and the xdist worker), so only its start is looked for.
+        assert caught.value.value == image
+        assert repr(image)[:40] in str(caught.value)
         if provider == "freesora":
             assert "PNG, JPEG, GIF or WEBP" in caught.value.allowed
         else:
