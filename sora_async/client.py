@@ -25,7 +25,7 @@ import attrs
 from .callbacks import CallbackReceiver, receiver_from_settings
 from .config import Secret, Settings, resolve_network, resolve_settings
 from .durable import check_writable_dir
-from .errors import ConfigurationError, NotSupportedError, SoraError, ValidationError
+from .errors import ConfigurationError, NotSupportedError, ValidationError
 from .events import EventHook, FileHook, FileNamer, FileReuser, Job, ProgressHook
 from .fanout import GenerationRun
 from .governor import Governor, LocalGovernor
@@ -375,11 +375,7 @@ class SoraClient:
             on_progress=on_progress,
         )
         if result.ok and download_to is not None:
-            try:
-                files = await self._runtime.download(result, Path(download_to))
-            except (OSError, SoraError) as exc:
-                return attrs.evolve(result, download_error=f"{type(exc).__name__}: {exc}")
-            result = attrs.evolve(result, files=[file.path for file in files])
+            result = await self._runtime.fetch_files(result, job, dest=Path(download_to))
         return result
 
     def generate_many(

@@ -595,7 +595,7 @@ class TaskRuntime:
             )
             attempt.result = result
             if result.ok and download_to is not None:
-                result = await self._fetch_files(
+                result = await self.fetch_files(
                     result, job, dest=download_to, hook=hook, filename=filename, reuse=reuse_file
                 )
                 attempt.result = result
@@ -610,16 +610,18 @@ class TaskRuntime:
 
     # -- files -------------------------------------------------------------------------------
 
-    async def _fetch_files(
+    async def fetch_files(
         self,
         result: TaskResult,
         job: Job,
         *,
         dest: Path,
-        hook: EventHook | None,
-        filename: FileNamer | None,
-        reuse: FileReuser | None,
+        hook: EventHook | None = None,
+        filename: FileNamer | None = None,
+        reuse: FileReuser | None = None,
     ) -> TaskResult:
+        """``result`` with its files written into ``dest`` (``files``), or with why they could
+        not be (``download_error``: the server's fault or the destination's)."""
         events = _Observer(hook, "the event hook")
 
         async def on_file(file: DownloadedFile) -> None:
@@ -635,9 +637,7 @@ class TaskRuntime:
         )
         try:
             files = await self.download(result, dest, filename, on_file, reuse)
-        except SoraError as exc:
-            return attrs.evolve(result, download_error=f"{type(exc).__name__}: {exc}")
-        except OSError as exc:  # the destination, not the server: disk full, no permission
+        except (SoraError, OSError) as exc:  # OSError: the destination (disk full, permission)
             return attrs.evolve(result, download_error=f"{type(exc).__name__}: {exc}")
         return attrs.evolve(result, files=[file.path for file in files])
 

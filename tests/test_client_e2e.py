@@ -19,6 +19,7 @@ import pytest
 from helpers import IMAGE_URL, KEY, PROVIDERS, client_for, running_mock, tiny_png, total_requests
 
 from sora_async import (
+    ConfigurationError,
     DownloadError,
     Model,
     NotSupportedError,
@@ -423,3 +424,22 @@ async def test_an_unexpected_answer_to_a_create_leaves_its_outcome_unknown(statu
             await client.create(VideoRequest("a kite"))
         assert mock.counters.requests["create"] == 1
         assert client.governor.statistics().held == 1  # held a while: a task may exist
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_generate_with_download_to_writes_the_files(provider: str, tmp_path: Path) -> None:
+    async with running_mock() as mock, client_for(mock, provider) as client:
+        result = await client.generate("a plain prompt", download_to=tmp_path / "videos")
+        assert result.ok and result.task_id is not None
+        [path] = result.files
+        assert path.parent == tmp_path / "videos"
+        assert path.read_bytes() == mock.file_bytes(result.task_id)
+
+
+async def test_generate_into_a_file_not_a_folder_pays_nothing(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_bytes(b"")
+    async with running_mock() as mock, client_for(mock, "freesora") as client:
+        with pytest.raises(ConfigurationError, match="download_to"):
+            await client.generate("a kite", download_to=blocker / "videos")
+        assert total_requests(mock) == 0
