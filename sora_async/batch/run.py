@@ -105,8 +105,8 @@ EXIT_INTERRUPTED = 130
 _S = ItemState
 _TO_CREATE = (_S.PENDING, _S.NOT_CREATED)
 _LIVE = (_S.CREATED, _S.RUNNING, _S.DOWNLOADING)
-#: write_manifest's temporary files in the output directory start with this.
-_MANIFEST_TMP_PREFIX = f".{MANIFEST_NAME}."
+#: The temporary files of the manifest and index.html (write_lines_atomically) start so.
+_TMP_PREFIXES = (f".{MANIFEST_NAME}.", f".{INDEX_NAME}.")
 _MANIFEST_HEAD = ("index", "line", "prompt", "task_id", "state", "files", "error", "refunded")
 
 
@@ -585,10 +585,11 @@ class _Batch:
         tracker.seed(Phase.FAILED, plan.failed)
         tracker.seed(Phase.UNKNOWN, plan.unknown)
         self._report_unknown(plan)
-        for stale in self.out.glob(f"{glob.escape(_MANIFEST_TMP_PREFIX)}*.tmp"):
-            # Left by a run stopped at once while it rewrote the manifest.
-            with contextlib.suppress(OSError):
-                stale.unlink()
+        for prefix in _TMP_PREFIXES:
+            for stale in self.out.glob(f"{glob.escape(prefix)}*.tmp"):
+                # Left by a run killed while it rewrote the manifest or index.html.
+                with contextlib.suppress(OSError):
+                    stale.unlink()
         self._write_manifest()
         try:
             if plan.to_create or plan.to_resume:

@@ -21,6 +21,7 @@ from .faults import Fault
 from .server import MockServer, serve
 from .state import MockState
 from .tasks import Outcome, TaskRecord
+from .trips import Trip
 
 __all__ = [
     "Clock",
@@ -32,6 +33,7 @@ __all__ = [
     "MockState",
     "Outcome",
     "TaskRecord",
+    "Trip",
     "create_app",
     "serve",
     "state_of",

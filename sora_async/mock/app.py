@@ -18,6 +18,7 @@ from .config import MockConfig
 from .faults import Fault, FaultSpec
 from .state import STATE_KEY, MockState
 from .storage import serve_file
+from .trips import Trip
 from .wire import (
     FILE_ROUTE,
     FREESORA,
@@ -154,6 +155,9 @@ def _api(
     async def route(request: web.Request) -> web.StreamResponse:
         state = request.app[STATE_KEY]
         state.counters.requests[endpoint] += 1
+        creating = endpoint == Endpoint.CREATE
+        if creating:
+            state.trips.fire(Trip.CREATE_RECEIVED)
         spec = state.faults.take(endpoint, dialect.name)
         if spec is not None:
             state.note_fault(spec)
@@ -173,6 +177,11 @@ def _api(
             return _failure(state, dialect, ApiFailure(500, "internal server error"))
         if spec is not None and spec.fault is Fault.CREATED_THEN_DROP:
             return drop_connection(request)
+        if creating and response.status == 200 and state.trips.watched(Trip.CREATE_ANSWERED):
+            # Sent whole before the callbacks, so they act after the client could read it.
+            await response.prepare(request)
+            await response.write_eof()
+            state.trips.fire(Trip.CREATE_ANSWERED)
         return response
 
     return route

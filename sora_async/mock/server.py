@@ -16,6 +16,7 @@ from .counters import MockCounters
 from .faults import Fault
 from .state import MockState
 from .tasks import TaskRecord
+from .trips import Trip, TripCallback
 
 __all__ = ["FREESORA_PREFIX", "SORA2API_PREFIX", "MockServer", "serve"]
 
@@ -182,6 +183,11 @@ class MockServer:
             self.state.status_overrides.pop(task_id, None)
         else:
             self.state.status_overrides[task_id] = status
+
+    def on(self, trip: Trip | str, callback: TripCallback) -> None:
+        """Call ``callback(count)`` each time ``trip`` happens (count 1 is the first): a crash
+        test kills its client there. See :class:`~sora_async.mock.trips.Trip`."""
+        self.state.trips.on(trip, callback)
 
     def clear_faults(self) -> None:
         self.state.faults.clear()

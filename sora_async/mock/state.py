@@ -29,6 +29,7 @@ from .counters import MockCounters
 from .faults import Fault, FaultQueue, FaultSpec
 from .files import make_file_bytes
 from .tasks import Outcome, Task, TaskRecord
+from .trips import Trips
 from .wire import ApiFailure
 
 __all__ = ["STATE_KEY", "Account", "MockState"]
@@ -59,6 +60,8 @@ class MockState:
         self.config = config
         self.counters = MockCounters()
         self.faults = FaultQueue()
+        #: Test callbacks at moments of the traffic (see :mod:`.trips`).
+        self.trips = Trips()
         self._rng = random.Random(config.seed)
         self._tasks: dict[str, Task] = {}
         self._accounts: dict[str, Account] = {}

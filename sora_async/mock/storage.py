@@ -8,6 +8,7 @@ from ..calls import Endpoint
 from .faults import Fault, FaultSpec
 from .files import Unsatisfiable, parse_range
 from .state import STATE_KEY, MockState
+from .trips import Trip
 from .wire import ApiFailure, drop_connection, format_seconds
 
 __all__ = ["serve_file"]
@@ -84,6 +85,8 @@ async def serve_file(request: web.Request) -> web.StreamResponse:
     state.counters.downloads += 1
     if spec is not None and spec.fault is Fault.MALFORMED:
         return await _send_truncated(request, state, status, headers, data)
+    if state.trips.watched(Trip.DOWNLOAD_HALF):
+        return await _send_in_halves(request, state, status, headers, data)
     state.counters.download_bytes += len(data)
     return web.Response(status=status, body=data, headers=headers)
 
@@ -100,4 +103,24 @@ async def _send_truncated(
     state.counters.download_bytes += len(half)
     if request.transport is not None:
         request.transport.close()
+    return response
+
+
+async def _send_in_halves(
+    request: web.Request, state: MockState, status: int, headers: dict[str, str], data: bytes
+) -> web.StreamResponse:
+    """The whole body in two writes, with the DOWNLOAD_HALF trip between them."""
+    response = web.StreamResponse(status=status, headers=headers)
+    response.content_length = len(data)
+    await response.prepare(request)
+    half = len(data) // 2
+    await response.write(data[:half])
+    state.counters.download_bytes += half
+    state.trips.fire(Trip.DOWNLOAD_HALF)
+    try:
+        await response.write(data[half:])
+        await response.write_eof()
+    except ConnectionError:  # the trip's callback may have killed the client
+        return response
+    state.counters.download_bytes += len(data) - half
     return response
