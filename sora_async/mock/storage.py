@@ -91,16 +91,24 @@ async def serve_file(request: web.Request) -> web.StreamResponse:
     return web.Response(status=status, body=data, headers=headers)
 
 
+async def _send_half(
+    request: web.Request, state: MockState, status: int, headers: dict[str, str], data: bytes
+) -> tuple[web.StreamResponse, int]:
+    """Promise the whole body and send its first half; the response and the bytes sent."""
+    response = web.StreamResponse(status=status, headers=headers)
+    response.content_length = len(data)
+    await response.prepare(request)
+    half = len(data) // 2
+    await response.write(data[:half])
+    state.counters.download_bytes += half
+    return response, half
+
+
 async def _send_truncated(
     request: web.Request, state: MockState, status: int, headers: dict[str, str], data: bytes
 ) -> web.StreamResponse:
     """Promise the whole body, send half of it, then hang up."""
-    response = web.StreamResponse(status=status, headers=headers)
-    response.content_length = len(data)
-    await response.prepare(request)
-    half = data[: len(data) // 2]
-    await response.write(half)
-    state.counters.download_bytes += len(half)
+    response, _ = await _send_half(request, state, status, headers, data)
     if request.transport is not None:
         request.transport.close()
     return response
@@ -110,12 +118,7 @@ async def _send_in_halves(
     request: web.Request, state: MockState, status: int, headers: dict[str, str], data: bytes
 ) -> web.StreamResponse:
     """The whole body in two writes, with the DOWNLOAD_HALF trip between them."""
-    response = web.StreamResponse(status=status, headers=headers)
-    response.content_length = len(data)
-    await response.prepare(request)
-    half = len(data) // 2
-    await response.write(data[:half])
-    state.counters.download_bytes += half
+    response, half = await _send_half(request, state, status, headers, data)
     state.trips.fire(Trip.DOWNLOAD_HALF)
     try:
         await response.write(data[half:])
