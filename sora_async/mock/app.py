@@ -154,7 +154,7 @@ def _api(
 
     async def route(request: web.Request) -> web.StreamResponse:
         state = request.app[STATE_KEY]
-        state.counters.requests[endpoint] += 1
+        state.note_request(request, endpoint)
         creating = endpoint == Endpoint.CREATE
         if creating:
             state.trips.fire(Trip.CREATE_RECEIVED)

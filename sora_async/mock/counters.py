@@ -17,6 +17,11 @@ class MockCounters:
 
     #: Every request by logical endpoint ("create", "status", "credits", "download").
     requests: Counter[str] = attrs.field(factory=Counter)
+    #: TCP connections that carried at least one request, and by the endpoint of the first
+    #: request each one carried (a client that reuses connections opens far fewer than it
+    #: sends requests).
+    connections: int = 0
+    connections_by_endpoint: Counter[str] = attrs.field(factory=Counter)
     #: Tasks actually created (charged and stored), whatever the answer said.
     creates: int = 0
     creates_by_prompt: Counter[str] = attrs.field(factory=Counter)

@@ -16,6 +16,7 @@ import math
 import random
 import secrets
 import time
+import weakref
 from collections import Counter, deque
 from typing import Any
 
@@ -79,6 +80,17 @@ class MockState:
         self.wake = asyncio.Event()
         #: task id -> the freesora status word answered in place of the real one.
         self.status_overrides: dict[str, str] = {}
+        # Weak, so a closed connection is forgotten and the set stays as small as the pool.
+        self._connections: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
+
+    def note_request(self, request: web.Request, endpoint: str) -> None:
+        """Count one request to ``endpoint``, and its connection if it is a new one."""
+        self.counters.requests[endpoint] += 1
+        transport = request.transport
+        if transport is not None and transport not in self._connections:
+            self._connections.add(transport)
+            self.counters.connections += 1
+            self.counters.connections_by_endpoint[endpoint] += 1
 
     # -- time ---------------------------------------------------------------------------
 

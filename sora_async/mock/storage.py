@@ -47,7 +47,7 @@ async def _file_fault(
 
 async def serve_file(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE_KEY]
-    state.counters.requests[Endpoint.DOWNLOAD] += 1
+    state.note_request(request, Endpoint.DOWNLOAD)
     task_id = request.match_info["task_id"]
     known = state.lookup(task_id)
     spec = state.faults.take(Endpoint.DOWNLOAD, known.provider if known else None)
