@@ -22,7 +22,7 @@ from typing import Any, Final, TypeVar
 import anyio
 import anyio.abc
 
-__all__ = ["Child", "ChildError"]
+__all__ = ["Child", "ChildError", "child_env"]
 
 _EXIT_TIMEOUT: Final = 10.0
 _C = TypeVar("_C", bound="Child")
@@ -49,7 +49,7 @@ class Child:
             stdout=None,
             stderr=None,
             pass_fds=(fd,),
-            env=_child_env(),
+            env=child_env(),
         )
         theirs.close()
         self._conn = multiprocessing.connection.Connection(ours.detach())
@@ -97,7 +97,7 @@ def _exchange(conn: multiprocessing.connection.Connection, message: Any) -> Any:
     return conn.recv()
 
 
-def _child_env() -> dict[str, str]:
+def child_env() -> dict[str, str]:
     """Our environment, with this package importable even when it is not installed."""
     env = dict(os.environ)
     package_parent = str(Path(__file__).resolve().parent.parent.parent)

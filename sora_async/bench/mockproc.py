@@ -39,6 +39,18 @@ class MockProcess(Child):
         assert isinstance(url, str)
         return url
 
+    async def counters(self) -> MockCounters:
+        """A copy of the running server's counters, without stopping it."""
+        counters = await self.call(_counters)
+        assert isinstance(counters, MockCounters)
+        return counters
+
+    async def first_create_after(self, moment: float) -> float | None:
+        """When the first task created after ``moment`` (monotonic clock) was created."""
+        found = await self.call(_first_create_after, moment)
+        assert found is None or isinstance(found, float)
+        return found
+
     async def stop(self, *, records: bool = True) -> ServerLog:
         """Stop the running server; what it saw."""
         log = await self.call(_stop, records)
@@ -73,6 +85,21 @@ async def _start(config: dict[str, Any], plan: list[FaultStep]) -> str:
     await server.start()
     _running.append(_Running(server, asyncio.create_task(_play(server, plan))))
     return server.freesora_url
+
+
+def _server() -> MockServer:
+    if not _running:
+        raise RuntimeError("no mock server is running in this child")
+    return _running[-1].server
+
+
+def _counters() -> MockCounters:
+    return _server().counters.snapshot()
+
+
+def _first_create_after(moment: float) -> float | None:
+    # Tasks are kept in creation order: the first one past the moment is the answer.
+    return next((t.created_at for t in _server().tasks() if t.created_at > moment), None)
 
 
 async def _stop(records: bool) -> ServerLog:

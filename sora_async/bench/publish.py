@@ -16,11 +16,36 @@ from .plots import write_plots
 from .report import targets, to_markdown
 from .runner import BenchReport
 
-__all__ = ["README_END", "README_START", "RunFiles", "publish", "source_root", "write_run"]
+__all__ = [
+    "BATCH_BLOCK",
+    "MAIN_BLOCK",
+    "README_END",
+    "README_START",
+    "Block",
+    "RunFiles",
+    "publish",
+    "source_root",
+    "write_run",
+]
 
 README_START: Final = "<!-- bench:start -->"
 README_END: Final = "<!-- bench:end -->"
 _LATEST: Final = "latest"
+
+
+@attrs.frozen
+class Block:
+    """Where a published run goes: ``benchmarks/results/<latest>.*`` and a README block."""
+
+    latest: str
+    start: str
+    end: str
+
+
+#: The full run.
+MAIN_BLOCK: Final = Block(_LATEST, README_START, README_END)
+#: The batch scenario, run on its own (it takes longer than the rest together).
+BATCH_BLOCK: Final = Block("latest-batch", "<!-- bench-batch:start -->", "<!-- bench-batch:end -->")
 _TITLE: Final = "# sora-async bench\n\n"
 
 
@@ -78,36 +103,38 @@ def write_run(report: BenchReport, out_dir: Path, *, plots: bool = True) -> RunF
     return RunFiles(json_path, md_path, images_written, profile)
 
 
-def publish(report: BenchReport, files: RunFiles, root: Path) -> list[Path]:
-    """Copy the run to ``benchmarks/results/latest.*`` and put its table into README.md."""
+def publish(
+    report: BenchReport, files: RunFiles, root: Path, *, block: Block = MAIN_BLOCK
+) -> list[Path]:
+    """Copy the run to ``benchmarks/results/<latest>.*`` and put its table into README.md."""
     readme = root / "README.md"
     text = readme.read_text()
-    if README_START not in text or README_END not in text:
+    if block.start not in text or block.end not in text:
         raise ConfigurationError(
-            f"--publish: README.md has no {README_START} ... {README_END} block to replace"
+            f"--publish: README.md has no {block.start} ... {block.end} block to replace"
         )
     results = root / "benchmarks" / "results"
     results.mkdir(parents=True, exist_ok=True)
-    written = [results / f"{_LATEST}.json"]
+    written = [results / f"{block.latest}.json"]
     shutil.copyfile(files.json, written[0])
     images: dict[str, str] = {}
     readme_images: dict[str, str] = {}
     for caption, path in files.plots.items():
-        target = results / path.name.replace(files.json.stem, _LATEST)
+        target = results / path.name.replace(files.json.stem, block.latest)
         shutil.copyfile(path, target)
         written.append(target)
         images[caption] = target.name
         readme_images[caption] = target.relative_to(root).as_posix()
     if files.profile is not None:
-        target = results / f"{_LATEST}-profile.txt"
+        target = results / f"{block.latest}-profile.txt"
         shutil.copyfile(files.profile, target)
         written.append(target)
-    latest_md = results / f"{_LATEST}.md"
+    latest_md = results / f"{block.latest}.md"
     latest_md.write_text(_TITLE + to_markdown(report, images=images))
     written.append(latest_md)
-    head, _, rest = text.partition(README_START)
-    _, _, tail = rest.partition(README_END)
-    block = to_markdown(report, images=readme_images)
-    readme.write_text(f"{head}{README_START}\n{block}{README_END}{tail}")
+    head, _, rest = text.partition(block.start)
+    _, _, tail = rest.partition(block.end)
+    table = to_markdown(report, images=readme_images)
+    readme.write_text(f"{head}{block.start}\n{table}{block.end}{tail}")
     written.append(readme)
     return written

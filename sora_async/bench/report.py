@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import attrs
 
+from .batch import BATCH_SCRIPT, BATCH_SDK, BatchRun
 from .metrics import BASELINE, SDK, ClientMetrics
 from .runner import BenchReport, ScenarioOutcome
 from .scale import RAW
@@ -26,6 +27,13 @@ VERSUS_BASELINE = 0.95
 GENERATE_SLACK = 0.5
 CPU_LIMIT = 1.3
 RSS_BAND = 0.10
+#: ``sora-async batch`` against the plain batch script, at the same size.
+BATCH_CPU_LIMIT = 2.0
+BATCH_WALL_LIMIT = 1.5
+#: RSS is compared from this size to the largest measured one.
+BATCH_RSS_FROM = 10_000
+#: Re-opening a big journal and deciding what to do takes seconds, not minutes.
+RESUME_LIMIT = 60.0
 
 
 @attrs.frozen
@@ -148,6 +156,83 @@ def targets(report: BenchReport) -> list[Target]:
                 continue
             growth = memory.rss_growth - 1
             found.append(Target(name, goal, f"{growth:+.1%}", abs(growth) <= RSS_BAND))
+        found += _batch_targets(outcome)
+    return found
+
+
+def _batch_pairs(outcome: ScenarioOutcome) -> list[tuple[int, BatchRun | None, BatchRun | None]]:
+    """(prompts, sora-async batch, plain script) per size, in the order run."""
+    sizes = list(dict.fromkeys(run.prompts for run in outcome.batch))
+    return [
+        (
+            size,
+            next((r for r in outcome.batch if r.prompts == size and r.client == BATCH_SDK), None),
+            next(
+                (r for r in outcome.batch if r.prompts == size and r.client == BATCH_SCRIPT), None
+            ),
+        )
+        for size in sizes
+    ]
+
+
+def _ratio(left: float, right: float) -> float:
+    return left / right if right > 0 else math.nan
+
+
+def _batch_targets(outcome: ScenarioOutcome) -> list[Target]:
+    name = outcome.scenario.name
+    found = []
+    for size, sdk, script in _batch_pairs(outcome):
+        if sdk is None or script is None:
+            continue
+        cpu = _ratio(sdk.cpu_ms_per_task, script.cpu_ms_per_task)
+        wall = _ratio(sdk.wall, script.wall)
+        found += [
+            Target(
+                name,
+                f"{size:,}: CPU per task ≤ {BATCH_CPU_LIMIT:g} x the plain script's",
+                f"{cpu:.2f} x ({sdk.cpu_ms_per_task:.2f} vs {script.cpu_ms_per_task:.2f} ms)",
+                cpu <= BATCH_CPU_LIMIT,
+            ),
+            Target(
+                name,
+                f"{size:,}: wall ≤ {BATCH_WALL_LIMIT:g} x the plain script's",
+                f"{wall:.2f} x ({sdk.wall:.1f} vs {script.wall:.1f} s)",
+                wall <= BATCH_WALL_LIMIT,
+            ),
+        ]
+    measured = sorted(
+        (r for r in outcome.batch if r.client == BATCH_SDK and r.prompts >= BATCH_RSS_FROM),
+        key=lambda r: r.prompts,
+    )
+    if len(measured) >= 2:
+        first, last = measured[0], measured[-1]
+        growth = _ratio(last.peak_rss, first.peak_rss) - 1
+        found.append(
+            Target(
+                name,
+                f"peak RSS flat within ±{RSS_BAND:.0%} from {first.prompts:,} to "
+                f"{last.prompts:,} prompts",
+                f"{growth:+.1%} ({first.peak_rss / 2**20:,.0f} → {last.peak_rss / 2**20:,.0f} MiB)",
+                abs(growth) <= RSS_BAND,
+            )
+        )
+    elif outcome.batch:
+        found.append(
+            Target(name, f"peak RSS flat from {BATCH_RSS_FROM:,} prompts up", "one size", None)
+        )
+    resume = outcome.resume
+    if resume is not None:
+        took = resume.to_first_create
+        found.append(
+            Target(
+                name,
+                f"resume of a {resume.journal_items:,}-item journal: first new create "
+                f"within {RESUME_LIMIT:g} s",
+                "no create" if took is None else f"{took:.1f} s",
+                None if took is None else took <= RESUME_LIMIT,
+            )
+        )
     return found
 
 
@@ -265,6 +350,64 @@ def _cpu_table(report: BenchReport) -> list[str]:
     return lines
 
 
+def _batch_table(report: BenchReport) -> list[str]:
+    lines: list[str] = []
+    for o in report.outcomes:
+        for size, sdk, script in _batch_pairs(o):
+            if not lines:
+                lines = [
+                    f"Each cell: **{BATCH_SDK} / {BATCH_SCRIPT}** "
+                    "([`benchmarks/batch_script.py`](benchmarks/batch_script.py)), each a process "
+                    f"of its own; zero-duration tasks, 1 KB files, cap {o.scenario.cap}, "
+                    f"poll interval {o.scenario.base_interval:g} s. CPU is user + system of the "
+                    "client process.",
+                    "",
+                    "| prompts | CPU ms per task | ratio | wall, s | ratio | peak RSS, MiB | "
+                    "ratio | TCP connections | succeeded | exit |",
+                    "|---|---|---|---|---|---|---|---|---|---|",
+                ]
+
+            lines.append(_batch_row(size, sdk, script))
+        resume = o.resume
+        if resume is not None:
+            took = (
+                "no create came"
+                if resume.to_first_create is None
+                else (f"**{resume.to_first_create:.1f} s** from its start to the first new create")
+            )
+            lines += [
+                "",
+                f"Resume: a journal of {resume.journal_items:,} items, {resume.done_before:,} "
+                f"of them done (a run stopped with Ctrl-C after {resume.build_wall:.0f} s), "
+                f"{resume.added:,} prompts appended, the same command again: {took}.",
+            ]
+    return lines
+
+
+def _batch_row(size: int, sdk: BatchRun | None, script: BatchRun | None) -> str:
+    def pair(cell: Callable[[BatchRun], str]) -> str:
+        return f"{cell(sdk) if sdk else '-'} / {cell(script) if script else '-'}"
+
+    def ratio(value: Callable[[BatchRun], float]) -> str:
+        if sdk is None or script is None:
+            return "-"
+        return f"{_ratio(value(sdk), value(script)):.2f}"
+
+    cells = [
+        f"{size:,}",
+        pair(lambda r: f"{r.cpu_ms_per_task:.2f}"),
+        ratio(lambda r: r.cpu_ms_per_task),
+        pair(lambda r: f"{r.wall:.1f}"),
+        ratio(lambda r: r.wall),
+        pair(lambda r: f"{r.peak_rss / 2**20:,.0f}"),
+        ratio(lambda r: r.peak_rss),
+        pair(lambda r: f"{r.connections:,}"),
+        pair(lambda r: f"{r.succeeded:,}"),
+        pair(lambda r: str(r.exit_code)),
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
 def _targets_table(report: BenchReport) -> list[str]:
     found = targets(report)
     if not found:
@@ -295,6 +438,7 @@ def to_markdown(report: BenchReport, *, images: dict[str, str] | None = None) ->
         _generate_table(report),
         _memory_table(report),
         _cpu_table(report),
+        _batch_table(report),
         _targets_table(report),
     ]
     if images:

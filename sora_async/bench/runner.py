@@ -13,6 +13,7 @@ from typing import Any
 
 import attrs
 
+from .batch import BatchRun, ResumeRun, measure_batch, measure_resume
 from .clients import BaselineRun, observe_baseline, observe_sdk
 from .metrics import (
     BASELINE,
@@ -38,6 +39,8 @@ class ScenarioOutcome:
     generate: list[GenerateMetrics] = attrs.field(factory=list)
     memory: list[MemoryMetrics] = attrs.field(factory=list)
     cpu: list[CpuMetrics] = attrs.field(factory=list)
+    batch: list[BatchRun] = attrs.field(factory=list)
+    resume: ResumeRun | None = None
     #: Why this scenario has no (or partial) numbers.
     error: str | None = None
 
@@ -53,6 +56,8 @@ class ScenarioOutcome:
             "generate": [m.as_dict() for m in self.generate],
             "memory": [m.as_dict() for m in self.memory],
             "cpu": [m.as_dict() for m in self.cpu],
+            "batch": [m.as_dict() for m in self.batch],
+            "resume": None if self.resume is None else self.resume.as_dict(),
             "error": self.error,
         }
 
@@ -115,6 +120,7 @@ async def run_benchmark(
     scenarios: Sequence[Scenario],
     *,
     baseline: Path,
+    batch_script: Path | None = None,
     seed: int = 7,
     quick: bool = False,
     profile: bool = False,
@@ -152,6 +158,8 @@ async def run_benchmark(
                 elif scenario.kind is Kind.MEMORY:
                     memory = await measure_memory(mock, scenario, seed, baseline)
                     outcome = ScenarioOutcome(scenario=scenario, memory=memory)
+                elif scenario.kind is Kind.BATCH:
+                    outcome = await _batch(mock, scenario, seed, batch_script, progress)
                 else:
                     cpu, profile_text = await measure_cpu(mock, scenario, seed, profile=profile)
                     outcome = ScenarioOutcome(scenario=scenario, cpu=cpu)
@@ -167,3 +175,22 @@ async def run_benchmark(
         wall_seconds=time.monotonic() - began,
         profile=profile_text,
     )
+
+
+async def _batch(
+    mock: MockProcess,
+    scenario: Scenario,
+    seed: int,
+    script: Path | None,
+    progress: Callable[[str], object],
+) -> ScenarioOutcome:
+    if script is None:
+        raise ValueError("the batch scenario needs the plain batch script (--batch-script)")
+    runs = await measure_batch(
+        mock, scenario, seed, script=script, sizes=scenario.sizes, progress=progress
+    )
+    resume = None
+    if scenario.resume_items:
+        progress(f"batch: resume of a {scenario.resume_items:,}-item journal, half done")
+        resume = await measure_resume(mock, scenario, seed, scenario.resume_items)
+    return ScenarioOutcome(scenario=scenario, batch=runs, resume=resume)

@@ -55,6 +55,8 @@ class Kind(str, enum.Enum):
     MEMORY = "memory"
     #: Client CPU per task against a raw aiohttp loop sending the same requests.
     CPU = "cpu"
+    #: ``sora-async batch`` as a process against a plain batch script, at several sizes.
+    BATCH = "batch"
 
 
 @attrs.frozen
@@ -109,6 +111,12 @@ class Scenario:
     #: MEMORY: real seconds each client may take before it is stopped (a client that is
     #: quadratic in N would otherwise hold the whole benchmark).
     budget: float | None = None
+    #: BATCH: the numbers of prompts, one pair of runs each.
+    sizes: tuple[int, ...] = ()
+    #: BATCH: the items of the journal whose resume is timed (0: not timed).
+    resume_items: int = 0
+    #: Runs only when named (``--scenario``): it takes far longer than the rest together.
+    only_when_named: bool = False
 
     @property
     def scale(self) -> float:
@@ -299,6 +307,19 @@ def catalogue(*, quick: bool = False) -> list[Scenario]:
             base_interval=0.01,
             mix=(Mix(model="sora-2", real_seconds=0.0),),
             jitter=0.0,
+        ),
+        Scenario(
+            name="batch",
+            title="`sora-async batch` against a plain batch script, 1 KB files",
+            kind=Kind.BATCH,
+            tasks=0,
+            cap=cap,
+            base_interval=0.01,
+            mix=(Mix(model="sora-2", real_seconds=0.0),),
+            jitter=0.0,
+            sizes=(100,) if quick else (1_000, 10_000, 100_000),
+            resume_items=200 if quick else 100_000,
+            only_when_named=True,
         ),
     ]
     return scenarios
