@@ -24,9 +24,11 @@ from .metrics import BASELINE, SDK, Checkpoint, CpuMetrics, MemoryMetrics
 from .mockproc import MockProcess
 from .scenarios import Scenario
 
-__all__ = ["RAW", "measure_cpu", "measure_memory"]
+__all__ = ["RAW", "RAW_FRESH", "measure_cpu", "measure_memory"]
 
 RAW: Final = "raw aiohttp loop"
+#: The same loop with the SDK's connection policy: each create on a connection of its own.
+RAW_FRESH: Final = "raw loop, fresh connection per create"
 
 
 def _peak_rss() -> int:
@@ -167,7 +169,9 @@ async def _sdk_cpu_child(
     return metrics, text
 
 
-async def _raw_cpu_child(url: str, scenario: Scenario, status_requests: int) -> CpuMetrics:
+async def _raw_cpu_child(
+    url: str, scenario: Scenario, status_requests: int, fresh_creates: bool
+) -> CpuMetrics:
     import aiohttp
 
     tasks = scenario.tasks
@@ -179,14 +183,19 @@ async def _raw_cpu_child(url: str, scenario: Scenario, status_requests: int) -> 
         nonlocal succeeded
         headers = {"Authorization": f"Bearer {KEY}"}
         connector = aiohttp.TCPConnector(limit=scenario.cap + 4)
-        async with aiohttp.ClientSession(headers=headers, connector=connector) as session:
+        closing = aiohttp.TCPConnector(limit=scenario.cap + 4, force_close=True)
+        async with (
+            aiohttp.ClientSession(headers=headers, connector=connector) as session,
+            aiohttp.ClientSession(headers=headers, connector=closing) as fresh,
+        ):
+            creator = fresh if fresh_creates else session
             todo = iter(range(tasks))
 
             async def worker() -> None:
                 nonlocal succeeded
                 for index in todo:
                     body = {"model": "sora-2", "prompt": f"bench cpu #{index}"}
-                    async with session.post(f"{url}/v1/video/sora-video", json=body) as answer:
+                    async with creator.post(f"{url}/v1/video/sora-video", json=body) as answer:
                         task_id = (await answer.json())["data"]["id"]
                     status: dict[str, Any] = {}
                     for _ in range(polls[index]):
@@ -201,7 +210,7 @@ async def _raw_cpu_child(url: str, scenario: Scenario, status_requests: int) -> 
     cpu, wall = time.process_time(), time.monotonic()
     await work()
     return CpuMetrics(
-        client=RAW,
+        client=RAW_FRESH if fresh_creates else RAW,
         tasks=tasks,
         succeeded=succeeded,
         cpu_seconds=time.process_time() - cpu,
@@ -214,7 +223,8 @@ async def _raw_cpu_child(url: str, scenario: Scenario, status_requests: int) -> 
 async def measure_cpu(
     mock: MockProcess, scenario: Scenario, seed: int, *, profile: bool = False
 ) -> tuple[list[CpuMetrics], str | None]:
-    """The SDK, then the raw loop with the SDK's request counts; and the SDK's profile."""
+    """The SDK, then the raw loop with the SDK's request counts (creates on kept-alive
+    connections, then each on a fresh one as the SDK sends them); and the SDK's profile."""
     url = await mock.start(mock_config(scenario, seed))
     try:
         sdk, _ = await _in_child(_sdk_cpu_child, url, scenario, False)
@@ -229,12 +239,15 @@ async def measure_cpu(
             _, text = await _in_child(_sdk_cpu_child, url, scenario, True)
         finally:
             await mock.stop(records=False)
-    url = await mock.start(mock_config(scenario, seed))
-    try:
-        raw = await _in_child(_raw_cpu_child, url, scenario, sdk.status_requests)
-    finally:
-        log = await mock.stop(records=False)
-    return [sdk, _with_requests(raw, log.counters.requests)], text
+    measured = [sdk]
+    for fresh_creates in (False, True):
+        url = await mock.start(mock_config(scenario, seed))
+        try:
+            raw = await _in_child(_raw_cpu_child, url, scenario, sdk.status_requests, fresh_creates)
+        finally:
+            log = await mock.stop(records=False)
+        measured.append(_with_requests(raw, log.counters.requests))
+    return measured, text
 
 
 def _with_requests(metrics: CpuMetrics, requests: Any) -> CpuMetrics:
