@@ -24,6 +24,7 @@ import attrs
 
 from .callbacks import CallbackReceiver, receiver_from_settings
 from .config import Secret, Settings, resolve_network, resolve_settings
+from .download import DEFAULT_MAX_DOWNLOAD_BYTES
 from .durable import check_writable_dir
 from .errors import ConfigurationError, NotSupportedError, ValidationError
 from .events import EventHook, FileHook, FileNamer, FileReuser, Job, ProgressHook
@@ -99,6 +100,7 @@ class SoraClient:
         callback_receiver: bool | CallbackReceiver | None = None,
         max_connections: int | None = None,
         max_downloads: int = DEFAULT_MAX_DOWNLOADS,
+        download_max_bytes: int | None = DEFAULT_MAX_DOWNLOAD_BYTES,
         wait_timeout: float | None = DEFAULT_WAIT_TIMEOUT,
         expected_duration: float | None = None,
         governor: Governor | None = None,
@@ -132,6 +134,15 @@ class SoraClient:
         self._provider: Provider = get_provider(self._settings.provider)
         if isinstance(max_downloads, bool) or max_downloads < 1:
             raise ConfigurationError(f"max_downloads must be >= 1, got {max_downloads!r}")
+        if download_max_bytes is not None and (
+            isinstance(download_max_bytes, bool)
+            or not isinstance(download_max_bytes, int)
+            or download_max_bytes < 1
+        ):
+            raise ConfigurationError(
+                f"download_max_bytes must be an int >= 1 (bytes) or None for no limit, "
+                f"got {download_max_bytes!r}"
+            )
         if wait_timeout is not None and not wait_timeout > 0:
             raise ConfigurationError(f"wait_timeout must be > 0 or None, got {wait_timeout!r}")
         if expected_duration is not None and not (
@@ -171,6 +182,7 @@ class SoraClient:
             ),
             receiver=self._receiver,
             max_downloads=max_downloads,
+            download_max_bytes=download_max_bytes,
             # For safe calls (status, credits); None: the transport's SAFE_CALLS policy.
             retry=retry,
             spawn=self._spawn,
@@ -402,6 +414,10 @@ class SoraClient:
         """
         self._require_open()
         _check_timeout(timeout)
+        if download_to is not None:
+            # Before the first create, which is paid (generate() asks the same). Quick enough
+            # to ask in line: one folder and one empty file.
+            check_writable_dir(download_to, "download_to")
         return GenerationRun(
             self._runtime,
             self._spawn,
@@ -430,7 +446,10 @@ class SoraClient:
         id unless ``filename(result, index, count)`` says otherwise.
         """
         self._require_open()
-        files = await self._runtime.download(result, Path(dest_dir), filename, on_file)
+        dest = Path(dest_dir)
+        # A file or an unwritable folder is named as the argument, not left to a raw OSError.
+        await anyio.to_thread.run_sync(check_writable_dir, dest, "dest_dir")
+        files = await self._runtime.download(result, dest, filename, on_file)
         return [file.path for file in files]
 
     async def credits(self) -> Credits:

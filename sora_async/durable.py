@@ -10,7 +10,12 @@ from pathlib import Path
 
 from .errors import ConfigurationError
 
-__all__ = ["check_writable_dir", "fsync_directory", "write_lines_atomically"]
+__all__ = [
+    "check_writable_dir",
+    "fsync_directory",
+    "refuse_non_directory",
+    "write_lines_atomically",
+]
 
 
 def fsync_directory(directory: str | os.PathLike[str]) -> None:
@@ -52,10 +57,18 @@ def write_lines_atomically(path: str | os.PathLike[str], lines: Iterable[str]) -
     return target
 
 
+def refuse_non_directory(path: str | os.PathLike[str], setting: str) -> None:
+    """ConfigurationError naming ``setting`` when ``path`` exists and is not a directory (a
+    file given where a folder is wanted); a missing path is fine."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigurationError(f"{setting}: {os.fspath(path)!r} is a file, not a directory")
+
+
 def check_writable_dir(path: str | os.PathLike[str], setting: str) -> None:
     """Make ``path`` and prove a file can be written there, or raise ConfigurationError naming
     ``setting``. Asked before a paid create whose files go there."""
     folder = Path(path)
+    refuse_non_directory(folder, setting)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / f".sora-async-write-check-{os.getpid()}-{secrets.token_hex(4)}"

@@ -34,7 +34,7 @@ import anyio.abc
 import attrs
 
 from .callbacks import CallbackReceiver
-from .download import DownloadedFile, download_file, video_filename
+from .download import DEFAULT_MAX_DOWNLOAD_BYTES, DownloadedFile, download_file, video_filename
 from .errors import (
     AuthenticationError,
     CreateOutcomeUnknownError,
@@ -163,6 +163,7 @@ class TaskRuntime:
         retry: RetryPolicy | None,
         spawn: Callable[..., None],
         clock: Callable[[], float] = time.monotonic,
+        download_max_bytes: int | None = DEFAULT_MAX_DOWNLOAD_BYTES,
     ) -> None:
         self.provider = provider
         self.transport = transport
@@ -170,6 +171,7 @@ class TaskRuntime:
         self.planner = planner
         self.receiver = receiver
         self._downloads = anyio.CapacityLimiter(max_downloads)
+        self._download_max_bytes = download_max_bytes
         self._retry = retry
         self._spawn = spawn
         self._clock = clock
@@ -674,6 +676,7 @@ class TaskRuntime:
                     dest / name,
                     read_timeout=self.transport.timeouts.download_read,
                     connect_timeout=self.transport.timeouts.connect,
+                    max_bytes=self._download_max_bytes,
                     proxy_for=self.transport.proxy_for,
                 )
             files.append(file)

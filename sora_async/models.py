@@ -126,11 +126,51 @@ def _convert_quality(value: Any) -> Quality | None:
     return _to_quality(value)  # type: ignore[no-any-return]
 
 
+#: The SDK's own bound on a prompt, in characters. Neither provider document gives one; a real
+#: prompt is a few hundred characters, and a runaway one (a whole file pasted by mistake) is
+#: refused before it is paid for, journaled and shown on every screen.
+MAX_PROMPT_CHARS = 20_000
+#: The longest watermark text accepted (sora2api documents none; it is drawn on the video).
+MAX_WATERMARK_CHARS = 1_000
+#: C0 controls and DEL, except tab, line feed and carriage return, which prompts may hold.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _check_text(field: str, value: str, allowed: str, max_chars: int) -> None:
+    """Refuse what no provider can take as text: control characters (NUL included), lone
+    surrogates (not encodable as UTF-8) and runaway lengths."""
+    control = _CONTROL.search(value)
+    if control is not None:
+        reason = f"control character U+{ord(control.group()):04X} at position {control.start()}"
+        raise ValidationError(field, value, allowed, reason=reason)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        reason = f"not valid Unicode (a lone surrogate at position {exc.start})"
+        raise ValidationError(field, value, allowed, reason=reason) from None
+    if len(value) > max_chars:
+        reason = f"{len(value)} characters, over the limit of {max_chars}"
+        raise ValidationError(field, value, allowed, reason=reason)
+
+
+_PROMPT_FORM = f"a non-empty string of at most {MAX_PROMPT_CHARS} characters, no control characters"
+
+
 def _check_prompt(_: Any, __: Any, value: Any) -> None:
     if not isinstance(value, str):
-        raise ValidationError("prompt", value, "a non-empty string")
+        raise ValidationError("prompt", value, _PROMPT_FORM)
     if not value.strip():
-        raise ValidationError("prompt", value, "a non-empty string", reason="empty prompt")
+        raise ValidationError("prompt", value, _PROMPT_FORM, reason="empty prompt")
+    _check_text("prompt", value, _PROMPT_FORM, MAX_PROMPT_CHARS)
+
+
+def _check_watermark(_: Any, __: Any, value: Any) -> None:
+    allowed = f"a string of at most {MAX_WATERMARK_CHARS} characters, no control characters"
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise ValidationError("watermark", value, allowed)
+    _check_text("watermark", value, allowed, MAX_WATERMARK_CHARS)
 
 
 def _check_duration(_: Any, __: Any, value: Any) -> None:
@@ -278,9 +318,7 @@ class VideoRequest:
         default=None, kw_only=True, validator=_check_image, repr=_image_repr
     )
     #: sora2api: text drawn on the video.
-    watermark: str | None = attrs.field(
-        default=None, kw_only=True, validator=_check_optional_str("watermark")
-    )
+    watermark: str | None = attrs.field(default=None, kw_only=True, validator=_check_watermark)
     #: freesora: whether the video is listed publicly.
     public: bool | None = attrs.field(default=None, kw_only=True, validator=_check_optional_bool)
     #: sora2api: where the provider POSTs the completion notice.

@@ -10,12 +10,21 @@ as a failed result instead, also with nothing sent).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from helpers import PROVIDERS, client_for, running_mock, total_requests
 
-from sora_async import SoraClient, TaskState, ValidationError, VideoRequest
+from sora_async import (
+    ConfigurationError,
+    DownloadError,
+    SoraClient,
+    TaskState,
+    ValidationError,
+    VideoRequest,
+)
+from sora_async.models import MAX_PROMPT_CHARS, MAX_WATERMARK_CHARS
 
 pytestmark = pytest.mark.anyio
 
@@ -106,3 +115,88 @@ async def test_every_field_a_provider_refuses_sends_nothing_on_every_path(provid
         assert all(isinstance(r.exception, ValidationError) for r in results)
         assert total_requests(mock) == 0, mock.counters.requests
         assert client.governor.statistics().held == 0
+
+
+# -- text fields no provider can take, files and knobs ---------------------------------------
+
+BAD_TEXT: list[tuple[str, str]] = [
+    ("a kite\x00over the sea", "control character U+0000"),
+    ("a kite \x1b[31mred", "control character U+001B"),
+    ("a kite\x7f", "control character U+007F"),
+    ("a kite \ud800", "lone surrogate"),
+    ("k" * (MAX_PROMPT_CHARS + 1), f"over the limit of {MAX_PROMPT_CHARS}"),
+]
+
+
+@pytest.mark.parametrize(("prompt", "reason"), BAD_TEXT, ids=[r for _, r in BAD_TEXT])
+async def test_a_prompt_no_provider_can_take_is_refused_on_every_path(
+    prompt: str, reason: str
+) -> None:
+    with pytest.raises(ValidationError, match="prompt") as caught:
+        VideoRequest(prompt)
+    assert reason in str(caught.value)
+    assert len(str(caught.value)) < 400  # a huge prompt is not echoed whole
+    async with running_mock() as mock, client_for(mock, "freesora") as client:
+        with pytest.raises(ValidationError) as from_generate:
+            await client.generate(prompt)
+        assert from_generate.value.field == "prompt"
+        result = await first_result(client, [prompt])
+        assert result.state is TaskState.FAILED and result.task_id is None
+        assert isinstance(result.exception, ValidationError)
+        assert result.exception.field == "prompt"
+        assert total_requests(mock) == 0
+
+
+def test_line_breaks_and_tabs_stay_allowed_in_a_prompt() -> None:
+    assert VideoRequest("a kite\n\tover the sea\r\n").prompt.startswith("a kite")
+    assert len(VideoRequest("k" * MAX_PROMPT_CHARS).prompt) == MAX_PROMPT_CHARS
+
+
+@pytest.mark.parametrize(
+    "watermark", ["mine\x00", "w" * (MAX_WATERMARK_CHARS + 1), 42], ids=["nul", "huge", "int"]
+)
+def test_a_watermark_no_provider_can_take_is_refused(watermark: Any) -> None:
+    with pytest.raises(ValidationError) as caught:
+        VideoRequest("a kite", watermark=watermark)
+    assert caught.value.field == "watermark"
+
+
+async def test_a_download_into_a_file_is_a_clear_error(tmp_path: Path) -> None:
+    afile = tmp_path / "hostname"
+    afile.write_text("not a folder\n")
+    async with running_mock(file_size=4096) as mock, client_for(mock, "freesora") as client:
+        result = await client.generate("a kite")
+        before = total_requests(mock)
+        for dest in (afile, afile / "below"):
+            with pytest.raises(ConfigurationError, match="dest_dir") as caught:
+                await client.download(result, dest)
+            assert not isinstance(caught.value, OSError)
+        with pytest.raises(ConfigurationError, match="download_to"):
+            await client.generate("a fox", download_to=afile)
+        with pytest.raises(ConfigurationError, match=r"download_to.*not a directory"):
+            client.generate_many(["a fox"], download_to=afile)
+        assert total_requests(mock) == before  # nothing was created or fetched for them
+        assert afile.read_text() == "not a folder\n"
+
+
+@pytest.mark.parametrize("value", [0, -1, True, 1.5, "1000"])
+def test_a_bad_download_cap_is_refused(value: Any) -> None:
+    with pytest.raises(ConfigurationError, match="download_max_bytes"):
+        SoraClient("freesora", "sk-test-0123456789", download_max_bytes=value)
+
+
+async def test_the_download_cap_knob_bounds_every_download(tmp_path: Path) -> None:
+    async with (
+        running_mock(file_size=4096) as mock,
+        client_for(mock, "freesora", download_max_bytes=1000) as client,
+    ):
+        result = await client.generate("a kite")
+        with pytest.raises(DownloadError, match="over the limit of 1000 bytes"):
+            await client.download(result, tmp_path)
+        assert not any(tmp_path.glob("*.mp4"))  # noqa: ASYNC240
+    async with (
+        running_mock(file_size=4096) as mock,
+        client_for(mock, "freesora", download_max_bytes=None) as client,
+    ):
+        result = await client.generate("a kite", download_to=tmp_path)
+        assert [path.stat().st_size for path in result.files] == [4096]

@@ -25,7 +25,7 @@ from ..config import (
     ENV_CALLBACK_LISTEN,
     ENV_CALLBACK_PUBLIC_URL,
 )
-from ..durable import check_writable_dir
+from ..durable import check_writable_dir, refuse_non_directory
 from ..errors import ConfigurationError, SoraError, ValidationError
 from ..models import AspectRatio, Model, Quality, TaskResult, TaskStatus, VideoRequest
 from ..providers import PROVIDER_NAMES
@@ -432,6 +432,8 @@ async def _cmd_mock_server(args: argparse.Namespace) -> int:
 async def _cmd_batch(args: argparse.Namespace) -> int:
     from ..batch.run import BatchOptions, run_batch
 
+    # Only this: a refused input must leave --out unmade, so the folder is made later.
+    refuse_non_directory(args.out, "--out")
     options = BatchOptions(
         input_path=args.file,
         out=args.out,
