@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import sys
-
 import anyio
 import pytest
 from helpers import running_mock, total_requests
+from inprocess_cli import environment, run_main
 
 from sora_async import ConfigurationError, SoraClient
 
@@ -54,16 +52,15 @@ async def test_a_key_of_every_token_character_is_sent() -> None:
 
 
 async def test_cli_names_the_environment_variable_in_one_line() -> None:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("SORA_")}
-    environ["SORA_API_KEY"] = BODY + "\n"
+    environ = environment(SORA_API_KEY=BODY + "\n")
     async with running_mock() as mock:
-        argv = [sys.executable, "-m", "sora_async", "--base-url", mock.freesora_url, "credits"]
+        argv = ["--base-url", mock.freesora_url, "credits"]
         with anyio.fail_after(60):  # a hang guard, not a timing assertion
-            done = await anyio.run_process(argv, env=environ, check=False)
+            done = await run_main(argv, environ)
         assert total_requests(mock) == 0
-    stderr = done.stderr.decode()
+    stderr = done.stderr
     assert done.returncode == 2, stderr
     [line] = stderr.strip().splitlines()
     assert "Traceback" not in stderr
     assert "from environment SORA_API_KEY" in line and "trailing newline" in line
-    assert "KEYBODY" not in stderr + done.stdout.decode()
+    assert "KEYBODY" not in stderr + done.stdout

@@ -1,8 +1,10 @@
 """Shared pieces of the ``sora-async batch`` tests (no tests here).
 
-The CLI runs as a real subprocess (``python -m sora_async``) against a MockServer served by
-the test's own event loop, so it can be killed (-9) or interrupted (SIGINT) at any point and
-run again; the mock's counters and file bytes are the evidence. A :class:`PausableClock`
+A CLI that a test kills (-9) or interrupts (SIGINT) runs as a real subprocess
+(``python -m sora_async``, :func:`started`); one that runs to its end (:func:`run_cli`) runs in
+this process (inprocess_cli.py), the same code without a second of interpreter start-up. Both
+talk to a MockServer served by the test's own event loop, and either can run again on the same
+directory; the mock's counters and file bytes are the evidence. A :class:`PausableClock`
 freezes the mock's tasks so that a kill or a Ctrl-C lands at a known moment: with every slot
 held by a frozen task, no create can be on the wire.
 """
@@ -24,6 +26,7 @@ from typing import Any
 import anyio
 import anyio.abc
 import attrs
+from inprocess_cli import environment, run_main
 
 from sora_async.mock import MockConfig, MockServer
 
@@ -71,7 +74,7 @@ async def batch_mock(**config: Any) -> AsyncIterator[MockServer]:
 
 
 def cli_env() -> dict[str, str]:
-    env = {name: value for name, value in os.environ.items() if not name.startswith("SORA_")}
+    env = environment()
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env["COLUMNS"] = "200"
     return env
@@ -124,7 +127,12 @@ def no_traceback(done: Finished) -> Finished:
 
 
 async def run_cli(argv: list[str]) -> Finished:
+    """Run the CLI to its end. ``python -m sora_async ...`` runs inside this process (see
+    inprocess_cli.py); any other program (a wrapper such as faulty_journal.py) is a subprocess."""
     with anyio.fail_after(HANG_GUARD):
+        if argv[1:3] == ["-m", "sora_async"]:
+            ran = await run_main(argv[3:], cli_env())
+            return no_traceback(Finished(ran.returncode, ran.stdout, ran.stderr))
         done = await anyio.run_process(argv, check=False, env=cli_env(), stdin=subprocess.DEVNULL)
     return no_traceback(Finished(done.returncode, done.stdout.decode(), done.stderr.decode()))
 

@@ -1,20 +1,22 @@
 """The small commands as a user runs them: generate, status, credits, mock-server, demo, errors.
 
-Every test runs the real console entry point in a subprocess (``python -m sora_async``) against
-the mock server on 127.0.0.1; the mock's counters show what was sent.
+Every test runs the console entry point (``sora_async.cli.main``) against the mock server on
+127.0.0.1; the mock's counters show what was sent. Most run it in this process (inprocess_cli.py);
+the tests of what only a real process shows (its exit status, a server that runs until
+stopped) start ``python -m sora_async``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import anyio
 import pytest
+from inprocess_cli import environment, run_main
 
 from sora_async.mock import MockConfig, MockServer
 from sora_async.models import Model
@@ -26,11 +28,16 @@ KEY = "sk-CLI-CANARY-5b1e0c"
 
 
 async def sora(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("SORA_")}
-    environ.update(env or {})
+    """``sora-async ARGV``, run in this process (inprocess_cli.py) without the SORA_* settings."""
     with anyio.fail_after(60):  # a hang guard, not a timing assertion
+        return await run_main(argv, environment(**(env or {})))
+
+
+async def sora_process(*argv: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``python -m sora_async ARGV`` as a real process: the interpreter's own exit status."""
+    with anyio.fail_after(60):
         done = await anyio.run_process(
-            [sys.executable, "-m", "sora_async", *argv], env=environ, check=False
+            [sys.executable, "-m", "sora_async", *argv], env=environment(**env), check=False
         )
     return subprocess.CompletedProcess(
         done.args, done.returncode, done.stdout.decode(), done.stderr.decode()
@@ -74,9 +81,10 @@ async def test_generate_downloads_the_video(
 
 
 async def test_generate_a_failed_task_exits_1(mock: MockServer) -> None:
-    done = await sora(
+    # A real process: the status is the interpreter's, through ``python -m sora_async``.
+    done = await sora_process(
         "--base-url", mock.freesora_url, "--api-key", KEY, "--poll-interval", "0.1",
-        "generate", "a kite [fail]",
+        "generate", "a kite [fail]", env={},
     )  # fmt: skip
     assert done.returncode == 1
     result = json.loads(done.stdout)
@@ -137,7 +145,8 @@ async def test_usage_errors_are_one_line_and_exit_2_with_no_request(
 
 
 async def test_no_api_key_is_a_configuration_error(mock: MockServer) -> None:
-    done = await sora("--base-url", mock.freesora_url, "credits")
+    # A real process: a configuration error is the interpreter's exit status 2, in one line.
+    done = await sora_process("--base-url", mock.freesora_url, "credits", env={})
     assert done.returncode == 2
     assert "SORA_API_KEY" in one_error_line(done)
     assert sum(mock.counters.requests.values()) == 0

@@ -8,16 +8,15 @@ proxy's log is the evidence of what went through it and of what its operator cou
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import anyio
 import pytest
 from helpers import KEY, client_for, running_mock
+from inprocess_cli import environment, run_main
 from proxy_support import ForwardProxy, self_signed_certificate, server_context
 
 from sora_async import ConfigurationError, SoraClient, VideoRequest
@@ -160,13 +159,9 @@ async def test_a_proxy_password_never_shows_in_a_repr() -> None:
     assert "hunter2pw" not in repr(resolve_network(proxy=proxy, env={"HTTPS_PROXY": proxy}))
 
 
-async def run_cli(*argv: str) -> subprocess.CompletedProcess[bytes]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("SORA_")}
-    environ["SORA_API_KEY"] = LONG_KEY
+async def run_cli(*argv: str) -> subprocess.CompletedProcess[str]:
     with anyio.fail_after(60):  # a hang guard
-        return await anyio.run_process(
-            [sys.executable, "-m", "sora_async", *argv], env=environ, check=False
-        )
+        return await run_main(argv, environment(SORA_API_KEY=LONG_KEY))
 
 
 async def test_the_cli_proxy_flag(proxy: ForwardProxy) -> None:
@@ -175,7 +170,7 @@ async def test_the_cli_proxy_flag(proxy: ForwardProxy) -> None:
             "--base-url", mock.freesora_url, "--proxy", "ftp://127.0.0.1:1", "credits"
         )
         assert bad.returncode == 2
-        [line] = bad.stderr.decode().strip().splitlines()
+        [line] = bad.stderr.strip().splitlines()
         assert line.startswith("sora-async: error:") and "proxy" in line
         good = await run_cli("--base-url", mock.freesora_url, "--proxy", proxy.url, "credits")
         assert good.returncode == 0, good.stderr
