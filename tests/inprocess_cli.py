@@ -15,8 +15,10 @@ import io
 import logging
 import os
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from typing import TextIO
 
 import anyio
 
@@ -26,9 +28,42 @@ from sora_async.cli import main
 _ONE_AT_A_TIME = threading.Lock()
 
 
+class _Routed(io.TextIOBase):
+    """A std stream that keeps what the command writes and passes the test's own writes on.
+
+    The test's thread serves the mock; whatever it writes or logs (an aiohttp traceback for a
+    connection a killed client left) is not the command's output, as with a real subprocess.
+    Every other thread is the command's (its event loop and its worker threads).
+    """
+
+    def __init__(self, test_thread: int, passed_on: TextIO) -> None:
+        self.kept = io.StringIO()
+        self._test_thread = test_thread
+        self._passed_on = passed_on
+
+    def _target(self) -> TextIO:
+        return self._passed_on if threading.get_ident() == self._test_thread else self.kept
+
+    @property
+    def encoding(self) -> str:
+        return "utf-8"
+
+    def write(self, text: str) -> int:
+        return self._target().write(text)
+
+    def flush(self) -> None:
+        self._target().flush()
+
+    def isatty(self) -> bool:
+        return False  # a pipe, as under subprocess
+
+
 @contextlib.contextmanager
-def _as_a_fresh_process(env: Mapping[str, str]) -> Iterator[tuple[io.StringIO, io.StringIO]]:
-    out, err = io.StringIO(), io.StringIO()
+def _as_a_fresh_process(
+    env: Mapping[str, str], test_thread: int
+) -> Iterator[tuple[io.StringIO, io.StringIO]]:
+    out = _Routed(test_thread, sys.stdout)
+    err = _Routed(test_thread, sys.stderr)
     root = logging.getLogger()
     saved_handlers, saved_level = root.handlers[:], root.level
     saved_env = dict(os.environ)
@@ -39,7 +74,7 @@ def _as_a_fresh_process(env: Mapping[str, str]) -> Iterator[tuple[io.StringIO, i
     os.environ.update(env)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            yield out, err
+            yield out.kept, err.kept
     finally:
         for handler in root.handlers:
             handler.close()
@@ -49,8 +84,8 @@ def _as_a_fresh_process(env: Mapping[str, str]) -> Iterator[tuple[io.StringIO, i
         os.environ.update(saved_env)
 
 
-def _run(argv: Sequence[str], env: Mapping[str, str]) -> tuple[int, str, str]:
-    with _ONE_AT_A_TIME, _as_a_fresh_process(env) as (out, err):
+def _run(argv: Sequence[str], env: Mapping[str, str], test_thread: int) -> tuple[int, str, str]:
+    with _ONE_AT_A_TIME, _as_a_fresh_process(env, test_thread) as (out, err):
         code = main(list(argv))
     return code, out.getvalue(), err.getvalue()
 
@@ -59,7 +94,8 @@ async def run_main(argv: Sequence[str], env: Mapping[str, str]) -> subprocess.Co
     """``sora-async ARGV`` with environment ``env``, as ``subprocess.run`` would report it."""
     # An empty context: the worker thread must not look like it runs the test's event loop.
     fresh = contextvars.Context()
-    code, out, err = await anyio.to_thread.run_sync(fresh.run, _run, argv, env)
+    test_thread = threading.get_ident()
+    code, out, err = await anyio.to_thread.run_sync(fresh.run, _run, argv, env, test_thread)
     return subprocess.CompletedProcess(["sora-async", *argv], code, out, err)
 
 
