@@ -1,48 +1,42 @@
-"""SoraClient: settings, the client's own lifecycle, and the public coroutines.
+"""SoraClient: the client's own lifecycle and the public coroutines.
 
 It owns no wire format and no task: the provider builds and decodes, the transport sends, the
 governor counts account slots, and :mod:`sora_async.lifecycle` owns each task from its slot to
-its files. This module resolves settings, opens and closes what the client holds, and checks
-arguments before anything is sent.
+its files. :mod:`sora_async.parts` builds those pieces from the settings and opens and closes
+them; this module checks arguments before anything is sent.
 """
 
 from __future__ import annotations
 
 import enum
-import logging
 import math
 import os
 import ssl as _ssl
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import anyio.abc
 import attrs
 
-from .callbacks import CallbackReceiver, receiver_from_settings
-from .config import Secret, Settings, resolve_network, resolve_settings
+from .callbacks import CallbackReceiver
+from .config import Secret, Settings
 from .download import DEFAULT_MAX_DOWNLOAD_BYTES
 from .durable import check_writable_dir
-from .errors import ConfigurationError, NotSupportedError, ValidationError
+from .errors import NotSupportedError, ValidationError
 from .events import EventHook, FileHook, FileNamer, FileReuser, Job, ProgressHook
 from .fanout import GenerationRun
-from .governor import Governor, LocalGovernor
-from .lifecycle import TaskRuntime
+from .governor import Governor
 from .models import Credits, TaskResult, TaskStatus, VideoRequest, check_task_id
-from .polling import DurationKey, PollPlanner
-from .providers import PreparedImage, Provider, get_provider
+from .parts import build_parts
+from .polling import DurationKey
+from .providers import PreparedImage
 from .retry import RetryPolicy
-from .transport import CallTimeouts, Transport
-
-if TYPE_CHECKING:
-    from .governor_redis import RedisGovernor
+from .transport import CallTimeouts
 
 __all__ = ["DEFAULT_MAX_DOWNLOADS", "DEFAULT_WAIT_TIMEOUT", "SoraClient"]
-
-logger = logging.getLogger("sora_async")
 
 #: Simultaneous downloads per client; kept below the connection pool so polls still get through.
 DEFAULT_MAX_DOWNLOADS = 4
@@ -110,8 +104,7 @@ class SoraClient:
         ssl: str | os.PathLike[str] | _ssl.SSLContext | None = None,
         env: Mapping[str, str] | None = None,
     ) -> None:
-        environ = os.environ if env is None else env
-        self._settings: Settings = resolve_settings(
+        self._parts = build_parts(
             provider=provider,
             api_key=api_key,
             base_url=base_url,
@@ -119,74 +112,26 @@ class SoraClient:
             poll_interval=poll_interval,
             redis_url=redis_url,
             account=account,
-            env=environ,
-        )
-        # The shared governor (redis_url): built here, opened and closed with the client.
-        self._owned_governor: RedisGovernor | None = None
-        if self._settings.redis_url is not None and governor is None:
-            from .governor_redis import RedisGovernor
-
-            governor = self._owned_governor = RedisGovernor(
-                self._settings.redis_url,
-                self._settings.account,
-                self._settings.max_concurrent_tasks,
-            )
-        self._provider: Provider = get_provider(self._settings.provider)
-        if isinstance(max_downloads, bool) or max_downloads < 1:
-            raise ConfigurationError(f"max_downloads must be >= 1, got {max_downloads!r}")
-        if download_max_bytes is not None and (
-            isinstance(download_max_bytes, bool)
-            or not isinstance(download_max_bytes, int)
-            or download_max_bytes < 1
-        ):
-            raise ConfigurationError(
-                f"download_max_bytes must be an int >= 1 (bytes) or None for no limit, "
-                f"got {download_max_bytes!r}"
-            )
-        if wait_timeout is not None and not wait_timeout > 0:
-            raise ConfigurationError(f"wait_timeout must be > 0 or None, got {wait_timeout!r}")
-        if expected_duration is not None and not (
-            expected_duration > 0 and math.isfinite(expected_duration)
-        ):
-            # Checked here, not at the first wait: by then a task would be created and paid.
-            raise ConfigurationError(
-                f"expected_duration must be a positive number of seconds or None, "
-                f"got {expected_duration!r}"
-            )
-        self._receiver = receiver_from_settings(callback_receiver, environ)
-        if self._receiver is not None and not self._provider.supports_callbacks:
-            raise ConfigurationError(
-                f"callback_receiver: {self._provider.name} offers no completion callbacks"
-            )
-        self._owns_receiver = False
-        connections = max_connections or max(self._settings.max_concurrent_tasks + 4, 10)
-        self._transport = Transport(
-            self._settings.base_url or self._provider.default_base_url,
-            self._settings.api_key,
-            max_connections=connections,
-            timeouts=timeouts,
-            # Proxy (proxy= > HTTPS_PROXY/HTTP_PROXY, NO_PROXY) and CA bundle (ssl= >
-            # SSL_CERT_FILE): one Network for API calls and downloads alike.
-            network=resolve_network(proxy=proxy, ssl=ssl, env=environ),
-        )
-        self._governor: Governor = governor or LocalGovernor(self._settings.max_concurrent_tasks)
-        self._wait_timeout = wait_timeout
-        self._runtime = TaskRuntime(
-            provider=self._provider,
-            transport=self._transport,
-            governor=self._governor,
-            planner=PollPlanner(
-                self._provider.poll_profile,
-                poll_interval=self._settings.poll_interval,
-                expected_duration=expected_duration,
-            ),
-            receiver=self._receiver,
+            callback_receiver=callback_receiver,
+            max_connections=max_connections,
             max_downloads=max_downloads,
             download_max_bytes=download_max_bytes,
-            # For safe calls (status, credits); None: the transport's SAFE_CALLS policy.
+            wait_timeout=wait_timeout,
+            expected_duration=expected_duration,
+            governor=governor,
+            timeouts=timeouts,
             retry=retry,
+            proxy=proxy,
+            ssl=ssl,
+            env=env,
             spawn=self._spawn,
         )
+        self._settings = self._parts.settings
+        self._provider = self._parts.provider
+        self._transport = self._parts.transport
+        self._governor = self._parts.governor
+        self._runtime = self._parts.runtime
+        self._wait_timeout = wait_timeout
         self._retry = retry
         self._state = _State.UNOPENED
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -207,7 +152,7 @@ class SoraClient:
 
     @property
     def callback_receiver(self) -> CallbackReceiver | None:
-        return self._receiver
+        return self._parts.receiver
 
     def __repr__(self) -> str:
         return (
@@ -219,25 +164,14 @@ class SoraClient:
     async def __aenter__(self) -> SoraClient:
         if self._state is not _State.UNOPENED:
             raise RuntimeError(f"this SoraClient is {self._state.value}; make a new one")
-        await self._transport.__aenter__()
+        await self._parts.open()
         try:
-            if self._owned_governor is not None:
-                await self._owned_governor.open()
-            if (
-                self._receiver is not None
-                and not self._receiver.is_running
-                and not self._receiver.is_mounted
-            ):
-                await self._receiver.start()
-                self._owns_receiver = True
             # Followers of live tasks, runs of generate_many and delayed slot releases live in
             # this group, so nothing outlives the client.
             self._task_group = anyio.create_task_group()
             await self._task_group.__aenter__()
         except BaseException:
-            if self._owned_governor is not None:
-                await self._owned_governor.aclose()
-            await self._transport.aclose()
+            await self._parts.close()
             raise
         self._state = _State.OPENED
         return self
@@ -262,15 +196,7 @@ class SoraClient:
                 group.cancel_scope.cancel()
                 await group.__aexit__(None, None, None)
         finally:
-            with anyio.CancelScope(shield=True):
-                self._runtime.close()
-                if self._owns_receiver and self._receiver is not None:
-                    await self._receiver.aclose()
-                await self._transport.aclose()
-            # After the slots above were released, and outside the shield (its task group must
-            # be the innermost scope when it exits).
-            if self._owned_governor is not None:
-                await self._owned_governor.aclose()
+            await self._parts.close()
 
     def _require_open(self) -> None:
         if self._state is _State.UNOPENED:
