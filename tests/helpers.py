@@ -8,6 +8,7 @@ for a task still finishes quickly.
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import struct
 import zlib
@@ -18,6 +19,16 @@ import anyio
 
 from sora_async import SoraClient, VideoRequest
 from sora_async.mock import MockConfig, MockServer
+
+#: The slow run (``SORA_ASYNC_SLOW_TESTS=1 python -m pytest``): every property test at its full
+#: count of examples, and every CLI test as a real subprocess. CI runs the default counts.
+SLOW = os.environ.get("SORA_ASYNC_SLOW_TESTS", "") not in ("", "0")
+
+
+def examples(ci: int, slow: int) -> int:
+    """A property test's number of examples: ``ci`` by default, ``slow`` in the slow run."""
+    return slow if SLOW else ci
+
 
 PROVIDERS = ("freesora", "sora2api")
 KEY = "sk-test-0123456789abcdef"

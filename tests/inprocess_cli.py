@@ -4,7 +4,8 @@ A subprocess costs a second of interpreter and aiohttp start-up; most CLI tests 
 the command prints and returns. :func:`run_main` calls :func:`sora_async.cli.main` in a worker
 thread (it runs its own event loop there, beside the test's loop that serves the mock), with
 the environment, stdout, stderr and the root logger as a fresh process would have them. What
-does need a real process (kill -9, SIGINT, the interpreter's own exit) stays a subprocess.
+does need a real process (kill -9, SIGINT, the interpreter's own exit) stays a subprocess, and
+the slow run (``SORA_ASYNC_SLOW_TESTS=1``) runs every command as one.
 """
 
 from __future__ import annotations
@@ -18,11 +19,15 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import TextIO
 
 import anyio
+from helpers import SLOW
 
 from sora_async.cli import main
+
+REPO = str(Path(__file__).resolve().parent.parent)
 
 #: One command at a time per test process: the environment and the std streams are global.
 _ONE_AT_A_TIME = threading.Lock()
@@ -91,7 +96,21 @@ def _run(argv: Sequence[str], env: Mapping[str, str], test_thread: int) -> tuple
 
 
 async def run_main(argv: Sequence[str], env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
-    """``sora-async ARGV`` with environment ``env``, as ``subprocess.run`` would report it."""
+    """``sora-async ARGV`` with environment ``env``, as ``subprocess.run`` would report it.
+
+    The slow run (helpers.SLOW) starts ``python -m sora_async`` instead: the same checks then
+    also hold for a real process.
+    """
+    if SLOW:
+        done = await anyio.run_process(
+            [sys.executable, "-m", "sora_async", *argv],
+            env={**env, "PYTHONPATH": os.pathsep.join(filter(None, [REPO, env.get("PYTHONPATH")]))},
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+        return subprocess.CompletedProcess(
+            ["sora-async", *argv], done.returncode, done.stdout.decode(), done.stderr.decode()
+        )
     # An empty context: the worker thread must not look like it runs the test's event loop.
     fresh = contextvars.Context()
     test_thread = threading.get_ident()

@@ -8,8 +8,6 @@ interpreter start per case; the subprocess runs of the same entry point are in t
 
 from __future__ import annotations
 
-import contextlib
-import io
 import struct
 import zlib
 from collections.abc import AsyncIterator
@@ -20,8 +18,9 @@ import anyio.to_thread
 import attrs
 import pytest
 from helpers import total_requests
+from inprocess_cli import environment
+from inprocess_cli import run_main as run_in_process
 
-from sora_async.cli import main
 from sora_async.mock import MockConfig, MockServer
 from sora_async.models import MAX_PROMPT_CHARS
 
@@ -38,15 +37,9 @@ class Ran:
 
 
 async def run_main(*argv: str) -> Ran:
-    out, err = io.StringIO(), io.StringIO()
-
-    def call() -> int:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            return main(list(argv))
-
     with anyio.fail_after(60):  # a hang guard, not a timing assertion
-        code = await anyio.to_thread.run_sync(call)
-    return Ran(code, out.getvalue(), err.getvalue())
+        done = await run_in_process(argv, environment())
+    return Ran(done.returncode, done.stdout, done.stderr)
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ exceptions allowed out are ProtocolError and APIError (and NotSupportedError fro
 credits, which has no such call whatever the answer); a KeyError, TypeError, OverflowError or
 a cattrs error escaping is a bug.
 
-CI runs a modest number of examples per decoder. The slow run sets the count:
-``SORA_FUZZ_EXAMPLES=10000 python -m pytest tests/test_fuzz_decoders.py``.
+CI runs a modest number of examples per decoder; the slow run (``SORA_ASYNC_SLOW_TESTS=1``)
+runs 10,000, and ``SORA_FUZZ_EXAMPLES=N python -m pytest tests/test_fuzz_decoders.py`` sets N.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -31,7 +32,7 @@ from sora_async.providers.freesora import FreeSora
 from sora_async.providers.sora2api import Sora2Api
 
 GOLDEN = Path(__file__).parent / "golden"
-EXAMPLES = int(os.environ.get("SORA_FUZZ_EXAMPLES", "20"))
+EXAMPLES = int(os.environ.get("SORA_FUZZ_EXAMPLES", str(examples(20, 10_000))))
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,

@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import pytest
+from helpers import examples
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -948,11 +949,11 @@ class JournalMachine(RuleBasedStateMachine):
             assert self.model[index].task_id == task_id
 
 
-# 150 runs of 50 steps in all, as three independent shards of 50 runs: each shard stays far
-# inside the per-test timeout on a loaded machine (a timeout firing inside Hypothesis surfaces
-# as FlakyStrategyDefinition, not as a timeout), and the shards run on different workers.
+# 60 runs of 50 steps in all (the slow run: 600), as three independent shards: each shard stays
+# far inside the per-test timeout on a loaded machine (a timeout firing inside Hypothesis
+# surfaces as FlakyStrategyDefinition, not as a timeout), and the shards run on different workers.
 _MACHINE_SETTINGS = settings(
-    max_examples=50,
+    max_examples=examples(20, 200),
     stateful_step_count=50,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],

@@ -12,6 +12,7 @@ import anyio
 import anyio.lowlevel
 import attrs
 import pytest
+from helpers import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -325,7 +326,7 @@ observations = st.lists(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(60, 1000), deadline=None)
 @given(
     schedule=st.sampled_from([FREESORA, SORA2API]) | schedules(),
     obs=observations,
@@ -409,7 +410,7 @@ def fixed_polls(interval: float, duration: float) -> int:
     return count
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(100, 2000), deadline=None)
 @given(
     duration=st.floats(min_value=0.1, max_value=7200.0),
     base=st.floats(min_value=0.05, max_value=60.0),
