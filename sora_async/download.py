@@ -73,6 +73,9 @@ _MEDIA_TYPE = re.compile(r"^[a-z0-9!#$&^_.+-]{1,64}/[a-z0-9!#$&^_.+-]{1,64}$")
 #: How an HTML page, a JSON or XML document starts; no video container starts like this.
 _DOCUMENT_STARTS = (b"<!doctype", b"<html", b"<?xml", b"<head", b"<body", b"{", b"[")
 _HASH_BLOCK = 1024 * 1024
+#: Received bytes go to the disk in batches of about this much, one worker-thread trip each:
+#: a trip per chunk (open, each write, close) cost more CPU than a small file's whole transfer.
+_FLUSH_BYTES = 1024 * 1024
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 _SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,10}$")
@@ -166,10 +169,12 @@ class _Refused(Exception):
 
 @attrs.frozen
 class _Fetched:
-    """The body ended cleanly: the size it should have, and whether it extended a .part."""
+    """The body ended cleanly: the size it should have, whether it extended a .part, and the
+    .part's size on disk once the last bytes were written."""
 
     expected: int | None
     appended: bool
+    size: int
 
 
 @attrs.define
@@ -254,6 +259,40 @@ def _cap_reason(size: int | str, max_bytes: int) -> str:
 
 def _write_text(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
+
+
+def _prepare(dest: Path, part: Path, *, resume: bool) -> tuple[str | None, int, OSError | None]:
+    """One trip to the disk before the first request: make the folder, read the .part's ETag
+    (a .part without one is removed: nothing says which file its bytes came from), and the
+    .part's size. A failure to remove comes back as a value, the folder's as an exception."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    etag = _read_etag(_etag_path(part)) if resume else None
+    if etag is None:
+        try:
+            part.unlink(missing_ok=True)
+            _etag_path(part).unlink(missing_ok=True)
+        except OSError as exc:
+            return None, 0, exc
+    return etag, _file_size(part), None
+
+
+def _append(part: Path, chunks: list[bytes], *, mode: str, etag: tuple[str | None] | None) -> int:
+    """Write ``chunks`` to the .part (``mode`` "wb" starts it); its size afterwards.
+
+    ``etag``, given with the first bytes of a new .part, is written beside it first (or a stale
+    one removed), so the marker is there before the first byte is.
+    """
+    if etag is not None:
+        (value,) = etag
+        marker = _etag_path(part)
+        if value is None:
+            marker.unlink(missing_ok=True)
+        else:
+            _write_text(marker, value + "\n")
+    with part.open(mode) as handle:
+        handle.writelines(chunks)
+        handle.flush()
+        return os.fstat(handle.fileno()).st_size
 
 
 def _read_etag(path: Path) -> str | None:
@@ -354,6 +393,7 @@ async def _fetch_once(
     part: Path,
     where: str,
     *,
+    offset: int,
     progress: _Progress,
     client_timeout: aiohttp.ClientTimeout,
     chunk_size: int,
@@ -361,8 +401,8 @@ async def _fetch_once(
     on_progress: Callable[[int, int | None], None] | None,
     proxy_for: Callable[[str], str | None] | None,
 ) -> _Fetched:
-    """One GET, streamed into the .part; returns when the body ended cleanly."""
-    offset = await anyio.to_thread.run_sync(_file_size, part)
+    """One GET, streamed into the .part (which holds ``offset`` bytes); returns when the body
+    ended cleanly."""
     # identity: sizes and ranges must be those of the file itself, not of a compressed form.
     headers = {"Accept-Encoding": "identity"}
     if offset:
@@ -380,27 +420,27 @@ async def _fetch_once(
     async with response:
         checked = _check_answer(response, offset, where, progress, max_bytes)
         if checked is None:
-            return _Fetched(expected=offset, appended=True)
+            return _Fetched(expected=offset, appended=True, size=offset)
         start, expected = checked
+        # Beside the .part before its first byte, so a later run knows what it holds.
+        etag: tuple[str | None] | None = None
         if start == 0:
             progress.hasher, progress.hashed = hashlib.sha256(), 0
             progress.total = expected
-            etag = response.headers.get("ETag", "").strip()
-            strong = etag.startswith('"') and etag.endswith('"') and 2 <= len(etag) <= 512
-            progress.etag = etag if strong else None
-            # Beside the .part before its first byte, so a later run knows what it holds.
-            marker = _etag_path(part)
-            if progress.etag is not None:
-                await anyio.to_thread.run_sync(_write_text, marker, progress.etag + "\n")
-            else:
-                await anyio.to_thread.run_sync(partial(marker.unlink, missing_ok=True))
+            found = response.headers.get("ETag", "").strip()
+            strong = found.startswith('"') and found.endswith('"') and 2 <= len(found) <= 512
+            progress.etag = found if strong else None
+            etag = (progress.etag,)
         elif progress.hashed != start:
             # A .part from an earlier run: hash what is already there before appending.
             progress.hasher = await anyio.to_thread.run_sync(_hash_prefix, part, start)
             progress.hashed = start
+        writer = _Writer(
+            part, start=start, mode="ab" if start else "wb", etag=etag, on_progress=on_progress
+        )
         done = start
         first = start == 0
-        async with await anyio.open_file(part, "ab" if start else "wb") as handle:
+        try:
             async for chunk in response.content.iter_chunked(chunk_size):
                 if first and chunk:
                     first = False
@@ -410,12 +450,56 @@ async def _fetch_once(
                 if _over_cap(done, max_bytes):
                     assert max_bytes is not None
                     raise _Refused(_cap_reason(f"more than {max_bytes}", max_bytes))
-                await handle.write(chunk)
                 progress.hasher.update(chunk)
                 progress.hashed += len(chunk)
-                if on_progress is not None:
-                    on_progress(done, expected)
-    return _Fetched(expected=expected, appended=start > 0)
+                await writer.add(chunk, done, expected)
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            # What did arrive is kept, so the next attempt asks only for the rest.
+            await writer.flush(done, expected)
+            raise
+        size = await writer.flush(done, expected)
+    return _Fetched(expected=expected, appended=start > 0, size=size)
+
+
+class _Writer:
+    """Batches received chunks into few trips to a worker thread (see _FLUSH_BYTES)."""
+
+    def __init__(
+        self,
+        part: Path,
+        *,
+        start: int,
+        mode: str,
+        etag: tuple[str | None] | None,
+        on_progress: Callable[[int, int | None], None] | None,
+    ) -> None:
+        self._part = part
+        self._mode = mode
+        self._etag = etag
+        self._on_progress = on_progress
+        self._chunks: list[bytes] = []
+        self._pending = 0
+        #: The .part's size: what it held before this answer until the first write says more.
+        self._size = start
+
+    async def add(self, chunk: bytes, done: int, expected: int | None) -> None:
+        self._chunks.append(chunk)
+        self._pending += len(chunk)
+        if self._pending >= _FLUSH_BYTES:
+            await self.flush(done, expected)
+
+    async def flush(self, done: int, expected: int | None) -> int:
+        """Write what is pending (the first call creates or truncates the .part even with
+        nothing pending); the .part's size afterwards."""
+        if self._chunks or self._mode == "wb" or self._etag is not None:
+            chunks, self._chunks, self._pending = self._chunks, [], 0
+            self._size = await anyio.to_thread.run_sync(
+                partial(_append, self._part, chunks, mode=self._mode, etag=self._etag)
+            )
+            self._mode, self._etag = "ab", None
+            if chunks and self._on_progress is not None:
+                self._on_progress(done, expected)
+        return self._size
 
 
 async def download_file(
@@ -452,14 +536,19 @@ async def download_file(
         raise ValueError(f"max_bytes must be an int >= 1 or None, got {max_bytes!r}")
     dest = Path(dest)
     part = dest.with_name(dest.name + _PART_SUFFIX)
-    await anyio.to_thread.run_sync(partial(dest.parent.mkdir, parents=True, exist_ok=True))
-    progress = await _resumable_progress(part, where, resume=resume)
+    etag, on_disk, unremovable = await anyio.to_thread.run_sync(
+        partial(_prepare, dest, part, resume=resume)
+    )
+    if unremovable is not None:
+        reason = unremovable.strerror or type(unremovable).__name__
+        raise _failed(where, f"cannot write {part}: {reason}") from None
+    progress = _Progress(etag=etag)
     client_timeout = aiohttp.ClientTimeout(
         total=None, connect=None, sock_connect=connect_timeout, sock_read=read_timeout
     )
     restarts_left = 1
     failures = 0
-    high_water = await anyio.to_thread.run_sync(_file_size, part)
+    high_water = on_disk
     window_started = clock()
     while True:
         outcome = await _attempt(
@@ -467,6 +556,7 @@ async def download_file(
             url,
             part,
             where,
+            offset=on_disk,
             progress=progress,
             client_timeout=client_timeout,
             chunk_size=chunk_size,
@@ -485,9 +575,10 @@ async def download_file(
                 raise _failed(where, f"{outcome.reason}, even after starting over")
             restarts_left -= 1
             await _discard(part, progress)
+            on_disk = 0
             continue
         if isinstance(outcome, _Fetched):
-            size = await anyio.to_thread.run_sync(_file_size, part)
+            size = outcome.size
             if outcome.expected is None or size == outcome.expected:
                 return await _finish(part, dest, size, progress, resumed=outcome.appended)
             if size > outcome.expected:
@@ -518,6 +609,7 @@ async def _attempt(
     part: Path,
     where: str,
     *,
+    offset: int,
     progress: _Progress,
     client_timeout: aiohttp.ClientTimeout,
     chunk_size: int,
@@ -533,6 +625,7 @@ async def _attempt(
             url,
             part,
             where,
+            offset=offset,
             progress=progress,
             client_timeout=client_timeout,
             chunk_size=chunk_size,
@@ -554,21 +647,6 @@ async def _attempt(
 
 def _failed(where: str, reason: str) -> DownloadError:
     return DownloadError(f"download {where} failed: {reason}")
-
-
-async def _resumable_progress(part: Path, where: str, *, resume: bool) -> _Progress:
-    """The state of a .part left by an earlier run; one whose origin is unknown is removed."""
-    progress = _Progress()
-    if resume:
-        progress.etag = await anyio.to_thread.run_sync(_read_etag, _etag_path(part))
-    if progress.etag is None:
-        # Nothing says which file the bytes came from, so they cannot be continued safely.
-        try:
-            await _discard(part, progress)
-        except OSError as exc:
-            reason = exc.strerror or type(exc).__name__
-            raise _failed(where, f"cannot write {part}: {reason}") from None
-    return progress
 
 
 def _etag_path(part: Path) -> Path:
