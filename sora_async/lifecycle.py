@@ -214,12 +214,13 @@ class TaskRuntime:
         created_here: bool,
         callback_expected: bool = False,
         follow: bool = True,
+        created_at: float | None = None,
     ) -> _Task:
         task = _Task(
             task_id,
             request,
             slot,
-            created_at=self._clock(),
+            created_at=self._clock() if created_at is None else created_at,
             created_here=created_here,
             callback_expected=callback_expected,
         )
@@ -232,6 +233,7 @@ class TaskRuntime:
 
     async def status(self, task_id: str) -> TaskStatus:
         """One status poll (retried on transient failures); a terminal one frees the slot."""
+        asked_at = self._clock()
         status = await self.transport.call(
             self.provider.status_call(task_id),
             partial(self.provider.decode_status, task_id),
@@ -241,7 +243,7 @@ class TaskRuntime:
         task = self._tasks.get(task_id)
         if task is not None:
             if status.is_terminal:
-                self._finish(task, status)
+                self._finish(task, status, seen_at=asked_at)
             elif not task.over:
                 task.latest = status
                 task.publish()
@@ -289,7 +291,8 @@ class TaskRuntime:
             if wake is not None and receiver is not None:
                 receiver.unwatch(task.task_id, wake)
 
-    def _finish(self, task: _Task, status: TaskStatus) -> None:
+    def _finish(self, task: _Task, status: TaskStatus, *, seen_at: float | None = None) -> None:
+        """``status`` is terminal; ``seen_at``: when the request that said so was sent."""
         if task.over:
             return
         task.final = status
@@ -301,7 +304,7 @@ class TaskRuntime:
                 task.request,
                 created_at=task.created_at,
                 last_running_at=task.last_running_at,
-                finished_seen_at=self._clock(),
+                finished_seen_at=self._clock() if seen_at is None else seen_at,
                 succeeded=status.state is TaskState.SUCCEEDED,
             )
         task.scope.cancel()
@@ -388,6 +391,9 @@ class TaskRuntime:
                 # neither fall between the two nor lose the answer of a request that left.
                 with anyio.CancelScope(shield=True):
                     await emit(hook, TaskEvent(EventKind.CREATING, job.key, job.request))
+                    # The task exists from somewhere between send and answer: dating it from
+                    # the send puts the first poll no later than one base interval after it.
+                    sent_at = self._clock()
                     try:
                         task_id = await self.transport.call(
                             call, self.provider.decode_create, safe=False
@@ -411,6 +417,7 @@ class TaskRuntime:
                             created_here=True,
                             callback_expected=callback_expected,
                             follow=False,
+                            created_at=sent_at,
                         )
                         slot = None  # the task owns it now
                         try:

@@ -12,7 +12,11 @@ to two hours and any base interval ``b``:
 
 * **Lag.** A task is seen finished at most ``max(b, latency_fraction * its duration)`` after
   it finished (``latency_fraction`` is 10%): no gap is longer than ``b`` or than that
-  fraction of the task's age at the last poll, unless progress predicts the finish.
+  fraction of the task's age at the last poll, unless progress predicts the finish. When
+  each answer takes ``L`` to come back, the lag is at most ``max(b, 10% of its duration, L)
+  + L``: gaps are counted between the *sends* of two polls (``min_interval`` too), and an
+  observation is timed by its send, so a slow answer neither pushes the next poll back nor
+  makes the task look slower than it is.
 * **Cost.** By any moment, no more polls were made than a poller asking every ``b`` seconds
   from the create would have made: the k-th poll never comes before ``initial_delay + (k-1)
   * b`` (the *budget*). So the first poll comes no later, and no sooner, than ``b`` after the
@@ -124,7 +128,8 @@ _SPREAD_PSEUDO_COUNT: Final = 2
 
 
 class Observation(NamedTuple):
-    """One status seen by the poller: when (on the poller's clock), the state, the progress."""
+    """One status seen by the poller: when its request was sent (on the poller's clock), the
+    state, the progress."""
 
     time: float
     state: TaskState
@@ -450,19 +455,27 @@ def next_poll_delay(
     rng: _Random | None = None,
     callback_expected: bool = False,
     polls: int | None = None,
+    last_poll_at: float | None = None,
 ) -> float:
     """Seconds from ``now`` until the next poll of a task created at ``started_at``.
 
-    ``observations`` are the non-terminal statuses seen so far, oldest first; ``polls`` is how
-    many polls were made (default: one per observation; a failed poll counts too). ``rng``
-    draws the jitter (None: no jitter). The result is finite and lies within
-    ``[min_interval, max(max_interval, retry_after)]``.
+    ``observations`` are the non-terminal statuses seen so far, oldest first, each timed when
+    its request was sent; ``polls`` is how many polls were made (default: one per observation;
+    a failed poll counts too). ``last_poll_at`` is when the last poll was sent: the floor
+    ``min_interval`` then separates two sends, so an answer that took longer than that is
+    followed at once when a poll is due (None: the floor counts from ``now``). ``rng`` draws
+    the jitter (None: no jitter). The result is finite and lies within
+    ``[floor, max(max_interval, retry_after)]``, the floor being ``min_interval`` from ``now``
+    or from ``last_poll_at``.
     """
     s = schedule
     made = len(observations) if polls is None else max(0, polls)
     # The budget: never ahead of a poller asking every base interval from the first poll.
     earliest = started_at + s.initial_delay + made * s.base_interval
-    lower = max(now + s.min_interval, earliest)
+    floor = s.min_interval
+    if last_poll_at is not None and math.isfinite(last_poll_at):
+        floor = min(s.min_interval, max(0.0, last_poll_at + s.min_interval - now))
+    lower = max(now + floor, earliest)
     at: float | None
     if not observations:
         at = started_at + s.initial_delay
@@ -480,7 +493,7 @@ def next_poll_delay(
     delay = max(lower, at) - now
     if not math.isfinite(delay):
         delay = s.base_interval
-    delay = min(s.max_interval, max(s.min_interval, delay))
+    delay = min(s.max_interval, max(floor, delay))
     if retry_after is not None and math.isfinite(retry_after) and retry_after > delay:
         delay = retry_after
     return delay
@@ -607,7 +620,8 @@ async def poll_until_terminal(
                 ``callback_fallback_interval`` and a ``wake.set()`` makes the next poll
                 happen at once (the poll, not the callback, decides).
     task_id:    for the errors when no status was ever fetched.
-    started_at: when the task was created, on ``clock`` (default: now); places the first poll.
+    started_at: when the task was created (its create sent), on ``clock`` (default: now);
+                places the first poll, and the floor counts from it until then.
     clock, sleep, rng: injectable time and randomness (``sleep(d)`` must let ``clock()``
                 advance by ``d``).
     unknown_status_limit: consecutive :class:`UnknownStatusError` answers after which the
@@ -630,6 +644,8 @@ async def poll_until_terminal(
     failures = 0
     unknown = 0
     polls = 0
+    # The create was a request too: the floor counts from it until the first poll is sent.
+    last_poll_at = created
 
     def ident() -> str:
         return last.task_id if last is not None else (task_id or "unknown")
@@ -649,10 +665,9 @@ async def poll_until_terminal(
             rng=rng,
             callback_expected=wake is not None,
             polls=polls,
+            last_poll_at=last_poll_at,
         )
-        if failures:
-            raw = schedule.base_interval * _power(schedule.backoff, failures - 1)
-            delay = max(delay, min(raw, schedule.max_interval))
+        delay = _backed_off(schedule, delay, failures)
         remaining = deadline - now
         if remaining <= 0:
             raise timed_out() from last_error
@@ -661,6 +676,9 @@ async def poll_until_terminal(
             wake.clear()
         retry_after = None
         polls += 1
+        # What the answer says was true when the request left: timing it by its arrival would
+        # make a task look slower than it is, and a slow answer would delay the next poll.
+        last_poll_at = clock()
         try:
             status = await fetch()
         except TRANSIENT_POLL_ERRORS as exc:
@@ -683,9 +701,17 @@ async def poll_until_terminal(
                 on_status(status)
             if status.is_terminal:
                 return status
-            observations.append(Observation(clock(), status.state, status.progress))
+            observations.append(Observation(last_poll_at, status.state, status.progress))
         if clock() >= deadline:
             raise timed_out() from last_error
+
+
+def _backed_off(schedule: PollSchedule, delay: float, failures: int) -> float:
+    """``delay``, stretched after ``failures`` failed polls in a row."""
+    if not failures:
+        return delay
+    raw = schedule.base_interval * _power(schedule.backoff, failures - 1)
+    return max(delay, min(raw, schedule.max_interval))
 
 
 def _count_unknown(exc: BaseException, seen: int, limit: int, task_id: str) -> int:
