@@ -33,7 +33,7 @@ import anyio.abc
 import attrs
 
 from .events import EventHook, FileNamer, FileReuser, Job
-from .lifecycle import Attempt, TaskRuntime
+from .lifecycle import Attempt, SendingStop, TaskRuntime
 from .models import TaskResult, VideoRequest
 
 __all__ = ["GenerationRun"]
@@ -173,10 +173,13 @@ class _Engine:
         self._runtime = runtime
         self._spawn = spawn
         self._requests = requests
+        # Stopped with draining or stopping: the creates waiting for a slot or out a 429.
+        self._sending = SendingStop()
         self._job_options: dict[str, Any] = {
             "timeout": timeout,
             "hook": on_event,
             "may_send": self._may_send,
+            "stop": self._sending,
             "download_to": download_to,
             "filename": filename,
             "reuse_file": reuse_file,
@@ -219,6 +222,7 @@ class _Engine:
 
     def drain(self) -> None:
         self._draining = True
+        self._sending.stop()
         self._feeder_scope.cancel()
 
     @property
@@ -227,6 +231,7 @@ class _Engine:
 
     def stop(self) -> None:
         self._stopping = True
+        self._sending.stop()
         self._scope.cancel()
 
     def abandon(self) -> None:

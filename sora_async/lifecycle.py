@@ -22,9 +22,10 @@ the create before it is sent, and one that raises on CREATED fails the job with 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,7 @@ from .providers import PreparedImage, Provider
 from .retry import RetryPolicy
 from .transport import Transport
 
-__all__ = ["Attempt", "TaskRuntime"]
+__all__ = ["Attempt", "SendingStop", "TaskRuntime"]
 
 logger = logging.getLogger("sora_async")
 
@@ -79,6 +80,36 @@ logger = logging.getLogger("sora_async")
 UNKNOWN_SLOT_HOLD_FACTOR = 2.0
 #: Poll errors after which a task is not the account's: its slot goes back at once.
 _DISOWNED = (NotFoundError, AuthenticationError)
+
+
+class SendingStop:
+    """A run's "stop creating": cuts short every create still waiting for a slot or out a
+    429's pause, so a drain does not sit out a Retry-After only to send nothing.
+
+    One cancel scope per waiting create, cancelled by :meth:`stop`: no task of its own.
+    """
+
+    def __init__(self) -> None:
+        self._stopped = False
+        self._waiting: set[anyio.CancelScope] = set()
+
+    def stop(self) -> None:
+        self._stopped = True
+        for scope in self._waiting:
+            scope.cancel()
+
+    @contextlib.contextmanager
+    def waiting(self) -> Iterator[anyio.CancelScope]:
+        """A scope around one wait; ``cancelled_caught`` tells whether the stop cut it short."""
+        scope = anyio.CancelScope()
+        if self._stopped:
+            scope.cancel()
+        self._waiting.add(scope)
+        try:
+            with scope:
+                yield scope
+        finally:
+            self._waiting.discard(scope)
 
 
 @attrs.define(eq=False)
@@ -369,18 +400,20 @@ class TaskRuntime:
         job: Job,
         hook: EventHook | None = None,
         may_send: Callable[[], bool] | None = None,
+        stop: SendingStop | None = None,
     ) -> str:
         """Create ``job``'s task under a slot and start following it; return its id.
 
         ``may_send()`` is asked right before each attempt: False (a run draining after Ctrl-C)
-        gives the slot back and raises CreateSkipped.
+        gives the slot back and raises CreateSkipped. ``stop`` (stopped when ``may_send()`` turns
+        False) cuts short the wait for a slot and a 429's pause.
         """
         if not isinstance(job.request, VideoRequest):
             raise ValidationError("request", job.request, "a VideoRequest")
         image = await self.prepare(job.request)
         request, callback_expected = self._with_callback(job.request)
         call = self.provider.create_call(request, image)
-        slot: Slot | None = await self.governor.acquire()
+        slot: Slot | None = await self._acquire(stop)
         try:
             while True:
                 assert slot is not None
@@ -444,13 +477,27 @@ class TaskRuntime:
                     "create refused with 429 (account full or rate limited); retrying in %s",
                     f"{rate_limited.retry_after:g}s" if rate_limited.retry_after else "a while",
                 )
-                await self.governor.on_rate_limited(
-                    slot, rate_limited.retry_after, message=rate_limited.message
-                )
+                # Cut short by a drain: the loop's may_send() then skips the create, and the
+                # slot, held or not after the cancelled wait, is released below.
+                with stop.waiting() if stop is not None else contextlib.nullcontext():
+                    await self.governor.on_rate_limited(
+                        slot, rate_limited.retry_after, message=rate_limited.message
+                    )
         finally:
             if slot is not None:
                 # The create definitely did not happen (or was never sent).
                 self.governor.release(slot)
+
+    async def _acquire(self, stop: SendingStop | None) -> Slot:
+        """A slot for a create, unless the run stops creating first (CreateSkipped)."""
+        if stop is None:
+            return await self.governor.acquire()
+        slot: Slot | None = None
+        with stop.waiting() as scope:
+            slot = await self.governor.acquire()
+        if slot is None or scope.cancelled_caught:
+            raise CreateSkipped("the run stopped creating while this job waited for a slot")
+        return slot
 
     def _with_callback(self, request: VideoRequest) -> tuple[VideoRequest, bool]:
         if self.receiver is None or request.callback_url is not None:
@@ -538,6 +585,7 @@ class TaskRuntime:
         timeout: float | None,  # noqa: ASYNC109 - see wait()
         hook: EventHook | None = None,
         may_send: Callable[[], bool] | None = None,
+        stop: SendingStop | None = None,
         download_to: Path | None = None,
         filename: FileNamer | None = None,
         reuse_file: FileReuser | None = None,
@@ -552,6 +600,7 @@ class TaskRuntime:
                 timeout=timeout,
                 hook=hook,
                 may_send=may_send,
+                stop=stop,
                 download_to=download_to,
                 filename=filename,
                 reuse_file=reuse_file,
@@ -572,6 +621,7 @@ class TaskRuntime:
         timeout: float | None,  # noqa: ASYNC109 - see wait()
         hook: EventHook | None,
         may_send: Callable[[], bool] | None,
+        stop: SendingStop | None,
         download_to: Path | None,
         filename: FileNamer | None,
         reuse_file: FileReuser | None,
@@ -587,7 +637,7 @@ class TaskRuntime:
                 )
             if job.task_id is None:
                 try:
-                    attempt.task_id = await self.create(job, hook, may_send)
+                    attempt.task_id = await self.create(job, hook, may_send, stop)
                 except HookFailedAfterCreate as exc:
                     # Alive and paid for: its id stays in the result, the log and the list.
                     attempt.task_id = exc.task_id
