@@ -29,6 +29,7 @@ from ..durable import check_writable_dir, refuse_non_directory
 from ..errors import ConfigurationError, SoraError, ValidationError
 from ..models import AspectRatio, Model, Quality, TaskResult, TaskStatus, VideoRequest
 from ..providers import PROVIDER_NAMES
+from .live import status_line
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "main"]
 
@@ -337,19 +338,26 @@ async def _cmd_generate(args: argparse.Namespace) -> int:
     if args.out is not None:
         check_writable_dir(args.out, "--out")
     async with client_from_args(args) as client:
-
-        def progress(status: TaskStatus) -> None:
-            shown = f" {status.progress}%" if status.progress is not None else ""
-            print(f"{status.task_id}: {status.state.value}{shown}", file=sys.stderr)
-
         task_id = await client.create(request)
         print(f"created {task_id}", file=sys.stderr)
-        result = await client.wait(task_id, timeout=args.timeout, on_progress=progress)
+        result = await _wait_showing(client, task_id, args.timeout)
         files: list[Path] = []
         if result.ok and args.out is not None:
             files = await client.download(result, args.out)
         _print_json(result_json(result, files))
         return EXIT_OK if result.ok else EXIT_FAILED
+
+
+async def _wait_showing(
+    client: SoraClient,
+    task_id: str,
+    timeout: float | None,  # noqa: ASYNC109 - client.wait names the task in its error
+) -> TaskResult:
+    """``client.wait``, with a live status line on stderr when it is a terminal."""
+    async with status_line(sys.stderr, task_id) as line:
+        return await client.wait(
+            task_id, timeout=timeout, on_progress=line.update if line is not None else None
+        )
 
 
 async def _cmd_status(args: argparse.Namespace) -> int:
@@ -362,12 +370,7 @@ async def _cmd_wait(args: argparse.Namespace) -> int:
     if args.out is not None:
         check_writable_dir(args.out, "--out")
     async with client_from_args(args) as client:
-
-        def progress(status: TaskStatus) -> None:
-            shown = f" {status.progress}%" if status.progress is not None else ""
-            print(f"{status.task_id}: {status.state.value}{shown}", file=sys.stderr)
-
-        result = await client.wait(args.task_id, timeout=args.timeout, on_progress=progress)
+        result = await _wait_showing(client, args.task_id, args.timeout)
         files: list[Path] = []
         if result.ok and args.out is not None:
             files = await client.download(result, args.out)
