@@ -480,7 +480,7 @@ class SlowAnswers:
         return status(RUNNING, max(1, min(99, int(100 * age / self.duration))))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(60, 1000), deadline=None)
 @given(
     duration=st.floats(min_value=0.1, max_value=7200.0),
     base=st.floats(min_value=0.05, max_value=60.0),
