@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import array
 import contextlib
+import functools
 import glob
 import json
 import logging
@@ -39,7 +40,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -63,6 +64,9 @@ from .held import HeldTask, append_held, forget_held, read_held
 from .home import locate_journal, remember_journal
 from .input import INPUT_FIELDS, BatchInputError, InputItem, InputReader, request_from_fields
 from .journal import (
+    FileRecord,
+    GroupCommit,
+    ItemRow,
     ItemState,
     Journal,
     JournalError,
@@ -88,8 +92,10 @@ MANIFEST_NAME = "manifest.jsonl"
 MANIFEST_INTERVAL = 10.0
 #: Display redraws per second.
 REFRESH_INTERVAL = 0.25
-#: Items registered per journal transaction.
+#: Items registered per journal transaction (and read per query while planning).
 REGISTER_CHUNK = 500
+#: Items read per query while feeding the run its jobs or writing the manifest.
+READ_CHUNK = 1000
 #: Validation yields to the event loop (signals, cancellation) this often.
 CHECKPOINT_EVERY = 200
 #: Problems listed one by one at the start and in the final summary.
@@ -162,17 +168,15 @@ def write_manifest(
     One object per item ``0 .. total-1``, in input order: the journal's row with the input
     ``line`` and this run's ``note`` (why an item is not done, when the journal's state does
     not say it); ``held`` gives the task ids the journal could not take, by index. Items are
-    read one at a time, so memory stays flat and the journal is free between two reads (the
-    periodic rewrite runs in a worker thread while the run goes on).
+    read a chunk at a time, so memory stays flat and the journal is free between two chunks
+    (the periodic rewrite runs in a worker thread while the run goes on).
     """
     notes = notes or {}
     held = held or {}
 
     def rows() -> Iterator[str]:
-        for index in range(total):
-            item = journal.get(index)
-            if item is None:
-                continue
+        for item in _stream(journal, total):
+            index = item.index
             row = item.manifest_row()
             row["line"] = lines[index] if index < len(lines) else None
             row["note"] = notes.get(index)
@@ -183,6 +187,13 @@ def write_manifest(
             yield json.dumps(ordered, ensure_ascii=False) + "\n"
 
     write_lines_atomically(path, rows())
+
+
+def _stream(journal: Journal, total: int) -> Iterator[JournalItem]:
+    """Items ``0 .. total-1`` in index order, read a chunk at a time (memory stays flat, and
+    the journal is free between two chunks)."""
+    for start in range(0, total, READ_CHUNK):
+        yield from journal.items_between(start, min(start + READ_CHUNK, total))
 
 
 @attrs.frozen(kw_only=True)
@@ -219,6 +230,9 @@ class BatchOutcome:
     manifest: Path | None = None
     #: Task ids created but not in the journal (a journal that could not be written).
     held_task_ids: Mapping[int, str] = attrs.field(factory=dict)
+    #: Journal transactions this run committed (each one fsync), registering the input
+    #: included: what group commit saves is measured here.
+    journal_commits: int = 0
 
 
 async def run_batch(client: SoraClient, options: BatchOptions) -> BatchOutcome:
@@ -230,6 +244,7 @@ async def run_batch(client: SoraClient, options: BatchOptions) -> BatchOutcome:
         counts=batch.final_counts,
         manifest=batch.manifest_path if batch.journal is not None else None,
         held_task_ids=dict(batch.held),
+        journal_commits=batch.journal_commits,
     )
 
 
@@ -267,10 +282,13 @@ class _Batch:
         self.resubmits: set[int] = set()
         #: Failed items fed to the run for creating again (--retry-failed).
         self.retries: set[int] = set()
-        #: The last task state journaled per live item: polls that change nothing write nothing.
-        self.polled: dict[int, TaskState] = {}
-        #: Items whose task succeeded and whose files are being fetched.
-        self.fetching: set[int] = set()
+        #: Items whose task succeeded and whose files are being fetched: the video URLs and
+        #: the files fetched so far, journaled with the end in one write.
+        self.fetching: dict[int, tuple[list[str], list[tuple[str, int, str]]]] = {}
+        #: Files an earlier run recorded whole for the items still downloading.
+        self.recorded: dict[int, tuple[FileRecord, ...]] = {}
+        #: The run's one journal writer (group commit), while the run goes on.
+        self.writer: GroupCommit | None = None
         self.reserved = 0
         self.interrupts = 0
         #: The cost guard would refuse the real run (--dry-run reports it and exits 2).
@@ -280,6 +298,7 @@ class _Batch:
         #: Task ids the journal could not take, by index: shown at every exit.
         self.held: dict[int, str] = {}
         self.prepare_scope = anyio.CancelScope()
+        self.journal_commits = 0
 
     # -- the whole command --------------------------------------------------------------------
 
@@ -298,6 +317,8 @@ class _Batch:
         finally:
             self.display.stop()
             if self.journal is not None:
+                self.journal_commits = self.journal.commits
+                logger.info("journal: %d commits (transactions) in this run", self.journal_commits)
                 self.journal.close()
         if failure is not None:
             raise failure
@@ -436,10 +457,15 @@ class _Batch:
         rows = [(item.index, item.request.prompt, request_to_json(item.request)) for item in chunk]
         for item in chunk:
             self.lines.append(item.line)
+        known_rows: dict[int, ItemRow] = {}
+        if journal is not None:
+            # One query for the chunk (the input's indexes are consecutive).
+            first, last = chunk[0].index, chunk[-1].index
+            known_rows = {row.index: row for row in journal.rows(first, last + 1)}
         states: list[ItemState] = []
         for item, (_, _, request_json) in zip(chunk, rows, strict=True):
             state = _S.PENDING
-            known = journal.get(item.index) if journal is not None else None
+            known = known_rows.get(item.index)
             if known is not None:
                 # Before anything is added: a changed line refuses the run as it was.
                 self._check_same_request(known, item, request_json)
@@ -452,10 +478,10 @@ class _Batch:
         for item, state in zip(chunk, states, strict=True):
             self._count(client, plan, item.request, state)
 
-    def _check_same_request(self, known: JournalItem, item: InputItem, request_json: str) -> None:
+    def _check_same_request(self, known: ItemRow, item: InputItem, request_json: str) -> None:
         if known.request_json == request_json and known.prompt == item.request.prompt:
             return
-        then, now = known.request, json.loads(request_json)
+        then, now = json.loads(known.request_json), json.loads(request_json)
         changed = [
             f"{name}: {then.get(name)!r} then, {now.get(name)!r} now"
             for name in sorted(set(then) | set(now))
@@ -590,7 +616,6 @@ class _Batch:
                 # Left by a run killed while it rewrote the manifest or index.html.
                 with contextlib.suppress(OSError):
                     stale.unlink()
-        self._write_manifest()
         try:
             if plan.to_create or plan.to_resume:
                 await self._run(client, tracker)
@@ -603,8 +628,10 @@ class _Batch:
         return self._finish()
 
     async def _run(self, client: SoraClient, tracker: Tracker) -> None:
+        assert self.journal is not None
         self.display = open_display(tracker, quiet=self.quiet)
         self.display.start()
+        writer = self.writer = GroupCommit(self.journal)
         run = client.generate_many(
             self._jobs(),
             on_event=self._on_event,
@@ -618,6 +645,9 @@ class _Batch:
             run.drain()
         failure: SoraError | None = None
         async with anyio.create_task_group() as group:
+            group.start_soon(writer.run)
+            # The manifest is written at once (off the event loop: the first create does not
+            # wait for a big journal's manifest), then now and then.
             group.start_soon(self._tick)
             try:
                 async with run:
@@ -626,7 +656,9 @@ class _Batch:
             except SoraError as exc:  # the journal failed under the input: raised below
                 failure = exc
             finally:
+                # Every hook has returned: nothing waits for the writer any more.
                 group.cancel_scope.cancel()
+        self.writer = None
         if failure is not None:
             raise failure
 
@@ -642,37 +674,53 @@ class _Batch:
             where = f" line {line}" if line is not None else ""
             print(f"  {self._label(index)}{where} task {task_id}", file=sys.stderr, flush=True)
 
-    def _jobs(self) -> Iterator[Job]:
-        """The run's input, read lazily from the journal: first the tasks that exist (they
-        hold account slots already: a create sent before them would be refused with 429),
-        then the creates in index order."""
-        assert self.journal is not None
-        for live in self.journal.items(*_LIVE):
-            if live.task_id is not None:
-                yield Job(
-                    request_from_json(live.request_json), key=live.index, task_id=live.task_id
-                )
-        for index in range(self.total):
-            item = self.journal.get(index)
-            if item is None:
-                continue
-            state = item.state
-            if state in _LIVE:
-                continue
-            if not self._will_create(state):
-                continue
-            request = request_from_json(item.request_json)
-            price = self._price(request)
-            if self.max_credits is not None and self.reserved + (price or 0) > self.max_credits:
-                # Only reachable if the estimate changed since planning: never overspend.
-                self.notes[index] = f"not sent: it would exceed --max-credits {self.max_credits}"
-                continue
-            self.reserved += price or 0
-            if state is _S.UNKNOWN:
-                self.resubmits.add(index)
-            if state is _S.FAILED:
-                self.retries.add(index)
-            yield Job(request, key=index)
+    async def _jobs(self) -> AsyncIterator[Job]:
+        """The run's input, read lazily from the journal a chunk at a time (through the
+        writer, off the event loop): first the tasks that exist (they hold account slots
+        already: a create sent before them would be refused with 429), then the creates in
+        index order."""
+        journal, writer = self.journal, self.writer
+        assert journal is not None and writer is not None
+        after = 0
+        while True:
+            rows = await writer.read(
+                functools.partial(journal.rows, after, self.total, *_LIVE, limit=READ_CHUNK)
+            )
+            if not rows:
+                break
+            after = rows[-1].index + 1
+            for row in rows:
+                if row.task_id is None:
+                    continue
+                if row.state is _S.DOWNLOADING:
+                    # Files recorded whole before the last run stopped are kept, not fetched.
+                    item = await writer.read(functools.partial(journal.get, row.index))
+                    if item is not None and item.files:
+                        self.recorded[row.index] = item.files
+                yield Job(request_from_json(row.request_json), key=row.index, task_id=row.task_id)
+        for start in range(0, self.total, READ_CHUNK):
+            stop = min(start + READ_CHUNK, self.total)
+            for row in await writer.read(functools.partial(journal.rows, start, stop)):
+                job = self._job_to_create(row)
+                if job is not None:
+                    yield job
+
+    def _job_to_create(self, row: ItemRow) -> Job | None:
+        index, state = row.index, row.state
+        if state in _LIVE or not self._will_create(state):
+            return None
+        request = request_from_json(row.request_json)
+        price = self._price(request)
+        if self.max_credits is not None and self.reserved + (price or 0) > self.max_credits:
+            # Only reachable if the estimate changed since planning: never overspend.
+            self.notes[index] = f"not sent: it would exceed --max-credits {self.max_credits}"
+            return None
+        self.reserved += price or 0
+        if state is _S.UNKNOWN:
+            self.resubmits.add(index)
+        if state is _S.FAILED:
+            self.retries.add(index)
+        return Job(request, key=index)
 
     def _price(self, request: VideoRequest) -> int | None:
         return self.client.estimate_credits(request)
@@ -682,18 +730,23 @@ class _Batch:
         return f"{result.key:0{self.width}d}_{video_filename(result.task_id, index, count)}"
 
     async def _tick(self) -> None:
-        next_manifest = time.monotonic() + MANIFEST_INTERVAL
+        next_manifest = time.monotonic()
         while True:
-            await anyio.sleep(REFRESH_INTERVAL)
-            self.display.refresh()
             if time.monotonic() >= next_manifest:
                 started = time.monotonic()
                 # Off the event loop: a big batch's manifest takes seconds to write.
                 await anyio.to_thread.run_sync(self._write_manifest)
                 took = time.monotonic() - started
                 next_manifest = time.monotonic() + max(MANIFEST_INTERVAL, 20 * took)
+            await anyio.sleep(REFRESH_INTERVAL)
+            self.display.refresh()
 
-    # -- the event hook: one journal write per step -------------------------------------------
+    # -- the event hook: the journal writes, each awaited until it is on disk -----------------
+
+    async def _write(self, call: Any, *args: Any, **kwargs: Any) -> Any:
+        """One journal write through the run's group commit; returns once it is durable."""
+        assert self.writer is not None
+        return await self.writer.write(functools.partial(call, *args, **kwargs))
 
     async def _on_event(self, event: TaskEvent) -> None:
         index: int = event.key
@@ -706,7 +759,7 @@ class _Batch:
         try:
             # One handler per kind, named after it: _creating, _rate_limited, _progress, ...
             handler = getattr(self, f"_{event.kind.value}")
-            handler(index, event)
+            await handler(index, event)
         except JournalTransitionError as exc:
             if event.kind is EventKind.CREATING:
                 raise  # the journal refuses this create: it must not be sent
@@ -719,20 +772,26 @@ class _Batch:
             # Anything else is already safe on disk up to this step: the run stops, the
             # manifest is written and a re-run goes on from the journal.
 
-    def _creating(self, index: int, event: TaskEvent) -> None:
+    async def _creating(self, index: int, event: TaskEvent) -> None:
         assert self.journal is not None and event.request is not None
         if index in self.intents:
             return  # already recorded for this create
-        if index in self.resubmits:
-            self.resubmits.discard(index)
-            self.journal.resubmit_unknown(index)
-        if index in self.retries:
-            self.retries.discard(index)
-            self.journal.retry_failed(index)
+        journal = self.journal
+        resubmit, retry = index in self.resubmits, index in self.retries
+        self.resubmits.discard(index)
+        self.retries.discard(index)
         request = event.request
-        self.journal.record_intent(
-            index, request_to_json(request), request.prompt, self._price(request)
-        )
+        request_json, price = request_to_json(request), self._price(request)
+
+        def intent() -> None:
+            # One savepoint: an explicit second payment and its intent are written together.
+            if resubmit:
+                journal.resubmit_unknown(index)
+            if retry:
+                journal.retry_failed(index)
+            journal.record_intent(index, request_json, request.prompt, price)
+
+        await self._write(intent)
         self.intents.add(index)
         self.tracker.move(index, Phase.CREATING)
 
@@ -743,7 +802,8 @@ class _Batch:
         failure: JournalError | None = None
         for delay in (*JOURNAL_RETRY_DELAYS, None):
             try:
-                self.journal.record_created(index, event.task_id)
+                # Awaited: the lifecycle starts polling the task only once this returns.
+                await self._write(self.journal.record_created, index, event.task_id)
                 return
             except JournalTransitionError as exc:
                 logger.warning("journal: %s", exc)
@@ -790,97 +850,73 @@ class _Batch:
             )
             self.tracker.move(index, Phase.SUCCEEDED if ok else Phase.FAILED, start=Phase.RUNNING)
 
-    def _rate_limited(self, index: int, event: TaskEvent) -> None:
+    async def _rate_limited(self, index: int, event: TaskEvent) -> None:
         assert self.journal is not None and event.error is not None
         # Nothing was created: if the run stops before the retry, the item is plainly not
         # created (re-queued), never "unknown". The retry records its intent again.
-        self.journal.record_not_created(index, event.error)
+        await self._write(self.journal.record_not_created, index, event.error)
         self.intents.discard(index)
         self.tracker.move(index, Phase.QUEUED)
 
-    def _progress(self, index: int, event: TaskEvent) -> None:
-        assert self.journal is not None and event.status is not None
-        # Only state changes are written (one fsync each); progress is for the display.
-        if self.polled.get(index) is not event.status.state:
-            self.journal.record_status(index, event.status.state)
-            self.polled[index] = event.status.state
+    async def _progress(self, index: int, event: TaskEvent) -> None:
+        assert event.status is not None
+        # Not journaled: a re-run polls the task again whatever it was doing.
         self.tracker.move(index, Phase.RUNNING, start=Phase.RUNNING)
         self.tracker.set_progress(index, event.status.progress)
 
-    def _downloading(self, index: int, event: TaskEvent) -> None:
+    async def _downloading(self, index: int, event: TaskEvent) -> None:
         assert self.journal is not None and event.result is not None
-        self.journal.record_terminal(
-            index, TaskState.SUCCEEDED, video_urls=list(event.result.video_urls)
-        )
+        urls = list(event.result.video_urls)
+        self.fetching[index] = (urls, [])
         self.tracker.move(index, Phase.DOWNLOADING, start=Phase.RUNNING)
-        self.fetching.add(index)
+        # The success, before the first byte: a re-run knows the task is paid for and done
+        # (it resumes the .part files without waiting for the task again).
+        await self._write(self.journal.record_terminal, index, TaskState.SUCCEEDED, video_urls=urls)
 
-    def _download_failed(self, index: int, result: TaskResult, cause: str | None) -> None:
-        """The task succeeded and is paid for; its files are not whole. The real cause is
-        shown (not a journal complaint about the state), and a re-run fetches the rest."""
-        note = f"download failed: {_one_line(cause)}; a re-run resumes it"
-        self.notes[index] = note
-        self.tracker.move(index, Phase.FAILED, start=Phase.RUNNING)
-        self.display.item(f"{self._label(index)} {result.task_id}: {note}", problem=True)
+    async def _downloaded(self, index: int, event: TaskEvent) -> None:
+        assert event.file is not None
+        _, files = self.fetching.setdefault(index, ([], []))
+        files.append((self._relative(event.file.path), event.file.size, event.file.sha256))
 
-    def _recorded_file(self, result: TaskResult, path: Path) -> DownloadedFile | None:
-        """A file the journal already has whole (a crash fell after it was recorded but
-        before the item was marked done): it is kept, not fetched again."""
-        assert self.journal is not None
-        item = self.journal.get(result.key)
-        if item is None:
-            return None
-        relative = os.path.relpath(path, self.out)
-        for record in item.files:
-            if record.path == relative and _size_on_disk(path) == record.size:
-                return DownloadedFile(
-                    path=path, size=record.size, sha256=record.sha256, resumed=False
-                )
-        return None
-
-    def _downloaded(self, index: int, event: TaskEvent) -> None:
-        assert self.journal is not None and event.file is not None
-        path = Path(event.file.path)
-        try:
-            relative = path.relative_to(self.out)
-        except ValueError:
-            relative = Path(os.path.relpath(path, self.out))
-        self.journal.record_download(index, relative, event.file.size, event.file.sha256)
-
-    def _succeeded(self, index: int, event: TaskEvent) -> None:
+    async def _succeeded(self, index: int, event: TaskEvent) -> None:
         assert self.journal is not None and event.result is not None
-        self.polled.pop(index, None)
         result = event.result
         label = self._label(index)
-        self.fetching.discard(index)
+        urls, files = self.fetching.pop(index, (list(result.video_urls), []))
+        self.recorded.pop(index, None)
         if result.download_error is not None:
-            self._download_failed(index, result, result.download_error)
+            await self._download_failed(index, result, result.download_error, urls, files)
             return
-        # DOWNLOADING recorded the success; every file is recorded whole by now.
-        self.journal.mark_done(index)
+        # The end, every file and "succeeded" in one write: durable before the manifest.
+        await self._write(self.journal.record_finished, index, urls or result.video_urls, files)
         self.notes.pop(index, None)
         self.tracker.move(index, Phase.SUCCEEDED, start=Phase.RUNNING)
-        files = ", ".join(os.path.relpath(f, self.out) for f in result.files)
-        self.display.item(f"{label} succeeded {result.task_id}: {files}")
+        names = ", ".join(self._relative(f) for f in result.files)
+        self.display.item(f"{label} succeeded {result.task_id}: {names}")
 
-    def _failed(self, index: int, event: TaskEvent) -> None:
+    async def _failed(self, index: int, event: TaskEvent) -> None:
         assert self.journal is not None and event.result is not None
-        self.polled.pop(index, None)
         result = event.result
         label = self._label(index)
         error = _one_line(result.error)
         if result.task_id is None:
-            self._create_failed(index, result)
+            await self._create_failed(index, result)
             return
         if index in self.fetching:
-            # It failed after DOWNLOADING recorded the success: its files failed, not the task.
-            self.fetching.discard(index)
-            self._download_failed(index, result, result.download_error or result.error)
+            # It failed after DOWNLOADING announced the success: its files failed, not the task.
+            urls, files = self.fetching.pop(index)
+            self.recorded.pop(index, None)
+            cause = result.download_error or result.error
+            await self._download_failed(index, result, cause, urls, files)
             return
         if result.exception is None:
             # The task itself failed on the server.
-            self.journal.record_terminal(
-                index, TaskState.FAILED, error=result.error, refunded=result.refunded
+            await self._write(
+                self.journal.record_terminal,
+                index,
+                TaskState.FAILED,
+                error=result.error,
+                refunded=result.refunded,
             )
             self.tracker.move(index, Phase.FAILED, start=Phase.RUNNING)
             self.display.item(
@@ -894,7 +930,7 @@ class _Batch:
         self.tracker.move(index, Phase.FAILED, start=Phase.RUNNING)
         self.display.item(f"{label} {result.task_id}: {note}", problem=True)
 
-    def _create_failed(self, index: int, result: TaskResult) -> None:
+    async def _create_failed(self, index: int, result: TaskResult) -> None:
         assert self.journal is not None
         label = self._label(index)
         error = _one_line(result.error)
@@ -913,14 +949,17 @@ class _Batch:
             self.tracker.move(index, Phase.UNKNOWN)
             self.display.item(f"{label} {self.notes[index]}", problem=True)
             return
+        journal = self.journal
         if exc is not None and refuses_every_create(exc):
-            # Every other create would be refused alike: stop, keep the item for a re-run.
-            state = self.journal.record_not_created(index, exc, terminal=False)
+            # Every other create would be refused alike: stop (before the write, which lets
+            # the next job take the slot), keep the item for a re-run.
             self._stop_creating(f"{type(exc).__name__}: {error}")
+            state = await self._write(journal.record_not_created, index, exc, terminal=False)
         elif exc is None:
-            state = self.journal.record_unknown(index, error)  # no proof that nothing was made
+            # No proof that nothing was made.
+            state = await self._write(journal.record_unknown, index, error)
         else:
-            state = self.journal.record_create_error(index, exc)
+            state = await self._write(journal.record_create_error, index, exc)
         if state is _S.UNKNOWN:
             self.tracker.move(index, Phase.UNKNOWN)
             self.display.item(
@@ -934,6 +973,43 @@ class _Batch:
         else:
             self.tracker.move(index, Phase.FAILED)
             self.display.item(f"{label} failed (not created): {error}", problem=True)
+
+    async def _download_failed(
+        self,
+        index: int,
+        result: TaskResult,
+        cause: str | None,
+        urls: Sequence[str],
+        files: Sequence[tuple[str, int, str]],
+    ) -> None:
+        """The task succeeded and is paid for; its files are not whole. The real cause is
+        shown (not a journal complaint about the state), and a re-run fetches the rest."""
+        assert self.journal is not None
+        note = f"download failed: {_one_line(cause)}; a re-run resumes it"
+        self.notes[index] = note
+        self.tracker.move(index, Phase.FAILED, start=Phase.RUNNING)
+        self.display.item(f"{self._label(index)} {result.task_id}: {note}", problem=True)
+        # The success and the files that are whole: a re-run fetches only the rest.
+        urls = urls or result.video_urls
+        await self._write(self.journal.record_finished, index, urls, files, done=False)
+
+    def _relative(self, path: str | os.PathLike[str]) -> str:
+        """A path inside the output directory, as the journal records it."""
+        try:
+            return Path(path).relative_to(self.out).as_posix()
+        except ValueError:
+            return Path(os.path.relpath(path, self.out)).as_posix()
+
+    def _recorded_file(self, result: TaskResult, path: Path) -> DownloadedFile | None:
+        """A file an earlier run recorded whole (it stopped after recording it but before the
+        item was done): it is kept, not fetched again."""
+        relative = self._relative(path)
+        for record in self.recorded.get(result.key, ()):
+            if record.path == relative and _size_on_disk(path) == record.size:
+                return DownloadedFile(
+                    path=path, size=record.size, sha256=record.sha256, resumed=False
+                )
+        return None
 
     def _label(self, index: int) -> str:
         return f"[{index:0{self.width}d}]"
@@ -1032,10 +1108,8 @@ class _Batch:
             return
 
         def rows() -> Iterator[dict[str, Any]]:
-            for index in range(self.total):
-                item = journal.get(index)
-                if item is None:
-                    continue
+            for item in _stream(journal, self.total):
+                index = item.index
                 row = item.manifest_row()
                 row["note"] = self.notes.get(index)
                 if row["task_id"] is None and index in self.held:
@@ -1054,7 +1128,11 @@ class _Batch:
                 f"--retry-failed: creating again {plan.retry} failed item(s); each is a new "
                 "task and a new payment:"
             )
-            self._list(self.journal.items(_S.FAILED), lambda item: _one_line(item.error, 160))
+            self._list(
+                self.journal.first_items(SHOWN_PROBLEMS, _S.FAILED),
+                lambda item: _one_line(item.error, 160),
+                plan.failed + plan.retry,
+            )
         if plan.resubmit:
             self._warn(
                 f"--resubmit-unknown: sending {plan.resubmit} item(s) again whose earlier "
@@ -1068,14 +1146,19 @@ class _Batch:
             "again; check the provider's console, then use --resubmit-unknown to send them "
             "again (which may pay twice):"
         )
-        self._list(self.journal.unknown(), lambda item: _one_line(item.error, 160))
+        self._list(
+            self.journal.first_items(SHOWN_PROBLEMS, _S.UNKNOWN),
+            lambda item: _one_line(item.error, 160),
+            plan.unknown,
+        )
 
-    def _list(self, items: Sequence[JournalItem], detail: Any) -> None:
+    def _list(self, items: Sequence[JournalItem], detail: Any, total: int) -> None:
+        """The first SHOWN_PROBLEMS of ``total`` items, by name."""
         for item in items[:SHOWN_PROBLEMS]:
             print(f"  {self._describe(item)}: {detail(item)}", file=sys.stderr)
-        if len(items) > SHOWN_PROBLEMS:
+        if total > SHOWN_PROBLEMS:
             print(
-                f"  ... and {len(items) - SHOWN_PROBLEMS} more (see {self.manifest_path})",
+                f"  ... and {total - SHOWN_PROBLEMS} more (see {self.manifest_path})",
                 file=sys.stderr,
             )
 
@@ -1101,14 +1184,20 @@ class _Batch:
             if left:
                 parts.append(f"{left} not finished")
             self._say(f"batch: {', '.join(parts)}; manifest: {self.manifest_path}")
-        reported = self.journal.items(_S.FAILED, _S.UNKNOWN)
+        # Only what is listed by name is read: a big batch's failures stay on disk.
+        reported = self.journal.first_items(SHOWN_PROBLEMS, _S.FAILED, _S.UNKNOWN)
+        count = summary[_S.FAILED.value] + summary[_S.UNKNOWN.value]
         for index in sorted(self.notes):
-            item = self.journal.get(index)
-            if item is not None and item.state not in (_S.FAILED, _S.UNKNOWN, _S.SUCCEEDED):
-                reported.append(item)
-        if reported:
-            self._warn(f"{len(reported)} item(s) did not succeed:")
-            self._list(reported, self._problem)
+            rows = self.journal.rows(index, index + 1)
+            if rows and rows[0].state not in (_S.FAILED, _S.UNKNOWN, _S.SUCCEEDED):
+                count += 1
+                if len(reported) < SHOWN_PROBLEMS:
+                    item = self.journal.get(index)
+                    assert item is not None
+                    reported.append(item)
+        if count:
+            self._warn(f"{count} item(s) did not succeed:")
+            self._list(reported, self._problem, count)
         unsent = summary[_S.PENDING.value] + summary[_S.NOT_CREATED.value]
         if self.fatal is not None:
             return EXIT_FAILED

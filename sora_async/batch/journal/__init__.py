@@ -57,11 +57,13 @@ errors, URLs and file hashes.
 
 from __future__ import annotations
 
+from .group import GroupCommit
 from .store import SCHEMA_VERSION, Journal, read_rows
 from .types import (
     DEFAULT_JOURNAL_NAME,
     CreateOutcome,
     FileRecord,
+    ItemRow,
     ItemState,
     JournalError,
     JournalEvent,
@@ -82,6 +84,8 @@ __all__ = [
     "SCHEMA_VERSION",
     "CreateOutcome",
     "FileRecord",
+    "GroupCommit",
+    "ItemRow",
     "ItemState",
     "Journal",
     "JournalError",

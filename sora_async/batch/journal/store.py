@@ -10,7 +10,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -20,6 +20,7 @@ from .states import check as check_transition
 from .types import (
     CreateOutcome,
     FileRecord,
+    ItemRow,
     ItemState,
     JournalError,
     JournalItem,
@@ -170,6 +171,11 @@ class Journal:
     def __init__(self, conn: sqlite3.Connection, path: Path, meta: Mapping[str, str]) -> None:
         self._conn: sqlite3.Connection | None = conn
         self._lock = threading.RLock()
+        # True while run_group's transaction is open (on the thread that holds the lock):
+        # each write is then one savepoint of it.
+        self._in_group = False
+        #: Transactions committed since opening (each one fsync): for tests and measurements.
+        self.commits = 0
         self.path = path
         self.input_fingerprint = meta["input_fingerprint"]
         self.provider = meta["provider"]
@@ -383,22 +389,84 @@ class Journal:
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One transaction, committed (and fsynced) before the block's caller returns."""
+        """One transaction, committed (and fsynced) before the block's caller returns; inside
+        :meth:`run_group`, one savepoint of the group's transaction instead."""
         with self._lock:
             conn = self._require_conn()
+            if self._in_group:
+                with self._savepoint(conn):
+                    yield conn
+                return
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise JournalError(f"journal write failed: {exc}") from None
             try:
                 yield conn
-                conn.execute("COMMIT")
+                self._commit(conn)
             except BaseException as exc:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
                 if isinstance(exc, sqlite3.Error):
                     raise JournalError(f"journal write failed: {exc}") from None
                 raise
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _savepoint(conn: sqlite3.Connection) -> Iterator[None]:
+        try:
+            conn.execute("SAVEPOINT one_write")
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal write failed: {exc}") from None
+        try:
+            yield
+        except BaseException as exc:
+            try:
+                conn.execute("ROLLBACK TO one_write")
+                conn.execute("RELEASE one_write")
+            except sqlite3.Error as undo:
+                # The group's transaction is broken: its commit fails, and so does every
+                # write in it.
+                raise JournalError(f"journal write failed: {undo}") from None
+            if isinstance(exc, sqlite3.Error):
+                raise JournalError(f"journal write failed: {exc}") from None
+            raise
+        else:
+            try:
+                conn.execute("RELEASE one_write")
+            except sqlite3.Error as exc:
+                raise JournalError(f"journal write failed: {exc}") from None
+
+    def _commit(self, conn: sqlite3.Connection) -> None:
+        conn.execute("COMMIT")
+        self.commits += 1
+
+    def run_group(self, calls: Sequence[Callable[[], Any]]) -> list[tuple[bool, Any]]:
+        """Run ``calls`` (each one or more of this journal's write methods) in ONE
+        transaction, so one fsync makes them all durable: ``(True, result)`` or
+        ``(False, exception)`` per call, in order.
+
+        Each call is its own savepoint: a call that is refused (a transition the table does
+        not allow) is undone alone and the others are kept. When the transaction itself
+        fails (its commit, or a broken disk) every call fails with that JournalError, those
+        that ran without an error included: nothing is reported done that is not on disk.
+        """
+        outcomes: list[tuple[bool, Any]] = []
+        with self._lock:
+            try:
+                with self._write():
+                    self._in_group = True
+                    try:
+                        for call in calls:
+                            try:
+                                outcomes.append((True, call()))
+                            except Exception as exc:
+                                outcomes.append((False, exc))
+                    finally:
+                        self._in_group = False
+            except JournalError as exc:
+                return [(False, exc) for _ in calls]
+        return outcomes
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -835,6 +903,31 @@ class Journal:
                 conn, index, "done", old=current, new=_S.SUCCEEDED, columns={"done_at": utc_now()}
             )
 
+    def record_finished(
+        self,
+        index: int,
+        video_urls: Sequence[str],
+        files: Sequence[tuple[str | os.PathLike[str], int, str]],
+        *,
+        done: bool = True,
+    ) -> ItemState:
+        """A succeeded task and the files fetched for it (``relpath, size, sha256``), in one
+        transaction: the end (unless already recorded), each file, then ``succeeded`` (unless
+        ``done`` is False: the download failed; the item stays ``downloading`` with the files
+        it has).
+
+        The same events as record_terminal, record_download and mark_done called in turn.
+        """
+        with self._write() as conn:
+            state, _ = self._state_of(conn, index)
+            if state is not _S.DOWNLOADING:
+                state = self.record_terminal(index, TaskState.SUCCEEDED, video_urls=video_urls)
+            for relpath, size, sha256 in files:
+                state = self.record_download(index, relpath, size, sha256)
+            if done:
+                state = self.mark_done(index)
+            return state
+
     # -- queries ------------------------------------------------------------------------------
 
     def get(self, index: int) -> JournalItem | None:
@@ -860,20 +953,54 @@ class Journal:
             counts = dict(conn.execute("SELECT state, count(*) FROM items GROUP BY state"))
         return {state.value: int(counts.get(state.value, 0)) for state in ItemState}
 
+    def rows(
+        self, start: int, stop: int, *states: ItemState, limit: int | None = None
+    ) -> list[ItemRow]:
+        """The items ``start <= index < stop`` (of ``states``, or all; the first ``limit``)
+        without their files: what a run needs to plan and to feed its jobs, a chunk at a time."""
+        where = "WHERE idx >= ? AND idx < ?"
+        params: tuple[Any, ...] = (start, stop)
+        if states:
+            where += f" AND state IN ({', '.join('?' * len(states))})"
+            params += tuple(ItemState(s).value for s in states)
+        where += " ORDER BY idx"
+        if limit is not None:
+            where += " LIMIT ?"
+            params += (limit,)
+        with self._read() as conn:
+            found = conn.execute(
+                f"SELECT idx, state, task_id, prompt, request FROM items {where}",  # noqa: S608
+                params,
+            ).fetchall()
+        return [ItemRow(row[0], ItemState(row[1]), row[2], row[3], row[4]) for row in found]
+
+    def items_between(self, start: int, stop: int) -> list[JournalItem]:
+        """The items ``start <= index < stop`` with their files (the manifest, a chunk at a
+        time, so a big journal is never all in memory)."""
+        return self._select("WHERE idx >= ? AND idx < ?", (start, stop))
+
+    def first_items(self, limit: int, *states: ItemState) -> list[JournalItem]:
+        """The first ``limit`` items in one of ``states`` (what a message lists by name)."""
+        values = tuple(ItemState(s).value for s in states)
+        marks = ", ".join("?" * len(values))
+        return self._select(f"WHERE state IN ({marks}) ORDER BY idx LIMIT ?", (*values, limit))
+
     def _select(self, where: str, params: tuple[Any, ...]) -> list[JournalItem]:
         with self._read() as conn:
             conn.row_factory = sqlite3.Row
             try:
-                rows = conn.execute(
-                    f"SELECT * FROM items {where} ORDER BY idx",  # noqa: S608
-                    params,
-                ).fetchall()
+                order = "" if "ORDER BY" in where else " ORDER BY idx"
+                rows = conn.execute(f"SELECT * FROM items {where}{order}", params).fetchall()  # noqa: S608
                 if len(rows) == 1:
                     file_rows = conn.execute(
                         "SELECT * FROM files WHERE idx = ? ORDER BY path", (rows[0]["idx"],)
                     ).fetchall()
                 elif rows:
-                    file_rows = conn.execute("SELECT * FROM files ORDER BY idx, path").fetchall()
+                    # The files of the rows' index range only: a chunk reads a chunk.
+                    file_rows = conn.execute(
+                        "SELECT * FROM files WHERE idx >= ? AND idx <= ? ORDER BY idx, path",
+                        (rows[0]["idx"], rows[-1]["idx"]),
+                    ).fetchall()
                 else:
                     file_rows = []
             finally:

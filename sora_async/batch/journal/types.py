@@ -19,6 +19,7 @@ __all__ = [
     "DEFAULT_JOURNAL_NAME",
     "CreateOutcome",
     "FileRecord",
+    "ItemRow",
     "ItemState",
     "JournalError",
     "JournalEvent",
@@ -139,6 +140,17 @@ class FileRecord:
     size: int
     sha256: str
     recorded_at: str
+
+
+@attrs.frozen
+class ItemRow:
+    """An item without its files, as a run reads many of them (see Journal.rows)."""
+
+    index: int
+    state: ItemState
+    task_id: str | None
+    prompt: str
+    request_json: str
 
 
 @attrs.frozen
