@@ -53,9 +53,10 @@ Threading: the journal is synchronous. :class:`GroupCommit` runs its groups (and
 reads) in a worker thread, so the event loop never waits for a disk; the connection is opened
 with ``check_same_thread=False`` and every call holds the journal's lock, so the connection is
 used by one thread at a time. Inside :meth:`Journal.run_group` each call is a savepoint: one
-refused call is undone alone, and a failed commit fails every call of the group. The process holds SQLite's exclusive lock for the journal's whole life,
-so a second ``batch`` process on the same journal is refused (:class:`JournalLockedError`)
-instead of creating the same prompts twice.
+refused call is undone alone, and a failed commit fails every call of the group. The process
+holds SQLite's exclusive lock for the journal's whole life, so a second ``batch`` process on
+the same journal is refused (:class:`JournalLockedError`) instead of creating the same prompts
+twice.
 
 The journal never sees the API key: it stores prompts, request fields, task ids, states,
 errors, URLs and file hashes.
