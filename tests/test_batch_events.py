@@ -52,8 +52,8 @@ async def test_a_success_reports_downloading_before_its_files(tmp_path: Path) ->
 
 def test_the_batch_handles_every_event_kind() -> None:
     # The hook dispatches by name (_creating, _created, ...): a new kind needs its handler.
-    from sora_async.batch import run as bulk
+    from sora_async.batch.recorder import Recorder
     from sora_async.events import EventKind
 
     for kind in EventKind:
-        assert callable(getattr(bulk._Batch, f"_{kind.value}", None)), kind
+        assert callable(getattr(Recorder, f"_{kind.value}", None)), kind

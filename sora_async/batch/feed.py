@@ -1,0 +1,123 @@
+"""The run's jobs, read lazily from the journal a chunk at a time: first the tasks that exist
+(adopted, never created again), then the items to create, in index order."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import AsyncIterator, Callable, MutableMapping
+from pathlib import Path
+
+from ..download import DownloadedFile
+from ..events import Job
+from ..models import TaskResult, VideoRequest
+from .journal import FileRecord, GroupCommit, ItemRow, ItemState, Journal
+from .plan import LIVE, Policy, request_from_json
+
+__all__ = ["READ_CHUNK", "Feed", "out_relative"]
+
+#: Items read per query while feeding the run its jobs (or writing the manifest).
+READ_CHUNK = 1000
+
+_S = ItemState
+
+
+def out_relative(out: Path, path: str | os.PathLike[str]) -> str:
+    """A path inside the output directory, as the journal records it."""
+    try:
+        return Path(path).relative_to(out).as_posix()
+    except ValueError:
+        return Path(os.path.relpath(path, out)).as_posix()
+
+
+class Feed:
+    """Jobs for ``generate_many``; the reads go through the run's writer, off the event loop."""
+
+    def __init__(
+        self,
+        *,
+        journal: Journal,
+        writer: GroupCommit,
+        total: int,
+        out: Path,
+        policy: Policy,
+        price: Callable[[VideoRequest], int | None],
+        max_credits: int | None,
+        notes: MutableMapping[int, str],
+    ) -> None:
+        self.journal = journal
+        self.writer = writer
+        self.total = total
+        self.out = out
+        self.policy = policy
+        self.price = price
+        self.max_credits = max_credits
+        self.notes = notes
+        #: Credits the creates fed so far are estimated to cost.
+        self.reserved = 0
+        #: Items fed for an explicit second payment, by the state it leaves: unknown
+        #: (--resubmit-unknown) or failed (--retry-failed). Their intent says so.
+        self.second_payments: dict[int, ItemState] = {}
+        #: Files an earlier run recorded whole for the items still downloading.
+        self.recorded: dict[int, tuple[FileRecord, ...]] = {}
+
+    async def jobs(self) -> AsyncIterator[Job]:
+        # The tasks that exist first: they hold account slots already, so a create sent
+        # before them would be refused with 429.
+        journal, read = self.journal, self.writer.read
+        after = 0
+        while True:
+            rows = await read(
+                functools.partial(journal.rows, after, self.total, *LIVE, limit=READ_CHUNK)
+            )
+            if not rows:
+                break
+            after = rows[-1].index + 1
+            for row in rows:
+                if row.task_id is None:
+                    continue
+                if row.state is _S.DOWNLOADING:
+                    # Files recorded whole before the last run stopped are kept, not fetched.
+                    item = await read(functools.partial(journal.get, row.index))
+                    if item is not None and item.files:
+                        self.recorded[row.index] = item.files
+                yield Job(request_from_json(row.request_json), key=row.index, task_id=row.task_id)
+        for start in range(0, self.total, READ_CHUNK):
+            stop = min(start + READ_CHUNK, self.total)
+            for row in await read(functools.partial(journal.rows, start, stop)):
+                job = self._to_create(row)
+                if job is not None:
+                    yield job
+
+    def _to_create(self, row: ItemRow) -> Job | None:
+        index, state = row.index, row.state
+        if state in LIVE or not self.policy.will_create(state):
+            return None
+        request = request_from_json(row.request_json)
+        price = self.price(request)
+        if self.max_credits is not None and self.reserved + (price or 0) > self.max_credits:
+            # Only reachable if the estimate changed since planning: never overspend.
+            self.notes[index] = f"not sent: it would exceed --max-credits {self.max_credits}"
+            return None
+        self.reserved += price or 0
+        if state in (_S.UNKNOWN, _S.FAILED):
+            self.second_payments[index] = state
+        return Job(request, key=index)
+
+    def recorded_file(self, result: TaskResult, path: Path) -> DownloadedFile | None:
+        """A file an earlier run recorded whole (it stopped after recording it but before the
+        item was done): it is kept, not fetched again."""
+        relative = out_relative(self.out, path)
+        for record in self.recorded.get(result.key, ()):
+            if record.path == relative and _size_on_disk(path) == record.size:
+                return DownloadedFile(
+                    path=path, size=record.size, sha256=record.sha256, resumed=False
+                )
+        return None
+
+
+def _size_on_disk(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None

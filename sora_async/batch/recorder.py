@@ -1,0 +1,331 @@
+"""The run's events become journal writes: each step of each task goes through the run's
+group commit and is awaited, so it is on disk before the task goes on (the intent before the
+create is sent, the task id before the first poll, the success before the first byte, the files
+and "succeeded" before the manifest). Also the display's moves and the notes on what failed."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, MutableMapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import anyio
+
+from ..errors import refuses_every_create
+from ..events import EventKind, TaskEvent
+from ..models import TaskResult, TaskState, VideoRequest
+from .console import Console, one_line, refund_text
+from .feed import out_relative
+from .held import HeldTask, append_held
+from .journal import (
+    GroupCommit,
+    ItemState,
+    Journal,
+    JournalError,
+    JournalTransitionError,
+    request_to_json,
+)
+from .progress import Phase, Tracker
+
+__all__ = ["JOURNAL_RETRY_DELAYS", "Recorder", "RunControl"]
+
+logger = logging.getLogger("sora_async")
+
+#: Pauses between attempts to journal a task id (a passing disk hiccup must not lose it).
+JOURNAL_RETRY_DELAYS = (0.05, 0.25, 1.0)
+
+_S = ItemState
+
+
+class RunControl(Protocol):
+    """What the recorder may ask of the run: stop creating, or stop for a broken journal."""
+
+    fatal: BaseException | None
+
+    def stop_creating(self, reason: str) -> None: ...
+
+    def journal_failed(self, exc: JournalError) -> None: ...
+
+
+class Recorder:
+    """One run's event hook (:meth:`on_event`); one handler per event kind, named after it."""
+
+    def __init__(
+        self,
+        *,
+        journal: Journal,
+        writer: GroupCommit,
+        console: Console,
+        tracker: Tracker,
+        out: Path,
+        control: RunControl,
+        price: Callable[[VideoRequest], int | None],
+        second_payments: MutableMapping[int, ItemState],
+        notes: MutableMapping[int, str],
+        held: MutableMapping[int, str],
+    ) -> None:
+        self.journal = journal
+        self.writer = writer
+        self.console = console
+        self.tracker = tracker
+        self.out = out
+        self.control = control
+        self.price = price
+        self.second_payments = second_payments
+        #: Why an item is not done, when the journal's state alone does not say it.
+        self.notes = notes
+        #: Items whose intent is recorded and whose create has no answer yet.
+        self.intents: set[int] = set()
+        #: Items whose task succeeded and whose files are being fetched: the video URLs and
+        #: the files fetched so far, journaled with "succeeded" in one write.
+        self.fetching: dict[int, tuple[list[str], list[tuple[str, int, str]]]] = {}
+        #: Task ids the journal could not take, by index: shown at every exit.
+        self.held = held
+
+    async def _write(self, call: Any, *args: Any, **kwargs: Any) -> Any:
+        """One journal write through the run's group commit; returns once it is durable."""
+        return await self.writer.write(functools.partial(call, *args, **kwargs))
+
+    async def on_event(self, event: TaskEvent) -> None:
+        """The run's event hook: each step journaled (and awaited) before its task goes on."""
+        index: int = event.key
+        if event.kind is EventKind.CREATED:
+            await self._created(index, event)
+            return
+        if index in self.held:
+            self._held_event(index, event)
+            return
+        try:
+            # One handler per kind, named after it: _creating, _rate_limited, _progress, ...
+            handler = getattr(self, f"_{event.kind.value}")
+            await handler(index, event)
+        except JournalTransitionError as exc:
+            if event.kind is EventKind.CREATING:
+                raise  # the journal refuses this create: it must not be sent
+            logger.warning("journal: %s", exc)
+            self.notes[index] = one_line(str(exc))
+        except JournalError as exc:
+            self.control.journal_failed(exc)
+            if event.kind is EventKind.CREATING:
+                raise  # no intent on disk: this create must not be sent
+            # Anything else is already safe on disk up to this step: the run stops, the
+            # manifest is written and a re-run goes on from the journal.
+
+    async def _creating(self, index: int, event: TaskEvent) -> None:
+        assert event.request is not None
+        if index in self.intents:
+            return  # already recorded for this create
+        journal = self.journal
+        again = self.second_payments.pop(index, None)
+        resubmit, retry = again is _S.UNKNOWN, again is _S.FAILED
+        request = event.request
+        request_json, price = request_to_json(request), self.price(request)
+
+        def intent() -> None:
+            # One savepoint: an explicit second payment and its intent are written together.
+            if resubmit:
+                journal.resubmit_unknown(index)
+            if retry:
+                journal.retry_failed(index)
+            journal.record_intent(index, request_json, request.prompt, price)
+
+        await self._write(intent)
+        self.intents.add(index)
+        self.tracker.move(index, Phase.CREATING)
+
+    async def _created(self, index: int, event: TaskEvent) -> None:
+        assert event.task_id is not None
+        self.intents.discard(index)
+        self.tracker.move(index, Phase.RUNNING)
+        failure: JournalError | None = None
+        for delay in (*JOURNAL_RETRY_DELAYS, None):
+            try:
+                # Awaited: the lifecycle starts polling the task only once this returns.
+                await self._write(self.journal.record_created, index, event.task_id)
+                return
+            except JournalTransitionError as exc:
+                logger.warning("journal: %s", exc)
+                self.notes[index] = one_line(str(exc))
+                return
+            except JournalError as exc:
+                failure = exc
+            if delay is not None:
+                await anyio.sleep(delay)
+        assert failure is not None and event.request is not None
+        self._hold(index, event.task_id, event.request.prompt, failure)
+
+    def _hold(self, index: int, task_id: str, prompt: str, failure: JournalError) -> None:
+        """The journal cannot take this task id: keep it beside the journal and on screen,
+        and stop creating (the next id could not be recorded either)."""
+        self.held[index] = task_id
+        kept = append_held(self.out, HeldTask(index, task_id, prompt))
+        where = (
+            f"kept in {self.out / '.sora-held-task-ids.jsonl'} for the next run"
+            if kept
+            else "NOT saved anywhere else: note it"
+        )
+        self.console.error(
+            f"{self.console.label(index)} task {task_id} was created but the journal cannot record "
+            f"it ({failure}); {where}"
+        )
+        if self.control.fatal is None:
+            self.control.fatal = failure
+        self.control.stop_creating(f"the journal cannot be written ({failure})")
+
+    def _held_event(self, index: int, event: TaskEvent) -> None:
+        """An item whose task id is held outside the journal: shown, not journaled."""
+        if event.kind is EventKind.PROGRESS:
+            self.tracker.set_progress(index, event.progress)
+        elif event.kind is EventKind.DOWNLOADING:
+            self.tracker.move(index, Phase.DOWNLOADING, start=Phase.RUNNING)
+        elif event.kind in (EventKind.SUCCEEDED, EventKind.FAILED):
+            result = event.result
+            assert result is not None
+            ok = result.ok and result.download_error is None
+            self.notes[index] = (
+                f"task {result.task_id} {'succeeded' if ok else 'did not succeed'} "
+                "(its id is not in the journal: a re-run adopts it)"
+            )
+            self.tracker.move(index, Phase.SUCCEEDED if ok else Phase.FAILED, start=Phase.RUNNING)
+
+    async def _rate_limited(self, index: int, event: TaskEvent) -> None:
+        assert event.error is not None
+        # Nothing was created: if the run stops before the retry, the item is plainly not
+        # created (re-queued), never "unknown". The retry records its intent again.
+        await self._write(self.journal.record_not_created, index, event.error)
+        self.intents.discard(index)
+        self.tracker.move(index, Phase.QUEUED)
+
+    async def _progress(self, index: int, event: TaskEvent) -> None:
+        assert event.status is not None
+        # Not journaled: a re-run polls the task again whatever it was doing.
+        self.tracker.move(index, Phase.RUNNING, start=Phase.RUNNING)
+        self.tracker.set_progress(index, event.status.progress)
+
+    async def _downloading(self, index: int, event: TaskEvent) -> None:
+        assert event.result is not None
+        urls = list(event.result.video_urls)
+        self.fetching[index] = (urls, [])
+        self.tracker.move(index, Phase.DOWNLOADING, start=Phase.RUNNING)
+        # The success, before the first byte: a re-run knows the task is paid for and done
+        # (it resumes the .part files without waiting for the task again).
+        await self._write(self.journal.record_terminal, index, TaskState.SUCCEEDED, video_urls=urls)
+
+    async def _downloaded(self, index: int, event: TaskEvent) -> None:
+        assert event.file is not None
+        _, files = self.fetching.setdefault(index, ([], []))
+        files.append((out_relative(self.out, event.file.path), event.file.size, event.file.sha256))
+
+    async def _succeeded(self, index: int, event: TaskEvent) -> None:
+        assert event.result is not None
+        result = event.result
+        label = self.console.label(index)
+        urls, files = self.fetching.pop(index, (list(result.video_urls), []))
+        if result.download_error is not None:
+            await self._download_failed(index, result, result.download_error, urls, files)
+            return
+        # The end, every file and "succeeded" in one write: durable before the manifest.
+        await self._write(self.journal.record_finished, index, urls or result.video_urls, files)
+        self.notes.pop(index, None)
+        self.tracker.move(index, Phase.SUCCEEDED, start=Phase.RUNNING)
+        names = ", ".join(out_relative(self.out, f) for f in result.files)
+        self.console.display.item(f"{label} succeeded {result.task_id}: {names}")
+
+    async def _failed(self, index: int, event: TaskEvent) -> None:
+        assert event.result is not None
+        result = event.result
+        label = self.console.label(index)
+        error = one_line(result.error)
+        if result.task_id is None:
+            await self._create_failed(index, result)
+            return
+        if index in self.fetching:
+            # It failed after DOWNLOADING announced the success: its files failed, not the task.
+            urls, files = self.fetching.pop(index)
+            cause = result.download_error or result.error
+            await self._download_failed(index, result, cause, urls, files)
+            return
+        if result.exception is None:
+            # The task itself failed on the server.
+            await self._write(
+                self.journal.record_terminal,
+                index,
+                TaskState.FAILED,
+                error=result.error,
+                refunded=result.refunded,
+            )
+            self.tracker.move(index, Phase.FAILED, start=Phase.RUNNING)
+            self.console.display.item(
+                f"{label} failed {result.task_id}: {error} ({refund_text(result.refunded)})",
+                problem=True,
+            )
+            return
+        # Polling gave up (timeout, auth, network): the task lives on; a re-run picks it up.
+        note = f"not seen finished: {error}; a re-run polls it again"
+        self.notes[index] = note
+        self.tracker.move(index, Phase.FAILED, start=Phase.RUNNING)
+        self.console.display.item(f"{label} {result.task_id}: {note}", problem=True)
+
+    async def _create_failed(self, index: int, result: TaskResult) -> None:
+        label = self.console.label(index)
+        error = one_line(result.error)
+        exc = result.exception
+        if index not in self.intents:
+            # Refused before the request left (by the journal, or a check at send time).
+            self.notes[index] = f"not sent: {error}"
+            self.tracker.move(index, Phase.FAILED)
+            self.console.display.item(f"{label} not sent: {error}", problem=True)
+            return
+        self.intents.discard(index)
+        if isinstance(exc, JournalError):
+            # The journal failed around a create that may have happened; the item is left
+            # "creating", which the next run reports as unknown.
+            self.notes[index] = f"outcome unknown: {error}"
+            self.tracker.move(index, Phase.UNKNOWN)
+            self.console.display.item(f"{label} {self.notes[index]}", problem=True)
+            return
+        journal = self.journal
+        if exc is not None and refuses_every_create(exc):
+            # Every other create would be refused alike: stop (before the write, which lets
+            # the next job take the slot), keep the item for a re-run.
+            self.control.stop_creating(f"{type(exc).__name__}: {error}")
+            state = await self._write(journal.record_not_created, index, exc, terminal=False)
+        elif exc is None:
+            # No proof that nothing was made.
+            state = await self._write(journal.record_unknown, index, error)
+        else:
+            state = await self._write(journal.record_create_error, index, exc)
+        if state is _S.UNKNOWN:
+            self.tracker.move(index, Phase.UNKNOWN)
+            self.console.display.item(
+                f"{label} unknown: {error}; not sent again without --resubmit-unknown",
+                problem=True,
+            )
+        elif state is _S.NOT_CREATED:
+            self.notes[index] = f"not created: {error}; a re-run sends it again"
+            self.tracker.move(index, Phase.FAILED)
+            self.console.display.item(f"{label} {self.notes[index]}", problem=True)
+        else:
+            self.tracker.move(index, Phase.FAILED)
+            self.console.display.item(f"{label} failed (not created): {error}", problem=True)
+
+    async def _download_failed(
+        self,
+        index: int,
+        result: TaskResult,
+        cause: str | None,
+        urls: Sequence[str],
+        files: Sequence[tuple[str, int, str]],
+    ) -> None:
+        """The task succeeded and is paid for; its files are not whole. The real cause is
+        shown (not a journal complaint about the state), and a re-run fetches the rest."""
+        note = f"download failed: {one_line(cause)}; a re-run resumes it"
+        self.notes[index] = note
+        self.tracker.move(index, Phase.FAILED, start=Phase.RUNNING)
+        label = self.console.label(index)
+        self.console.display.item(f"{label} {result.task_id}: {note}", problem=True)
+        # The success and the files that are whole: a re-run fetches only the rest.
+        urls = urls or result.video_urls
+        await self._write(self.journal.record_finished, index, urls, files, done=False)
