@@ -2,6 +2,7 @@
 
     python tests/measure_batch.py run N          # N zero-duration prompts against the mock
     python tests/measure_batch.py resume N       # open an N-item journal and plan it again
+    python tests/measure_batch.py resume-old N   # the same, a journal without its options
 
 ``run`` prints the CLI's CPU seconds (user + system of the subprocess), its wall time and the
 journal transactions of the run (the line the batch logs with ``-v``).
@@ -13,6 +14,7 @@ assertions (the machine is shared).
 
 from __future__ import annotations
 
+import functools
 import os
 import resource
 import sqlite3
@@ -82,7 +84,9 @@ async def measure_run(count: int) -> None:
             print(line)
 
 
-def build_journal(path: Path, source: Path, count: int, base_url: str) -> None:
+def build_journal(
+    path: Path, source: Path, count: int, base_url: str, *, trusted: bool = True
+) -> None:
     """An N-item journal as a finished run leaves it, except the last item (never sent)."""
     lines = [f"prompt number {i}" for i in range(count)]
     data = "".join(line + "\n" for line in lines).encode()
@@ -91,6 +95,9 @@ def build_journal(path: Path, source: Path, count: int, base_url: str) -> None:
         path, input_fingerprint=fingerprint_bytes(data), provider="freesora", base_url=base_url
     )
     journal.add_items((i, p, request_to_json(VideoRequest(p))) for i, p in enumerate(lines))
+    if trusted:
+        # As a run of this version leaves it: the options its items were planned with.
+        journal.set_meta("request_options", "{}")
     journal.close()
     # The finished items are written in bulk: the point is the size of what is re-opened.
     conn = sqlite3.connect(path)
@@ -110,13 +117,14 @@ def build_journal(path: Path, source: Path, count: int, base_url: str) -> None:
     conn.close()
 
 
-async def measure_resume(count: int) -> None:
+async def measure_resume(count: int, *, trusted: bool = True) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         source, out = Path(tmp) / "prompts.txt", Path(tmp) / "out"
         out.mkdir()
         config = MockConfig(task_seconds=0.0, jitter=0.0, file_size=1024, cap=20)
         async with MockServer(config) as mock:
-            build_journal(out / ".sora-journal.sqlite3", source, count, mock.url_for("freesora"))
+            url = mock.url_for("freesora")
+            build_journal(out / ".sora-journal.sqlite3", source, count, url, trusted=trusted)
             first: list[float] = []
             started = time.monotonic()
 
@@ -131,8 +139,9 @@ async def measure_resume(count: int) -> None:
                 group.cancel_scope.cancel()
         manifest = (out / "manifest.jsonl").stat().st_size
         to_first = f"{first[0]:.2f} s" if first else "never"
+        kind = "" if trusted else " (written before the options were recorded)"
         print(
-            f"resume of a {count}-item journal: first create after {to_first}; "
+            f"resume of a {count}-item journal{kind}: first create after {to_first}; "
             f"whole run CPU {cpu:.2f} s, wall {wall:.2f} s; manifest {manifest} bytes"
         )
 
@@ -140,7 +149,10 @@ async def measure_resume(count: int) -> None:
 def main() -> None:
     what, count = sys.argv[1], int(sys.argv[2])
     os.environ.pop("SORA_API_KEY", None)
-    anyio.run(measure_run if what == "run" else measure_resume, count)
+    if what == "run":
+        anyio.run(measure_run, count)
+    else:
+        anyio.run(functools.partial(measure_resume, count, trusted=what != "resume-old"))
 
 
 if __name__ == "__main__":

@@ -106,8 +106,9 @@ async def test_a_failed_group_commit_fails_its_writers_and_nothing_is_paid_twice
     prompts = write_prompts(source, 40)
     async with batch_mock(task_seconds=0.2) as mock:
         argv = batch_argv(mock, source, out, concurrency=20)
-        # The input's registration and the first group commit; every commit after fails.
-        broken = await run_cli(with_faulty_journal(argv, "_commit:2+dead"))
+        # The input's registration, its options and the first group commit; every commit after
+        # fails.
+        broken = await run_cli(with_faulty_journal(argv, "_commit:3+dead"))
 
         assert broken.returncode == 1, broken.stderr
         assert "unexpected" not in broken.stderr

@@ -82,9 +82,16 @@ class Feed:
                     if item is not None and item.files:
                         self.recorded[row.index] = item.files
                 yield Job(request_from_json(row.request_json), key=row.index, task_id=row.task_id)
-        for start in range(0, self.total, READ_CHUNK):
-            stop = min(start + READ_CHUNK, self.total)
-            for row in await read(functools.partial(journal.rows, start, stop)):
+        # Then the creates: only their rows are read (a resumed batch's done items are not).
+        after, states = 0, self.policy.states
+        while True:
+            rows = await read(
+                functools.partial(journal.rows, after, self.total, *states, limit=READ_CHUNK)
+            )
+            if not rows:
+                break
+            after = rows[-1].index + 1
+            for row in rows:
                 job = self._to_create(row)
                 if job is not None:
                     yield job

@@ -247,8 +247,7 @@ class _Batch:
         failure: SoraError | None = None
         async with anyio.create_task_group() as group:
             group.start_soon(writer.run)
-            # The manifest is written at once (off the event loop: the first create does not
-            # wait for a big journal's manifest), then now and then.
+            # The manifest is rewritten now and then, off the event loop.
             group.start_soon(self._tick, summary)
             try:
                 async with run:
@@ -271,7 +270,10 @@ class _Batch:
         return f"{result.key:0{width}d}_{video_filename(result.task_id, index, count)}"
 
     async def _tick(self, summary: Summary) -> None:
-        next_manifest = time.monotonic()
+        # A new batch's manifest is written at once; a resumed one keeps the last run's until
+        # the first rewrite (a big journal's manifest must not slow its first creates).
+        fresh = not self.console.manifest_path.exists()
+        next_manifest = time.monotonic() + (0 if fresh else MANIFEST_INTERVAL)
         while True:
             if time.monotonic() >= next_manifest:
                 started = time.monotonic()
@@ -353,4 +355,3 @@ class _Batch:
             sys.stdout.flush()
             sys.stderr.flush()
         os._exit(EXIT_INTERRUPTED)
-

@@ -112,6 +112,9 @@ AND NOT (OLD.state = 'failed' AND NEW.state = 'pending' AND NEW.task_id IS NULL)
 BEGIN SELECT RAISE(ABORT, 'a task id is write-once'); END"""
 _SCHEMA = _SCHEMA.replace("@WRITE_ONCE@", _WRITE_ONCE + ";")
 
+# Not a column of the meta table: what Journal.open found there before it updated it.
+_PREVIOUS_INPUT = "previous_input_fingerprint"
+
 _INTERRUPTED = (
     "interrupted: the create request may have been sent before the previous run stopped "
     "(intent recorded, no task id); the task may exist and be paid for"
@@ -177,7 +180,11 @@ class Journal:
         #: Transactions committed since opening (each one fsync): for tests and measurements.
         self.commits = 0
         self.path = path
+        #: The meta table as opened (schema version, input fingerprint, provider, base URL...).
+        self.meta = {k: v for k, v in meta.items() if k != _PREVIOUS_INPUT}
         self.input_fingerprint = meta["input_fingerprint"]
+        #: The input fingerprint the journal had before this open (input_may_grow updates it).
+        self.previous_input_fingerprint = meta.get(_PREVIOUS_INPUT, self.input_fingerprint)
         self.provider = meta["provider"]
         self.base_url: str | None = json.loads(meta["base_url"])
 
@@ -341,6 +348,7 @@ class Journal:
             key: wanted[key] for key in ("provider", "base_url") if meta.get(key) != wanted[key]
         }
         same_input = meta.get("input_fingerprint") == wanted["input_fingerprint"]
+        meta[_PREVIOUS_INPUT] = meta.get("input_fingerprint", "")
         if input_may_grow and not same_input:
             # The caller compares the items one by one (lines appended are new items).
             conn.execute(
@@ -973,6 +981,27 @@ class Journal:
                 params,
             ).fetchall()
         return [ItemRow(row[0], ItemState(row[1]), row[2], row[3], row[4]) for row in found]
+
+    def states(self, start: int, stop: int) -> dict[int, ItemState]:
+        """The state of each item ``start <= index < stop``."""
+        with self._read() as conn:
+            found = conn.execute(
+                "SELECT idx, state FROM items WHERE idx >= ? AND idx < ?", (start, stop)
+            ).fetchall()
+        return {idx: ItemState(state) for idx, state in found}
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Record one fact about the batch in the meta table (the opening checks own the
+        fingerprint, provider and base URL keys)."""
+        if key in ("input_fingerprint", "provider", "base_url", "schema_version", "created_at"):
+            raise ValueError(f"the meta key {key!r} is not set this way")
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+        self.meta[key] = value
 
     def items_between(self, start: int, stop: int) -> list[JournalItem]:
         """The items ``start <= index < stop`` with their files (the manifest, a chunk at a
