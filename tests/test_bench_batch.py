@@ -59,7 +59,12 @@ def test_batch_targets_are_ratios_to_the_script_at_each_size() -> None:
         _run(BATCH_SCRIPT, 100_000, cpu_seconds=100.0, wall=1000.0),
     ]
     resume = ResumeRun(
-        journal_items=100_000, done_before=50_010, added=1000, to_first_create=4.5, build_wall=9
+        journal_items=100_000,
+        done_before=50_010,
+        added=1000,
+        to_first_create=4.5,
+        build_wall=9,
+        exit_code=130,
     )
     found = {t.goal: (t.measured, t.met) for t in targets(_report(runs, resume))}
     assert found["10,000: CPU per task ≤ 2 x the plain script's"][1] is True

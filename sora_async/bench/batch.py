@@ -93,6 +93,8 @@ class ResumeRun:
     to_first_create: float | None
     #: How long the first, interrupted run took to build the journal.
     build_wall: float
+    #: How the second run ended (130: stopped by the harness after its first create).
+    exit_code: int
 
     def as_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -114,6 +116,8 @@ def _mock_config(scenario: Scenario, seed: int) -> dict[str, Any]:
         "cap": scenario.cap,
         "cap_retry_after": round(scenario.base_interval, 4),
         "file_size": BATCH_FILE_SIZE,
+        # The batch's cost guard asks the balance first: enough for any size measured.
+        "initial_credits": 10**12,
     }
 
 
@@ -273,7 +277,7 @@ async def measure_resume(mock: MockProcess, scenario: Scenario, seed: int, items
             _write_prompts(source, _ADDED, start=items, mode="a")
             creates = (await mock.counters()).creates
             process, started = _spawn(_sdk_argv(scenario, url, source, out))
-            await _interrupt_at(mock, process, started, creates + 1)
+            resumed = await _interrupt_at(mock, process, started, creates + 1)
             first = await mock.first_create_after(started)
         finally:
             await mock.stop(records=False)
@@ -283,6 +287,7 @@ async def measure_resume(mock: MockProcess, scenario: Scenario, seed: int, items
             added=_ADDED,
             to_first_create=None if first is None else first - started,
             build_wall=build.wall,
+            exit_code=resumed.exit_code,
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)

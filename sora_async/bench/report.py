@@ -383,7 +383,7 @@ def _batch_table(report: BenchReport) -> list[str]:
         resume = o.resume
         if resume is not None:
             took = (
-                "no create came"
+                f"no create came (exit {resume.exit_code})"
                 if resume.to_first_create is None
                 else (f"**{resume.to_first_create:.1f} s** from its start to the first new create")
             )
