@@ -30,7 +30,6 @@ import asyncio
 import hashlib
 import os
 import re
-import time
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
@@ -41,6 +40,7 @@ import anyio.to_thread
 import attrs
 from yarl import URL
 
+from . import waits
 from .calls import Endpoint, parse_retry_after
 from .durable import fsync_directory
 from .errors import ConfigurationError, DownloadError, SoraError
@@ -515,8 +515,8 @@ async def download_file(
     retry: RetryPolicy = SAFE_CALLS,
     on_progress: Callable[[int, int | None], None] | None = None,
     proxy_for: Callable[[str], str | None] | None = None,
-    sleep: Callable[[float], Awaitable[object]] = anyio.sleep,
-    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[object]] = waits.sleep,
+    clock: Callable[[], float] = waits.clock,
 ) -> DownloadedFile:
     """Fetch ``url`` into ``dest`` whole and verified; see the module docstring.
 

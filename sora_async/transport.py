@@ -23,17 +23,16 @@ import enum
 import logging
 import math
 import ssl
-import time
 from collections.abc import Awaitable, Callable
 from importlib import metadata
 from types import TracebackType
 from typing import Any, TypeVar
 
 import aiohttp
-import anyio
 import attrs
 from aiohttp.connector import Connection
 
+from . import waits
 from .calls import ApiCall, Endpoint, RawResponse
 from .config import Network, Secret
 from .errors import (
@@ -283,8 +282,8 @@ class Transport:
         user_agent: str = DEFAULT_USER_AGENT,
         timeouts: CallTimeouts | None = None,
         network: Network | None = None,
-        sleep: Callable[[float], Awaitable[object]] = anyio.sleep,
-        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[object]] = waits.sleep,
+        clock: Callable[[], float] = waits.clock,
     ) -> None:
         if not base_url.lower().startswith(("http://", "https://")):
             raise ConfigurationError(f"base_url must be an http(s) URL, got {base_url!r}")

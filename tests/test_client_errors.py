@@ -26,7 +26,7 @@ from sora_async import (
 )
 from sora_async.mock import Fault, MockServer
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_backoff_waits")]
 
 ROUTES = ("http", "envelope")
 #: Refusals: the create did not happen, so it is neither retried nor counted against the cap.

@@ -30,7 +30,7 @@ from sora_async import (
 )
 from sora_async.mock import Fault
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_backoff_waits")]
 
 STATUS_FAULTS = [Fault.SERVER_ERROR, Fault.DROP, Fault.MALFORMED, Fault.RATE_LIMIT]
 

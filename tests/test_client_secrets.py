@@ -44,7 +44,7 @@ from sora_async import (
 )
 from sora_async.mock import Fault, MockServer
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_backoff_waits")]
 
 CANARY = "sk-CANARY-0123456789"
 #: Any recognisable piece of the key counts as a leak, not only the whole of it.

@@ -25,7 +25,7 @@ from sora_async.errors import ConnectError, CreateOutcomeUnknownError
 from sora_async.mock import MockConfig, MockServer
 from sora_async.retry import RetryPolicy
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_backoff_waits")]
 
 LONG_KEY = "sk-NETWORK-canary-7d41e0b2a9"
 
