@@ -26,7 +26,18 @@ from .config import Secret, Settings
 from .download import DEFAULT_MAX_DOWNLOAD_BYTES
 from .durable import check_writable_dir
 from .errors import NotSupportedError, ValidationError
-from .events import EventHook, FileHook, FileNamer, FileReuser, Job, ProgressHook
+from .eventlog import log_events
+from .events import (
+    EventHook,
+    EventKind,
+    FileHook,
+    FileNamer,
+    FileReuser,
+    Job,
+    ProgressHook,
+    TaskEvent,
+    emit,
+)
 from .fanout import GenerationRun
 from .governor import Governor
 from .models import Credits, TaskResult, TaskStatus, VideoRequest, check_task_id
@@ -293,11 +304,14 @@ class SoraClient:
         timeout: float | None = None,  # noqa: ASYNC109 - see wait()
         on_progress: ProgressHook | None = None,
         download_to: str | os.PathLike[str] | None = None,
+        on_event: EventHook | None = None,
     ) -> TaskResult:
         """Create one task and wait for it; a failed task is returned, not raised.
 
         ``download_to`` also fetches a success's files there (``result.files``; a download
         that fails is in ``result.download_error``, and ``result.ok`` is then False).
+        ``on_event`` receives the task's events as in ``generate_many`` (CREATED first thing
+        after the create, so the id can be kept before anything else happens).
         """
         self._require_open()
         job = Job(_as_request(request))
@@ -306,14 +320,20 @@ class SoraClient:
             dest = Path(download_to)
             # Before the create, which is paid: a folder we cannot write fails for free.
             await anyio.to_thread.run_sync(check_writable_dir, dest, "download_to")
-        task_id = await self._runtime.create(job)
+        events = log_events(self._provider.name, on_event)
+        task_id = await self._runtime.create(job, events)
         result = await self._runtime.wait(
             attrs.evolve(job, task_id=task_id),
             timeout=self._wait_timeout if timeout is None else timeout,
             on_progress=on_progress,
+            hook=events,
         )
         if result.ok and download_to is not None:
-            result = await self._runtime.fetch_files(result, job, dest=Path(download_to))
+            result = await self._runtime.fetch_files(
+                result, job, dest=Path(download_to), hook=events
+            )
+        kind = EventKind.SUCCEEDED if result.ok else EventKind.FAILED
+        await emit(events, TaskEvent(kind, job.key, job.request, result.task_id, result=result))
         return result
 
     def generate_many(
@@ -349,7 +369,7 @@ class SoraClient:
             self._spawn,
             requests,
             timeout=self._wait_timeout if timeout is None else timeout,
-            on_event=on_event,
+            on_event=log_events(self._provider.name, on_event),
             download_to=Path(download_to) if download_to is not None else None,
             filename=filename,
             reuse_file=reuse_file,

@@ -42,6 +42,7 @@ from sora_async import (
     VideoRequest,
     WaitTimeoutError,
 )
+from sora_async.eventlog import JsonFormatter
 from sora_async.mock import Fault, MockServer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_backoff_waits")]
@@ -69,8 +70,10 @@ def logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]
     records = caplog.get_records("setup") + caplog.get_records("call")
     assert records, "nothing was logged: the capture is not working"
     formatter = logging.Formatter("%(name)s %(levelname)s %(message)s")
+    as_json = JsonFormatter()  # the CLI's --log-format json: task events' fields included
     for record in records:
         assert_clean(formatter.format(record), f"the log record of {record.name}")
+        assert_clean(as_json.format(record), f"the JSON log line of {record.name}")
         assert_clean(repr(record.args), f"the log arguments of {record.name}")
 
 
@@ -348,6 +351,9 @@ async def test_a_faulty_fan_out_hides_the_key(
     assert len(results) == 5 and mock.counters.faults_fired >= 8
     assert any(isinstance(r.exception, CreateOutcomeUnknownError) for r in results)
     assert any(r.state == "failed" and r.task_id for r in results)
+    # The task events were logged as records too (checked by the fixture, text and JSON).
+    logged = {getattr(r, "sora_event", {}).get("event") for r in logs.records}
+    assert {"created", "rate_limited", "failed", "succeeded"} <= logged, logged
     for item in shown:
         assert_clean(repr(item), f"repr of {type(item).__name__}")
         assert_clean(str(item), f"str of {type(item).__name__}")

@@ -27,6 +27,7 @@ from ..config import (
 )
 from ..durable import check_writable_dir, refuse_non_directory
 from ..errors import ConfigurationError, SoraError, ValidationError
+from ..eventlog import EVENT_LOGGER, JsonFormatter
 from ..models import AspectRatio, Model, Quality, TaskResult, TaskStatus, VideoRequest
 from ..providers import PROVIDER_NAMES
 from .live import status_line
@@ -110,6 +111,13 @@ def add_global_options(parser: argparse.ArgumentParser, *, defaults: bool = True
         help="HTTP proxy for every request, env HTTPS_PROXY / NO_PROXY",
     )
     parser.add_argument("-v", "--verbose", action="count", default=default(0), help="more logging")
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=default(),
+        help="log each task event to stderr: one line of text, or one JSON object, per event "
+        "(json also turns batch's progress display off)",
+    )
 
 
 class _Commands:
@@ -338,9 +346,13 @@ async def _cmd_generate(args: argparse.Namespace) -> int:
     if args.out is not None:
         check_writable_dir(args.out, "--out")
     async with client_from_args(args) as client:
-        task_id = await client.create(request)
-        print(f"created {task_id}", file=sys.stderr)
-        result = await _wait_showing(client, task_id, args.timeout)
+        if args.log_format is None:
+            task_id = await client.create(request)
+            print(f"created {task_id}", file=sys.stderr)
+            result = await _wait_showing(client, task_id, args.timeout)
+        else:
+            # The event records tell the task's story, and stderr stays in one format.
+            result = await client.generate(request, timeout=args.timeout)
         files: list[Path] = []
         if result.ok and args.out is not None:
             files = await client.download(result, args.out)
@@ -446,7 +458,8 @@ async def _cmd_batch(args: argparse.Namespace) -> int:
         retry_failed=args.retry_failed,
         max_credits=args.max_credits,
         dry_run=args.dry_run,
-        quiet=args.quiet,
+        # JSON lines on stderr stay machine-readable: no progress display between them.
+        quiet=args.quiet or args.log_format == "json",
         timeout=args.timeout,
     )
     async with client_from_args(args) as client:
@@ -480,9 +493,20 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], Any]] = {
 }
 
 
-def _configure_logging(verbosity: int) -> None:
+_TEXT_FORMAT = "%(levelname)s %(name)s: %(message)s"
+
+
+def _configure_logging(verbosity: int, log_format: str | None = None) -> None:
     level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if log_format is None:
+        logging.basicConfig(level=level, format=_TEXT_FORMAT)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        formatter = JsonFormatter() if log_format == "json" else logging.Formatter(_TEXT_FORMAT)
+        handler.setFormatter(formatter)
+        logging.basicConfig(level=level, handlers=[handler])
+        # Asked for, the task events are logged whatever -v says.
+        logging.getLogger(EVENT_LOGGER).setLevel(min(level, logging.INFO))
     if verbosity < 2:
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
@@ -504,7 +528,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()  # a bare `sora-async` lists the commands
         return EXIT_OK
-    _configure_logging(args.verbose)
+    _configure_logging(args.verbose, args.log_format)
     command = _COMMANDS[args.command]
     try:
         return int(anyio.run(command, args))
