@@ -177,6 +177,7 @@ class Journal:
         # True while run_group's transaction is open (on the thread that holds the lock):
         # each write is then one savepoint of it.
         self._in_group = False
+        self._in_savepoint = False
         #: Transactions committed since opening (each one fsync): for tests and measurements.
         self.commits = 0
         self.path = path
@@ -401,9 +402,18 @@ class Journal:
         :meth:`run_group`, one savepoint of the group's transaction instead."""
         with self._lock:
             conn = self._require_conn()
+            if self._in_group and self._in_savepoint:
+                # A call made by another call of the group (record_finished's): the outer
+                # savepoint undoes both.
+                yield conn
+                return
             if self._in_group:
-                with self._savepoint(conn):
-                    yield conn
+                self._in_savepoint = True
+                try:
+                    with self._savepoint(conn):
+                        yield conn
+                finally:
+                    self._in_savepoint = False
                 return
             try:
                 conn.execute("BEGIN IMMEDIATE")
