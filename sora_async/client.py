@@ -45,6 +45,7 @@ from .parts import build_parts
 from .polling import DurationKey
 from .providers import PreparedImage
 from .retry import RetryPolicy
+from .tracing import SpanHook, resolve_tracer
 from .transport import CallTimeouts
 
 __all__ = ["DEFAULT_MAX_DOWNLOADS", "DEFAULT_WAIT_TIMEOUT", "SoraClient"]
@@ -114,7 +115,10 @@ class SoraClient:
         proxy: str | None = None,
         ssl: str | os.PathLike[str] | _ssl.SSLContext | None = None,
         env: Mapping[str, str] | None = None,
+        tracing: object = False,
     ) -> None:
+        # OpenTelemetry (extra "otel"): True for the global tracer provider, or a Tracer.
+        self._tracer = resolve_tracer(tracing)
         self._parts = build_parts(
             provider=provider,
             api_key=api_key,
@@ -320,7 +324,7 @@ class SoraClient:
             dest = Path(download_to)
             # Before the create, which is paid: a folder we cannot write fails for free.
             await anyio.to_thread.run_sync(check_writable_dir, dest, "download_to")
-        events = log_events(self._provider.name, on_event)
+        events = self._observed(on_event)
         task_id = await self._runtime.create(job, events)
         result = await self._runtime.wait(
             attrs.evolve(job, task_id=task_id),
@@ -335,6 +339,13 @@ class SoraClient:
         kind = EventKind.SUCCEEDED if result.ok else EventKind.FAILED
         await emit(events, TaskEvent(kind, job.key, job.request, result.task_id, result=result))
         return result
+
+    def _observed(self, hook: EventHook | None) -> EventHook | None:
+        """``hook`` with the event log and the spans a run asks for (neither when off)."""
+        observed = log_events(self._provider.name, hook)
+        if self._tracer is not None:
+            observed = SpanHook(self._tracer, self._provider.name, observed)
+        return observed
 
     def generate_many(
         self,
@@ -369,7 +380,7 @@ class SoraClient:
             self._spawn,
             requests,
             timeout=self._wait_timeout if timeout is None else timeout,
-            on_event=log_events(self._provider.name, on_event),
+            on_event=self._observed(on_event),
             download_to=Path(download_to) if download_to is not None else None,
             filename=filename,
             reuse_file=reuse_file,
