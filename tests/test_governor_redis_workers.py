@@ -218,7 +218,15 @@ async def test_workers_survive_a_redis_restart(redis_server: RedisServer) -> Non
                 await group.start(worker.run)
 
             async def some_created() -> bool:
-                return mock.counters.creates >= 40
+                # Every worker must be past its start-up (Redis reached, creating): on a loaded
+                # machine one can still be importing when the others have made 40 tasks, and a
+                # worker that never reached Redis has no outage to notice.
+                prompts = mock.counters.creates_by_prompt
+                started = all(
+                    any(prompt.startswith(f"{worker.name}-") for prompt in prompts)
+                    for worker in workers
+                )
+                return started and mock.counters.creates >= 40
 
             await _wait_for(some_created)
             redis_server.kill()
@@ -228,7 +236,13 @@ async def test_workers_survive_a_redis_restart(redis_server: RedisServer) -> Non
                 noticed = all("unreachable" in worker.stderr for worker in workers)
                 return noticed and mock.state.live_tasks() == 0
 
-            await _wait_for(all_noticed_and_nothing_alive)
+            try:
+                await _wait_for(all_noticed_and_nothing_alive)
+            except TimeoutError:
+                pytest.fail(
+                    f"live on the mock: {mock.state.live_tasks()}; stderr of each worker: "
+                    + repr({worker.name: worker.stderr[-1500:] for worker in workers})
+                )
             created_while_down = mock.counters.creates
             # A few heartbeats in which a worker that ignored the outage would create.
             await anyio.sleep(4 * HEARTBEAT)
