@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import AsyncIterator, Callable, MutableMapping
+from collections.abc import AsyncIterator, Callable, Iterable, MutableMapping
 from pathlib import Path
 
 from ..download import DownloadedFile
@@ -65,36 +65,33 @@ class Feed:
         # The tasks that exist first: they hold account slots already, so a create sent
         # before them would be refused with 429.
         journal, read = self.journal, self.writer.read
+        async for row in self._rows(LIVE):
+            if row.task_id is None:
+                continue
+            if row.state is _S.DOWNLOADING:
+                # Files recorded whole before the last run stopped are kept, not fetched.
+                item = await read(functools.partial(journal.get, row.index))
+                if item is not None and item.files:
+                    self.recorded[row.index] = item.files
+            yield Job(request_from_json(row.request_json), key=row.index, task_id=row.task_id)
+        # Then the creates: only their rows are read (a resumed batch's done items are not).
+        async for row in self._rows(self.policy.states):
+            job = self._to_create(row)
+            if job is not None:
+                yield job
+
+    async def _rows(self, states: Iterable[ItemState]) -> AsyncIterator[ItemRow]:
+        """The rows in ``states`` in index order, read a chunk at a time off the event loop."""
         after = 0
         while True:
-            rows = await read(
-                functools.partial(journal.rows, after, self.total, *LIVE, limit=READ_CHUNK)
+            rows = await self.writer.read(
+                functools.partial(self.journal.rows, after, self.total, *states, limit=READ_CHUNK)
             )
             if not rows:
-                break
+                return
             after = rows[-1].index + 1
             for row in rows:
-                if row.task_id is None:
-                    continue
-                if row.state is _S.DOWNLOADING:
-                    # Files recorded whole before the last run stopped are kept, not fetched.
-                    item = await read(functools.partial(journal.get, row.index))
-                    if item is not None and item.files:
-                        self.recorded[row.index] = item.files
-                yield Job(request_from_json(row.request_json), key=row.index, task_id=row.task_id)
-        # Then the creates: only their rows are read (a resumed batch's done items are not).
-        after, states = 0, self.policy.states
-        while True:
-            rows = await read(
-                functools.partial(journal.rows, after, self.total, *states, limit=READ_CHUNK)
-            )
-            if not rows:
-                break
-            after = rows[-1].index + 1
-            for row in rows:
-                job = self._to_create(row)
-                if job is not None:
-                    yield job
+                yield row
 
     def _to_create(self, row: ItemRow) -> Job | None:
         index, state = row.index, row.state

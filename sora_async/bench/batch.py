@@ -29,7 +29,7 @@ import anyio.to_thread
 import attrs
 
 from .child import child_env
-from .clients import KEY
+from .clients import KEY, mock_config
 from .mockproc import MockProcess
 from .scenarios import Scenario
 
@@ -110,11 +110,7 @@ class _Reaped:
 
 def _mock_config(scenario: Scenario, seed: int) -> dict[str, Any]:
     return {
-        "task_seconds": 0.0,
-        "jitter": 0.0,
-        "seed": seed,
-        "cap": scenario.cap,
-        "cap_retry_after": round(scenario.base_interval, 4),
+        **mock_config(scenario, seed),
         "file_size": BATCH_FILE_SIZE,
         # The batch's cost guard asks the balance first: enough for any size measured.
         "initial_credits": 10**12,
