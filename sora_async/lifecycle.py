@@ -496,6 +496,8 @@ class TaskRuntime:
         with stop.waiting() as scope:
             slot = await self.governor.acquire()
         if slot is None or scope.cancelled_caught:
+            if slot is not None:  # granted as the stop came: never keep it
+                self.governor.release(slot)
             raise CreateSkipped("the run stopped creating while this job waited for a slot")
         return slot
 
