@@ -9,7 +9,6 @@ them; this module checks arguments before anything is sent.
 from __future__ import annotations
 
 import enum
-import math
 import os
 import ssl as _ssl
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
@@ -19,28 +18,32 @@ from typing import Any
 
 import anyio
 import anyio.abc
-import attrs
 
 from .callbacks import CallbackReceiver
 from .config import Secret, Settings
 from .download import DEFAULT_MAX_DOWNLOAD_BYTES
 from .durable import check_writable_dir
-from .errors import NotSupportedError, ValidationError
+from .errors import NotSupportedError
 from .eventlog import log_events
 from .events import (
     EventHook,
-    EventKind,
     FileHook,
     FileNamer,
     FileReuser,
     Job,
     ProgressHook,
-    TaskEvent,
-    emit,
 )
 from .fanout import GenerationRun
 from .governor import Governor
-from .models import Credits, TaskResult, TaskStatus, VideoRequest, check_task_id
+from .models import (
+    Credits,
+    TaskResult,
+    TaskStatus,
+    VideoRequest,
+    as_request,
+    check_task_id,
+    check_timeout,
+)
 from .parts import build_parts
 from .polling import DurationKey
 from .providers import PreparedImage
@@ -55,28 +58,6 @@ DEFAULT_MAX_DOWNLOADS = 4
 #: How long ``wait`` watches a task before giving up (the providers' samples give up at 10 min;
 #: a busy account queues longer). The task is still followed after that, until it ends.
 DEFAULT_WAIT_TIMEOUT = 3600.0
-
-
-def _as_request(request: VideoRequest | str) -> VideoRequest:
-    if isinstance(request, str):
-        return VideoRequest(request)
-    if not isinstance(request, VideoRequest):
-        raise ValidationError("request", request, "a VideoRequest or a prompt string")
-    return request
-
-
-def _check_timeout(timeout: object) -> None:
-    # A negative or NaN deadline would end a wait at once or never: refuse it before any
-    # request, like any other bad argument (None means the client's wait_timeout).
-    if timeout is None:
-        return
-    if (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, (int, float))
-        or math.isnan(timeout)
-        or timeout <= 0
-    ):
-        raise ValidationError("timeout", timeout, "a number of seconds > 0, or None")
 
 
 class _State(enum.Enum):
@@ -264,7 +245,7 @@ class SoraClient:
         from then on (its slot is freed when it ends), whether or not anyone waits for it.
         """
         self._require_open()
-        return await self._runtime.create(Job(_as_request(request)))
+        return await self._runtime.create(Job(as_request(request)))
 
     async def status(self, task_id: str) -> TaskStatus:
         """One status poll (retried on transient failures). A terminal status frees its slot."""
@@ -294,7 +275,7 @@ class SoraClient:
         """
         self._require_open()
         check_task_id(task_id)
-        _check_timeout(timeout)
+        check_timeout(timeout)
         return await self._runtime.wait(
             Job(None, task_id=task_id),
             timeout=self._wait_timeout if timeout is None else timeout,
@@ -318,27 +299,19 @@ class SoraClient:
         after the create, so the id can be kept before anything else happens).
         """
         self._require_open()
-        job = Job(_as_request(request))
-        _check_timeout(timeout)
-        if download_to is not None:
-            dest = Path(download_to)
+        job = Job(as_request(request))
+        check_timeout(timeout)
+        dest = None if download_to is None else Path(download_to)
+        if dest is not None:
             # Before the create, which is paid: a folder we cannot write fails for free.
             await anyio.to_thread.run_sync(check_writable_dir, dest, "download_to")
-        events = self._observed(on_event)
-        task_id = await self._runtime.create(job, events)
-        result = await self._runtime.wait(
-            attrs.evolve(job, task_id=task_id),
+        return await self._runtime.generate(
+            job,
             timeout=self._wait_timeout if timeout is None else timeout,
             on_progress=on_progress,
-            hook=events,
+            download_to=dest,
+            hook=self._observed(on_event),
         )
-        if result.ok and download_to is not None:
-            result = await self._runtime.fetch_files(
-                result, job, dest=Path(download_to), hook=events
-            )
-        kind = EventKind.SUCCEEDED if result.ok else EventKind.FAILED
-        await emit(events, TaskEvent(kind, job.key, job.request, result.task_id, result=result))
-        return result
 
     def _observed(self, hook: EventHook | None) -> EventHook | None:
         """``hook`` with the event log and the spans a run asks for (neither when off)."""
@@ -370,7 +343,7 @@ class SoraClient:
         there (a resumed batch knows which), which is then not fetched again.
         """
         self._require_open()
-        _check_timeout(timeout)
+        check_timeout(timeout)
         if download_to is not None:
             # Before the first create, which is paid (generate() asks the same). Quick enough
             # to ask in line: one folder and one empty file.

@@ -616,6 +616,27 @@ class TaskRuntime:
         )
         return result
 
+    async def generate(
+        self,
+        job: Job,
+        *,
+        timeout: float | None,  # noqa: ASYNC109 - see wait()
+        on_progress: ProgressHook | None,
+        download_to: Path | None,
+        hook: EventHook | None,
+    ) -> TaskResult:
+        """SoraClient.generate: like :meth:`run_job`, but a create or a wait that fails raises
+        (the caller of one video wants the error, not a result to inspect)."""
+        task_id = await self.create(job, hook)
+        result = await self.wait(
+            attrs.evolve(job, task_id=task_id), timeout=timeout, on_progress=on_progress, hook=hook
+        )
+        if result.ok and download_to is not None:
+            result = await self.fetch_files(result, job, dest=download_to, hook=hook)
+        kind = EventKind.SUCCEEDED if result.ok else EventKind.FAILED
+        await emit(hook, TaskEvent(kind, job.key, job.request, result.task_id, result=result))
+        return result
+
     async def _outcome(
         self,
         attempt: Attempt,

@@ -32,7 +32,9 @@ __all__ = [
     "TaskState",
     "TaskStatus",
     "VideoRequest",
+    "as_request",
     "check_task_id",
+    "check_timeout",
     "expiry_of",
 ]
 
@@ -343,6 +345,28 @@ def check_task_id(task_id: str) -> None:
     """
     if not isinstance(task_id, str) or not task_id.strip():
         raise ValidationError("task_id", task_id, "a non-empty task id string")
+
+
+def check_timeout(timeout: object) -> None:
+    """Refuse a wait deadline that would end at once or never (None: the client's default)."""
+    if timeout is None:
+        return
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float))
+        or math.isnan(timeout)
+        or timeout <= 0
+    ):
+        raise ValidationError("timeout", timeout, "a number of seconds > 0, or None")
+
+
+def as_request(request: object, field: str = "request") -> VideoRequest:
+    """A request from a VideoRequest or a plain prompt string; anything else names ``field``."""
+    if isinstance(request, str):
+        return VideoRequest(request)
+    if not isinstance(request, VideoRequest):
+        raise ValidationError(field, request, "a VideoRequest or a prompt string")
+    return request
 
 
 @attrs.frozen
