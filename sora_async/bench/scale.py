@@ -95,8 +95,11 @@ async def _memory_child(client: str, url: str, scenario: Scenario, baseline: str
             on_done=lambda _, data: count(data.get("status") == "succeeded"),
         )
 
+    budget = scenario.budget
+    if client == SDK and scenario.sdk_budget is not None:
+        budget = scenario.sdk_budget
     try:
-        await asyncio.wait_for(sdk() if client == SDK else plain(), scenario.budget)
+        await asyncio.wait_for(sdk() if client == SDK else plain(), budget)
         stopped = False
     except asyncio.TimeoutError:
         stopped = True
