@@ -44,6 +44,7 @@ from . import waits
 from .calls import Endpoint, parse_retry_after
 from .durable import fsync_directory
 from .errors import ConfigurationError, DownloadError, SoraError
+from .requestspans import RequestSpan
 from .retry import SAFE_CALLS, RetryPolicy, next_retry_delay
 from .transport import translate_client_error
 
@@ -189,6 +190,8 @@ class _Progress:
     #: The whole file's size as the answer that began the .part announced it: a later range
     #: of a file with another size is from another file.
     total: int | None = None
+    #: The HTTP status of the last answer (after redirects), for the request's span.
+    status: int | None = None
 
 
 def _parse_content_range(value: str | None) -> tuple[int, int, int | None] | None:
@@ -403,6 +406,7 @@ async def _fetch_once(
 ) -> _Fetched:
     """One GET, streamed into the .part (which holds ``offset`` bytes); returns when the body
     ended cleanly."""
+    progress.status = None
     # identity: sizes and ranges must be those of the file itself, not of a compressed form.
     headers = {"Accept-Encoding": "identity"}
     if offset:
@@ -417,6 +421,7 @@ async def _fetch_once(
         client_timeout=client_timeout,
         proxy_for=proxy_for,
     )
+    progress.status = response.status
     async with response:
         checked = _check_answer(response, offset, where, progress, max_bytes)
         if checked is None:
@@ -517,6 +522,7 @@ async def download_file(
     proxy_for: Callable[[str], str | None] | None = None,
     sleep: Callable[[float], Awaitable[object]] = waits.sleep,
     clock: Callable[[], float] = waits.clock,
+    span: RequestSpan | None = None,
 ) -> DownloadedFile:
     """Fetch ``url`` into ``dest`` whole and verified; see the module docstring.
 
@@ -526,7 +532,8 @@ async def download_file(
     file's size. ``on_progress(done, total)`` is called
     after every chunk with the bytes on disk and the expected size (None when unknown).
     ``proxy_for(url)`` picks the proxy of each request, redirects included (None: direct; the
-    client passes :meth:`Transport.proxy_for`).
+    client passes :meth:`Transport.proxy_for`). ``span`` hears of each attempt's status and
+    failure (the caller starts and ends it).
     Raises :class:`DownloadError` (with the cause chained) when the file cannot be had whole.
     """
     where = redact_url(url)  # before any I/O: only http(s), and a name safe to show
@@ -565,6 +572,7 @@ async def download_file(
             proxy_for=proxy_for,
             connect_timeout=connect_timeout,
         )
+        _tell(span, progress.status, outcome)
         if isinstance(outcome, DownloadError):
             raise outcome
         if isinstance(outcome, _Refused):
@@ -633,7 +641,7 @@ async def _attempt(
             on_progress=on_progress,
             proxy_for=proxy_for,
         )
-    except (_Restart, _Retry, _Refused) as outcome:
+    except (_Restart, _Retry, _Refused, DownloadError) as outcome:
         return outcome
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
         failure = translate_client_error(exc, Endpoint.DOWNLOAD, connect_timeout=connect_timeout)
@@ -643,6 +651,24 @@ async def _attempt(
     if isinstance(failure, ConfigurationError):
         return _failed(where, reason)
     return _Retry(reason, cause=failure)
+
+
+def _tell(
+    span: RequestSpan | None,
+    status: int | None,
+    outcome: _Fetched | _Retry | _Restart | _Refused | DownloadError,
+) -> None:
+    """Tell a request's span how one attempt went: a class name, never the URL or the server's
+    words."""
+    if span is None:
+        return
+    if isinstance(outcome, _Fetched):
+        whole = outcome.expected is None or outcome.size == outcome.expected
+        span.attempt(status, None if whole else "IncompleteBody")
+    elif isinstance(outcome, _Retry) and outcome.cause is not None:
+        span.attempt(status, type(outcome.cause).__name__)
+    else:
+        span.attempt(status, type(outcome).__name__.lstrip("_"))
 
 
 def _failed(where: str, reason: str) -> DownloadError:

@@ -34,7 +34,9 @@ import anyio
 import anyio.abc
 import attrs
 
+from . import requestspans
 from .callbacks import CallbackReceiver
+from .calls import Endpoint
 from .download import DEFAULT_MAX_DOWNLOAD_BYTES, DownloadedFile, download_file, video_filename
 from .errors import (
     AuthenticationError,
@@ -750,15 +752,25 @@ class TaskRuntime:
                 files.append(kept)
                 continue
             async with self._downloads:
-                file = await download_file(
-                    self.transport.session,
-                    url,
-                    dest / name,
-                    read_timeout=self.transport.timeouts.download_read,
-                    connect_timeout=self.transport.timeouts.connect,
-                    max_bytes=self._download_max_bytes,
-                    proxy_for=self.transport.proxy_for,
-                )
+                tracer = requestspans.current()
+                span = tracer.start("GET", Endpoint.DOWNLOAD) if tracer is not None else None
+                try:
+                    file = await download_file(
+                        self.transport.session,
+                        url,
+                        dest / name,
+                        read_timeout=self.transport.timeouts.download_read,
+                        connect_timeout=self.transport.timeouts.connect,
+                        max_bytes=self._download_max_bytes,
+                        proxy_for=self.transport.proxy_for,
+                        span=span,
+                    )
+                except BaseException as exc:
+                    if span is not None:
+                        span.end(exc)
+                    raise
+                if span is not None:
+                    span.end(None)
             files.append(file)
             if on_file is not None:
                 await call_hook(on_file, file)

@@ -1,15 +1,24 @@
-"""Optional OpenTelemetry spans, built from a run's task events (extra ``otel``).
+"""Optional OpenTelemetry spans of a run's tasks and of their HTTP requests (extra ``otel``).
 
 ``SoraClient(tracing=True)`` (the global tracer provider) or ``tracing=<a Tracer>`` gives each
-task a span ``sora_async.task`` from its first event to SUCCEEDED or FAILED, with a child span
-per request whose start and end the events see: ``sora_async.create`` (CREATING to CREATED, or
-to the 429 that refused it) and ``sora_async.download`` (DOWNLOADING to the task's end, one
-``file`` event per file). Each status answer that changed the task is a ``status`` event on
-the task span (the transport, not the events, would be needed to time each poll request).
+task a span ``sora_async.task`` from its first event to SUCCEEDED or FAILED. Its children:
 
-opentelemetry is imported only when tracing is asked for, so a client without it pays nothing
-and needs no package. Attributes carry the provider, the key, the task id, states and error
-classes; never the API key.
+* one CLIENT span per HTTP request made for it, named ``"<METHOD> <endpoint>"`` (``POST
+  create``, ``GET status`` for each poll, ``GET download`` for each file), from the first
+  attempt to the answer kept, retries included: ``http.request.method``, ``sora.endpoint``,
+  ``http.response.status_code`` (the last answer), ``sora.attempts`` and ``sora.retries``, on
+  a 429 ``sora.rate_limited`` (how many) and ``sora.retry_after`` (the last Retry-After; neither
+  provider documents any other rate-limit header), and an ``attempt failed`` event per failed
+  attempt (its status, error class and the wait before the next). A request that fails for
+  good is ERROR with ``error.type``. The transport and the downloader find the task's span
+  through :mod:`sora_async.requestspans`, which this hook fills in from the task's events;
+* ``sora_async.download``, the task's download phase (DOWNLOADING to its end, one ``file``
+  event per file).
+
+Each status that changed the task is a ``status`` event on the task span. opentelemetry is
+imported only when tracing is asked for, so a client without it pays nothing and needs no
+package. Attributes carry the provider, the key, the task id, states, HTTP statuses and error
+classes; never the API key, a URL or a server's message.
 """
 
 from __future__ import annotations
@@ -18,12 +27,14 @@ import logging
 from collections.abc import Awaitable
 from typing import Any
 
-from .errors import ConfigurationError
+from . import requestspans
+from .errors import ConfigurationError, RateLimitError
 from .events import EventHook, EventKind, TaskEvent
 
 __all__ = ["SpanHook", "resolve_tracer"]
 
 _NAME = "sora_async"
+_FINAL = (EventKind.SUCCEEDED, EventKind.FAILED)
 logger = logging.getLogger("sora_async.tracing")
 
 
@@ -44,12 +55,93 @@ def resolve_tracer(tracing: Any) -> Any:
     return tracing
 
 
-class _Spans:
-    __slots__ = ("download", "request", "task")
+class _RequestSpan:
+    """One request's span: told of each attempt, ended once (see requestspans.RequestSpan)."""
 
-    def __init__(self, task: Any) -> None:
+    __slots__ = ("_attempts", "_rate_limited", "_span", "_trace")
+
+    def __init__(self, span: Any, trace: Any) -> None:
+        self._span = span
+        self._trace = trace
+        self._attempts = 0
+        self._rate_limited = 0
+
+    def attempt(
+        self,
+        status: int | None,
+        error: BaseException | str | None,
+        *,
+        retry_in: float | None = None,
+    ) -> None:
+        self._attempts += 1
+        span = self._span
+        if status is not None:
+            span.set_attribute("http.response.status_code", status)
+        if status == 429 or isinstance(error, RateLimitError):
+            self._rate_limited += 1
+            span.set_attribute("sora.rate_limited", self._rate_limited)
+            retry_after = getattr(error, "retry_after", None)
+            if retry_after is not None:
+                span.set_attribute("sora.retry_after", float(retry_after))
+        if error is None:
+            return
+        attributes: dict[str, Any] = {"sora.attempt": self._attempts, "error.type": _name(error)}
+        if status is not None:
+            attributes["http.response.status_code"] = status
+        if retry_in is not None:
+            attributes["sora.retry_in"] = retry_in
+        span.add_event("attempt failed", attributes)
+
+    def end(self, error: BaseException | None) -> None:
+        span = self._span
+        span.set_attribute("sora.attempts", self._attempts)
+        span.set_attribute("sora.retries", max(0, self._attempts - 1))
+        if isinstance(error, Exception):
+            name = _name(error)
+            span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, name))
+            span.set_attribute("error.type", name)
+        elif error is not None:  # cancelled (the task ended meanwhile, or the run stopped)
+            span.set_attribute("sora.cancelled", True)
+        span.end()
+
+
+class _TaskRequests:
+    """Starts the request spans of one task, as children of its span."""
+
+    __slots__ = ("_attributes", "_context", "_kind", "_trace", "_tracer")
+
+    def __init__(self, trace: Any, tracer: Any, task: Any, provider: str) -> None:
+        self._trace = trace
+        self._tracer = tracer
+        self._context = trace.set_span_in_context(task)
+        self._kind = trace.SpanKind.CLIENT
+        self._attributes = {"sora.provider": provider}
+
+    def start(self, method: str, endpoint: str) -> _RequestSpan:
+        span = self._tracer.start_span(
+            f"{method} {endpoint}",
+            context=self._context,
+            kind=self._kind,
+            attributes={
+                **self._attributes,
+                "http.request.method": method,
+                "sora.endpoint": endpoint,
+            },
+        )
+        return _RequestSpan(span, self._trace)
+
+
+def _name(error: BaseException | str) -> str:
+    return error if isinstance(error, str) else type(error).__name__
+
+
+class _Spans:
+    __slots__ = ("download", "key", "requests", "task")
+
+    def __init__(self, key: object, task: Any, requests: _TaskRequests) -> None:
+        self.key = key
         self.task = task
-        self.request: Any = None
+        self.requests = requests
         self.download: Any = None
 
 
@@ -87,9 +179,9 @@ class SpanHook:
             attributes: dict[str, Any] = {"sora.provider": self._provider, "sora.key": str(key)}
             if isinstance(key, int) and not isinstance(key, bool):
                 attributes["sora.index"] = key
-            spans = self._jobs[key] = _Spans(
-                self._tracer.start_span("sora_async.task", attributes=attributes)
-            )
+            task = self._tracer.start_span("sora_async.task", attributes=attributes)
+            requests = _TaskRequests(self._trace, self._tracer, task, self._provider)
+            spans = self._jobs[key] = _Spans(key, task, requests)
         if event.task_id is not None:
             spans.task.set_attribute("sora.task_id", event.task_id)
         return spans
@@ -97,19 +189,10 @@ class SpanHook:
     def _record(self, event: TaskEvent) -> None:
         kind = event.kind
         spans = self._job(event)
-        if kind is EventKind.CREATING:
-            spans.request = self._child(spans, "sora_async.create")
-        elif kind in (EventKind.CREATED, EventKind.RATE_LIMITED) and spans.request is not None:
-            if event.task_id is not None:
-                spans.request.set_attribute("sora.task_id", event.task_id)
-            if event.error is not None:
-                self._fail(spans.request, event.error)
-                retry_after = getattr(event.error, "retry_after", None)
-                if retry_after is not None:
-                    spans.request.set_attribute("sora.retry_after", float(retry_after))
-            spans.request.end()
-            spans.request = None
-        elif kind is EventKind.PROGRESS:
+        # The job's requests are made in the context its events come from (the create, and
+        # the download) or in a copy of it (the follower's polls, spawned after CREATING).
+        requestspans.use(None if kind in _FINAL else spans.requests)
+        if kind is EventKind.PROGRESS:
             spans.task.add_event("status", self._status(event))
         elif kind is EventKind.DOWNLOADING:
             spans.download = self._child(spans, "sora_async.download")
@@ -117,7 +200,7 @@ class SpanHook:
             spans.download.add_event(
                 "file", {"sora.file": event.file.path.name, "sora.bytes": event.file.size}
             )
-        elif kind in (EventKind.SUCCEEDED, EventKind.FAILED):
+        elif kind in _FINAL:
             self._finish(event, spans)
 
     def _status(self, event: TaskEvent) -> dict[str, Any]:
@@ -136,13 +219,14 @@ class SpanHook:
         span.set_attribute("sora.error_class", name)
 
     def _finish(self, event: TaskEvent, spans: _Spans) -> None:
-        self._jobs = {key: job for key, job in self._jobs.items() if job is not spans}
+        self._jobs.pop(spans.key, None)
         result = event.result
-        for child in (spans.request, spans.download):
-            if child is not None:
-                if result is not None and not result.ok:
-                    self._fail(child, result.download_error or "failed")
-                child.end()
+        if spans.download is not None:
+            if result is not None and not result.ok:
+                # The class only: the message names the file's host and path.
+                reason = (result.download_error or "DownloadError").split(":", 1)[0]
+                self._fail(spans.download, reason)
+            spans.download.end()
         if result is not None:
             spans.task.set_attribute("sora.state", result.state.value)
             if not result.ok:

@@ -32,7 +32,7 @@ import aiohttp
 import attrs
 from aiohttp.connector import Connection
 
-from . import waits
+from . import requestspans, waits
 from .calls import ApiCall, Endpoint, RawResponse
 from .config import Network, Secret
 from .errors import (
@@ -408,41 +408,57 @@ class Transport:
         """
         session = self._require_open()
         policy = retry if retry is not None else (SAFE_CALLS if safe else CREATE_CONNECT)
+        tracer = requestspans.current()
+        span = tracer.start(call.method, call.endpoint) if tracer is not None else None
         started = self._clock()
         attempt = 0
-        while True:
-            attempt += 1
-            total = self._timeouts.total_for(call.endpoint)
-            if safe and policy.timeout is not None:
-                # One deadline for the whole call: a late attempt gets only what is left.
-                remaining = policy.timeout - (self._clock() - started)
-                total = min(total, max(_MIN_ATTEMPT_SECONDS, remaining))
-            raw: RawResponse | None = None
-            try:
-                raw = await self._exchange(
-                    session if safe else self._create_session or session, call, total, attempt
-                )
-                return decode(raw)
-            except SoraError as exc:
-                if not _may_retry(exc, safe=safe):
-                    raise
-                error: SoraError = exc
-            elapsed = self._clock() - started
-            retry_after = error.retry_after if isinstance(error, RateLimitError) else None
-            if retry_after is None and raw is not None:
-                retry_after = raw.retry_after  # a 503 may carry one as well
-            delay = next_retry_delay(policy, attempt, elapsed=elapsed, retry_after=retry_after)
-            if delay is None:
+        try:
+            while True:
+                attempt += 1
+                total = self._timeouts.total_for(call.endpoint)
+                if safe and policy.timeout is not None:
+                    # One deadline for the whole call: a late attempt gets only what is left.
+                    remaining = policy.timeout - (self._clock() - started)
+                    total = min(total, max(_MIN_ATTEMPT_SECONDS, remaining))
+                raw: RawResponse | None = None
+                try:
+                    raw = await self._exchange(
+                        session if safe else self._create_session or session, call, total, attempt
+                    )
+                    answer = decode(raw)
+                except SoraError as exc:
+                    if not _may_retry(exc, safe=safe):
+                        if span is not None:
+                            span.attempt(raw.status if raw is not None else None, exc)
+                        raise
+                    error: SoraError = exc
+                else:
+                    if span is not None:
+                        span.attempt(raw.status, None)
+                        span.end(None)
+                    return answer
+                elapsed = self._clock() - started
+                retry_after = error.retry_after if isinstance(error, RateLimitError) else None
+                if retry_after is None and raw is not None:
+                    retry_after = raw.retry_after  # a 503 may carry one as well
+                delay = next_retry_delay(policy, attempt, elapsed=elapsed, retry_after=retry_after)
+                if span is not None:
+                    span.attempt(raw.status if raw is not None else None, error, retry_in=delay)
+                if delay is None:
+                    logger.debug(
+                        "%s %s %s: giving up after %d attempt(s) in %.3fs: %s",
+                        call.method, call.endpoint, call.path, attempt, elapsed, _describe(error),
+                    )  # fmt: skip
+                    raise error
                 logger.debug(
-                    "%s %s %s: giving up after %d attempt(s) in %.3fs: %s",
-                    call.method, call.endpoint, call.path, attempt, elapsed, _describe(error),
+                    "%s %s %s: attempt %d failed (%s), retrying in %.3fs",
+                    call.method, call.endpoint, call.path, attempt, _describe(error), delay,
                 )  # fmt: skip
-                raise error
-            logger.debug(
-                "%s %s %s: attempt %d failed (%s), retrying in %.3fs",
-                call.method, call.endpoint, call.path, attempt, _describe(error), delay,
-            )  # fmt: skip
-            await self._sleep(delay)
+                await self._sleep(delay)
+        except BaseException as exc:
+            if span is not None:  # given up, refused, or cancelled
+                span.end(exc)
+            raise
 
     async def _exchange(
         self, session: aiohttp.ClientSession, call: ApiCall, total: float, attempt: int
