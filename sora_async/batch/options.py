@@ -37,6 +37,8 @@ class BatchOptions:
     #: Plan and estimate only; the outcome's status is what the real run would have.
     dry_run: bool = False
     quiet: bool = False
+    #: ``--log-format json``: the run's own warnings and summary go to stderr as JSON records.
+    log_json: bool = False
     #: Per-task wait limit in seconds.
     timeout: float | None = None
 

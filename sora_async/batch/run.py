@@ -110,7 +110,9 @@ class _Batch:
         self.client = client
         self.options = options
         self.out = options.out
-        self.console = Console(quiet=options.quiet, manifest_path=self.out / MANIFEST_NAME)
+        self.console = Console(
+            quiet=options.quiet, manifest_path=self.out / MANIFEST_NAME, log_json=options.log_json
+        )
         self.planner = Planner(options, self.console)
         self.summary: Summary | None = None
         self.run_handle: GenerationRun | None = None

@@ -5,7 +5,6 @@ size), the plan's warnings before the run, and the summary and exit status at it
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -166,17 +165,24 @@ class Summary:
         self.final_counts = dict(summary)
         succeeded = summary[_S.SUCCEEDED.value]
         not_done = self.total - succeeded
-        if not self.console.quiet:
-            parts = [f"{succeeded}/{self.total} succeeded"]
-            parts += [
-                f"{summary[state.value]} {state.value}"
-                for state in (_S.FAILED, _S.UNKNOWN)
-                if summary[state.value]
-            ]
-            left = sum(summary[s.value] for s in (*TO_CREATE, *LIVE, _S.CREATING))
-            if left:
-                parts.append(f"{left} not finished")
-            self.console.say(f"batch: {', '.join(parts)}; manifest: {self.manifest_path}")
+        parts = [f"{succeeded}/{self.total} succeeded"]
+        parts += [
+            f"{summary[state.value]} {state.value}"
+            for state in (_S.FAILED, _S.UNKNOWN)
+            if summary[state.value]
+        ]
+        left = sum(summary[s.value] for s in (*TO_CREATE, *LIVE, _S.CREATING))
+        if left:
+            parts.append(f"{left} not finished")
+        self.console.summary(
+            f"batch: {', '.join(parts)}; manifest: {self.manifest_path}",
+            total=self.total,
+            succeeded=succeeded,
+            failed=summary[_S.FAILED.value],
+            unknown=summary[_S.UNKNOWN.value],
+            not_finished=left,
+            manifest=str(self.manifest_path),
+        )
         # Only what is listed by name is read: a big batch's failures stay on disk.
         reported = self.journal.first_items(SHOWN_PROBLEMS, _S.FAILED, _S.UNKNOWN)
         count = summary[_S.FAILED.value] + summary[_S.UNKNOWN.value]
@@ -230,6 +236,9 @@ class Summary:
         for index, task_id in sorted(self.held.items()):
             line = self.console.line_of(index)
             where = f" line {line}" if line is not None else ""
-            print(
-                f"  {self.console.label(index)}{where} task {task_id}", file=sys.stderr, flush=True
+            self.console.detail(
+                f"{self.console.label(index)}{where} task {task_id}",
+                index=index,
+                line=line,
+                task_id=task_id,
             )

@@ -382,7 +382,10 @@ async def _cmd_wait(args: argparse.Namespace) -> int:
     if args.out is not None:
         check_writable_dir(args.out, "--out")
     async with client_from_args(args) as client:
-        result = await _wait_showing(client, args.task_id, args.timeout)
+        if args.log_format == "json":  # stderr holds JSON records only: no status line
+            result = await client.wait(args.task_id, timeout=args.timeout)
+        else:
+            result = await _wait_showing(client, args.task_id, args.timeout)
         files: list[Path] = []
         if result.ok and args.out is not None:
             files = await client.download(result, args.out)
@@ -460,6 +463,7 @@ async def _cmd_batch(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         # JSON lines on stderr stay machine-readable: no progress display between them.
         quiet=args.quiet or args.log_format == "json",
+        log_json=args.log_format == "json",
         timeout=args.timeout,
     )
     async with client_from_args(args) as client:
@@ -511,9 +515,30 @@ def _configure_logging(verbosity: int, log_format: str | None = None) -> None:
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
-def _fail(message: str, code: int) -> int:
-    print(f"{PROG}: error: {message}", file=sys.stderr)
+def _fail(message: str, code: int, *, as_json: bool = False) -> int:
+    _say(f"error: {message}", as_json=as_json, level=logging.ERROR)
     return code
+
+
+def _say(text: str, *, as_json: bool, level: int) -> None:
+    """One line of the command's own on stderr: a JSON record with ``--log-format json``."""
+    if as_json:
+        record = logging.LogRecord("sora_async.cli", level, __file__, 0, "%s", (text,), None)
+        print(JsonFormatter().format(record), file=sys.stderr)
+    else:
+        print(f"{PROG}: {text}", file=sys.stderr)
+
+
+def _wants_json(argv: Sequence[str]) -> bool:
+    """``--log-format json`` among arguments that could not be parsed (its last word wins)."""
+    words = list(argv)
+    chosen = None
+    for position, word in enumerate(words):
+        if word == "--log-format" and position + 1 < len(words):
+            chosen = words[position + 1]
+        elif word.startswith("--log-format="):
+            chosen = word.partition("=")[2]
+    return chosen == "json"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -522,7 +547,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
     except UsageError as exc:
-        return _fail(str(exc), EXIT_USAGE)
+        return _fail(
+            str(exc), EXIT_USAGE, as_json=_wants_json(sys.argv[1:] if argv is None else argv)
+        )
     except SystemExit as exc:  # --help, --version
         return int(exc.code or 0)
     if args.command is None:
@@ -530,15 +557,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     _configure_logging(args.verbose, args.log_format)
     command = _COMMANDS[args.command]
+    as_json = args.log_format == "json"
     try:
         return int(anyio.run(command, args))
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
+        _say("interrupted", as_json=as_json, level=logging.WARNING)
         return EXIT_INTERRUPTED
     except (ConfigurationError, ValidationError, UsageError) as exc:
-        return _fail(str(exc), EXIT_USAGE)
+        return _fail(str(exc), EXIT_USAGE, as_json=as_json)
     except SoraError as exc:
-        return _fail(str(exc), EXIT_FAILED)
+        return _fail(str(exc), EXIT_FAILED, as_json=as_json)
     except Exception as exc:  # never a traceback for the user; -vv logs it
         logging.getLogger("sora_async").debug("unexpected error", exc_info=True)
-        return _fail(f"unexpected {type(exc).__name__}: {exc}", EXIT_FAILED)
+        return _fail(f"unexpected {type(exc).__name__}: {exc}", EXIT_FAILED, as_json=as_json)
