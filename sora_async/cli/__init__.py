@@ -504,6 +504,8 @@ def _configure_logging(verbosity: int, log_format: str | None = None) -> None:
     level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     if log_format is None:
         logging.basicConfig(level=level, format=_TEXT_FORMAT)
+        # As -v says, even where an earlier command of this process asked for the events.
+        logging.getLogger(EVENT_LOGGER).setLevel(logging.NOTSET)
     else:
         handler = logging.StreamHandler(sys.stderr)
         formatter = JsonFormatter() if log_format == "json" else logging.Formatter(_TEXT_FORMAT)
