@@ -22,6 +22,7 @@ the create before it is sent, and one that raises on CREATED fails the job with 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -95,6 +96,10 @@ class SendingStop:
         self._stopped = False
         self._waiting: set[anyio.CancelScope] = set()
 
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
     def stop(self) -> None:
         self._stopped = True
         for scope in self._waiting:
@@ -129,7 +134,9 @@ class _Task:
     #: Why following stopped without a terminal status (a 404, an unknown status...).
     error: SoraError | None = None
     #: Set (and replaced) whenever ``latest`` or the outcome changes; watchers wait on it.
-    changed: anyio.Event = attrs.field(factory=anyio.Event)
+    #: asyncio's own Event: anyio's costs ten times as much to make and wait on, and one is
+    #: made per status seen (the client runs on asyncio only, aiohttp being asyncio's).
+    changed: asyncio.Event = attrs.field(factory=asyncio.Event)
     last_running_at: float | None = None
     #: The last poll's error, while polls fail (transient errors the follower rides out).
     last_error: SoraError | None = None
@@ -141,7 +148,7 @@ class _Task:
         return self.final is not None or self.error is not None
 
     def publish(self) -> None:
-        changed, self.changed = self.changed, anyio.Event()
+        changed, self.changed = self.changed, asyncio.Event()
         changed.set()
 
 
@@ -266,6 +273,9 @@ class TaskRuntime:
 
     async def status(self, task_id: str) -> TaskStatus:
         """One status poll (retried on transient failures); a terminal one frees the slot."""
+        return await self._status(task_id, by_follower=False)
+
+    async def _status(self, task_id: str, *, by_follower: bool) -> TaskStatus:
         asked_at = self._clock()
         status = await self.transport.call(
             self.provider.status_call(task_id),
@@ -276,7 +286,8 @@ class TaskRuntime:
         task = self._tasks.get(task_id)
         if task is not None:
             if status.is_terminal:
-                self._finish(task, status, seen_at=asked_at)
+                # The follower's own poll needs no cancelling: it returns this very status.
+                self._finish(task, status, seen_at=asked_at, stop_follower=not by_follower)
             elif not task.over:
                 task.latest = status
                 task.publish()
@@ -297,7 +308,7 @@ class TaskRuntime:
         async def fetch() -> TaskStatus:
             asked_at = self._clock()
             try:
-                status = await self.status(task.task_id)
+                status = await self._status(task.task_id, by_follower=True)
             except SoraError as exc:
                 task.last_error = exc  # the cause a watcher that gives up reports
                 raise
@@ -324,8 +335,18 @@ class TaskRuntime:
             if wake is not None and receiver is not None:
                 receiver.unwatch(task.task_id, wake)
 
-    def _finish(self, task: _Task, status: TaskStatus, *, seen_at: float | None = None) -> None:
-        """``status`` is terminal; ``seen_at``: when the request that said so was sent."""
+    def _finish(
+        self,
+        task: _Task,
+        status: TaskStatus,
+        *,
+        seen_at: float | None = None,
+        stop_follower: bool = True,
+    ) -> None:
+        """``status`` is terminal; ``seen_at``: when the request that said so was sent.
+
+        ``stop_follower=False``: the follower itself saw it and is about to return.
+        """
         if task.over:
             return
         task.final = status
@@ -340,7 +361,8 @@ class TaskRuntime:
                 finished_seen_at=self._clock() if seen_at is None else seen_at,
                 succeeded=status.state is TaskState.SUCCEEDED,
             )
-        task.scope.cancel()
+        if stop_follower:
+            task.scope.cancel()
         task.publish()
 
     def _give_up(self, task: _Task, error: SoraError) -> None:
@@ -425,7 +447,8 @@ class TaskRuntime:
                 # Shielded from the intent record to the task id record: a cancellation can
                 # neither fall between the two nor lose the answer of a request that left.
                 with anyio.CancelScope(shield=True):
-                    await emit(hook, TaskEvent(EventKind.CREATING, job.key, job.request))
+                    if hook is not None:
+                        await emit(hook, TaskEvent(EventKind.CREATING, job.key, job.request))
                     # The task exists from somewhere between send and answer: dating it from
                     # the send puts the first poll no later than one base interval after it.
                     sent_at = self._clock()
@@ -497,7 +520,8 @@ class TaskRuntime:
         slot: Slot | None = None
         with stop.waiting() as scope:
             slot = await self.governor.acquire()
-        if slot is None or scope.cancelled_caught:
+        # A slot free at once is granted without a checkpoint: the stop is then read here.
+        if slot is None or scope.cancelled_caught or stop.stopped:
             if slot is not None:  # granted as the stop came: never keep it
                 self.governor.release(slot)
             raise CreateSkipped("the run stopped creating while this job waited for a slot")
@@ -550,8 +574,9 @@ class TaskRuntime:
                     changed = task.changed
                     if task.latest is not None and task.latest is not shown:
                         status = shown = task.latest
-                        await progress(status, job.task_id)
-                        if not status.is_terminal:
+                        if on_progress is not None:
+                            await progress(status, job.task_id)
+                        if hook is not None and not status.is_terminal:
                             await events(
                                 TaskEvent(
                                     EventKind.PROGRESS,
@@ -612,10 +637,11 @@ class TaskRuntime:
             )
         except CreateSkipped:
             return None
-        kind = EventKind.SUCCEEDED if result.ok else EventKind.FAILED
-        await _Observer(hook, "the event hook")(
-            TaskEvent(kind, job.key, job.request, result.task_id, result=result), job.key
-        )
+        if hook is not None:
+            kind = EventKind.SUCCEEDED if result.ok else EventKind.FAILED
+            await _Observer(hook, "the event hook")(
+                TaskEvent(kind, job.key, job.request, result.task_id, result=result), job.key
+            )
         return result
 
     async def generate(

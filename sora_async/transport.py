@@ -243,11 +243,15 @@ def _describe(error: BaseException) -> str:
 
 
 async def _read_answer(response: aiohttp.ClientResponse, endpoint: str) -> bytes:
-    if response.content_length is not None and response.content_length > MAX_ANSWER_BYTES:
+    length = response.content_length
+    if length is not None and length > MAX_ANSWER_BYTES:
         raise ProtocolError(
-            f"answer too large ({response.content_length} bytes, HTTP {response.status})",
-            endpoint=endpoint,
+            f"answer too large ({length} bytes, HTTP {response.status})", endpoint=endpoint
         )
+    if length is not None and not response.headers.get("Content-Encoding"):
+        # The parser lets through no more than the declared (and checked) size, so one read
+        # to the end is bounded; the chunked loop below is for answers of unknown size.
+        return await response.content.read()
     parts: list[bytes] = []
     size = 0
     async for chunk in response.content.iter_chunked(64 * 1024):
