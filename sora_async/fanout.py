@@ -3,11 +3,12 @@
 This module is only about concurrency; each job's life (slot, create or adopt, polling,
 files, events) is :meth:`sora_async.lifecycle.TaskRuntime.run_job`'s.
 
-Shape of a run: one feeder pulls the input lazily and starts one worker per job, but only
-after taking a *work token*; there are ``2 x cap`` tokens, so live coroutines and pulled-but-
-unfinished inputs stay O(cap) however long the input is. A worker runs its job and hands the
-result to the consumer through an unbuffered stream (a result counts as delivered only once
-the consumer has taken it); its token comes back once the result is delivered.
+Shape of a run: one feeder pulls the input lazily and hands each job to an idle worker,
+starting a new one only while there are fewer than ``2 x cap``; with all of them busy it waits
+before pulling the next, so live coroutines and pulled-but-unfinished inputs stay O(cap)
+however long the input is. A worker runs its job and hands the result to the consumer through
+an unbuffered stream (a result counts as delivered only once the consumer has taken it), and
+only then takes the next job.
 
 The run lives in the client's task group, not in the consumer's frame: an async generator
 cannot own a task group safely (leaving the ``async for`` early closes it from another task).
@@ -184,8 +185,11 @@ class _Engine:
             "filename": filename,
             "reuse_file": reuse_file,
         }
-        cap = runtime.governor.total
-        self._tokens = anyio.Semaphore(2 * cap)
+        # A job waits for one of at most 2 x cap workers; an idle worker waits on this
+        # unbuffered stream, so a job is handed over only to a worker ready to take it.
+        self._max_workers = 2 * runtime.governor.total
+        self._workers = 0
+        self._hand, self._take = anyio.create_memory_object_stream[Job](0)
         # Unbuffered: a send returns only once the consumer has the result in hand.
         self._send, self._receive = anyio.create_memory_object_stream[TaskResult](0)
         self._scope = anyio.CancelScope()
@@ -205,7 +209,12 @@ class _Engine:
     async def next(self) -> TaskResult:
         self.start()
         try:
-            return await self._receive.receive()
+            # The stream's receive() passes through the event loop first even when a result
+            # is waiting; so do send() and the workers' receive() below: two trips a job each.
+            try:
+                return self._receive.receive_nowait()
+            except anyio.WouldBlock:
+                return await self._receive.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             await self._done.wait()
             if self._error is not None:
@@ -264,16 +273,23 @@ class _Engine:
         try:
             with self._scope:
                 async with anyio.create_task_group() as group:
-                    with self._feeder_scope:
+                    with self._hand, self._feeder_scope:
                         async for job in self._jobs():
-                            await self._tokens.acquire()
-                            group.start_soon(self._work, job)
+                            try:
+                                self._hand.send_nowait(job)  # to a worker waiting idle
+                            except anyio.WouldBlock:
+                                if self._workers < self._max_workers:
+                                    self._workers += 1
+                                    group.start_soon(self._worker, job)
+                                else:
+                                    await self._hand.send(job)
         except Exception as exc:
             # The input itself failed (a generator raised): running jobs were cancelled;
             # the consumer gets the error after the results already delivered.
             logger.error("generate_many stopped: the input raised %s", type(exc).__name__)
             self._error = exc
         finally:
+            self._take.close()
             self._report_left()
             self._send.close()
             self._done.set()
@@ -296,8 +312,24 @@ class _Engine:
                 yield wrap(item)
                 position += 1
 
+    async def _worker(self, job: Job) -> None:
+        """Jobs one after another, until the input ends or the run stops creating.
+
+        A worker per job would cost a task (and its cancel scope) per job; the pool keeps the
+        same bound on the work in progress.
+        """
+        while True:
+            await self._work(job)
+            try:
+                try:
+                    job = self._take.receive_nowait()
+                except anyio.WouldBlock:
+                    job = await self._take.receive()
+            except anyio.EndOfStream:  # the feeder is done: no more input, or a drain
+                return
+
     async def _work(self, job: Job) -> None:
-        """One job from input to delivered result; its work token comes back at the end."""
+        """One job from input to delivered result."""
         self._submitted += 1
         attempt = Attempt(job)
         delivered = False
@@ -305,14 +337,16 @@ class _Engine:
             result = await self._runtime.run_job(attempt, **self._job_options)
             if result is None:
                 return  # not sent: the run stopped creating first
-            await self._send.send(result)
+            try:
+                self._send.send_nowait(result)  # to a consumer already waiting
+            except anyio.WouldBlock:
+                await self._send.send(result)
             delivered = True
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             pass  # the consumer went away; reported below
         finally:
             if not delivered:
                 self._left.append(attempt)
-            self._tokens.release()
 
     def _may_send(self) -> bool:
         # Stopping too: a worker handed a slot just before stop() resumes without being
