@@ -137,6 +137,8 @@ class _Task:
     #: asyncio's own Event: anyio's costs ten times as much to make and wait on, and one is
     #: made per status seen (the client runs on asyncio only, aiohttp being asyncio's).
     changed: asyncio.Event = attrs.field(factory=asyncio.Event)
+    #: Set once the outcome is known: a watcher with nobody to show statuses to waits on it.
+    ended: asyncio.Event = attrs.field(factory=asyncio.Event)
     last_running_at: float | None = None
     #: The last poll's error, while polls fail (transient errors the follower rides out).
     last_error: SoraError | None = None
@@ -150,6 +152,8 @@ class _Task:
     def publish(self) -> None:
         changed, self.changed = self.changed, asyncio.Event()
         changed.set()
+        if self.over:
+            self.ended.set()
 
 
 @attrs.define(eq=False)
@@ -566,13 +570,16 @@ class TaskRuntime:
         request = job.request if job.request is not None else task.request
         progress = _Observer(on_progress, "on_progress")
         events = _Observer(hook, "the event hook")
+        # With no hook to show them to, the statuses before the last wake nobody: one wake a
+        # poll would cost a trip through the loop each.
+        shows = on_progress is not None or hook is not None
         task.watchers += 1
         try:
             with anyio.move_on_after(timeout if timeout is not None else float("inf")):
                 shown: TaskStatus | None = None
                 while True:
-                    changed = task.changed
-                    if task.latest is not None and task.latest is not shown:
+                    changed = task.changed if shows else task.ended
+                    if shows and task.latest is not None and task.latest is not shown:
                         status = shown = task.latest
                         if on_progress is not None:
                             await progress(status, job.task_id)
