@@ -176,6 +176,8 @@ class _Fetched:
     expected: int | None
     appended: bool
     size: int
+    #: Already made durable and renamed over the destination (in the last write's trip).
+    committed: bool = False
 
 
 @attrs.define
@@ -227,6 +229,11 @@ def _commit(part: Path, dest: Path) -> None:
     with part.open("ab") as handle:
         handle.flush()
         os.fsync(handle.fileno())
+    _replace(part, dest)
+
+
+def _replace(part: Path, dest: Path) -> None:
+    """Put the durable .part in place of ``dest`` (atomic), and make the new name durable."""
     os.replace(part, dest)
     _etag_path(part).unlink(missing_ok=True)
     fsync_directory(dest.parent)
@@ -279,23 +286,49 @@ def _prepare(dest: Path, part: Path, *, resume: bool) -> tuple[str | None, int, 
     return etag, _file_size(part), None
 
 
-def _append(part: Path, chunks: list[bytes], *, mode: str, etag: tuple[str | None] | None) -> int:
-    """Write ``chunks`` to the .part (``mode`` "wb" starts it); its size afterwards.
+def _append(
+    part: Path,
+    chunks: list[bytes],
+    *,
+    mode: str,
+    etag: tuple[str | None] | None,
+    commit: tuple[Path, int] | None = None,
+) -> tuple[int, bool]:
+    """Write ``chunks`` to the .part (``mode`` "wb" starts it); its size afterwards, and
+    whether it was committed.
 
     ``etag``, given with the first bytes of a new .part, is written beside it first (or a stale
-    one removed), so the marker is there before the first byte is.
+    one removed), so the marker is there before the first byte is. ``commit=(dest, size)``:
+    the body ended whole at ``size`` bytes; a .part of that size is fsynced and renamed over
+    ``dest`` in this same trip to the disk (one trip a file, not two). The marker, which only a
+    .part left behind needs, is then written only if the .part stays.
     """
-    if etag is not None:
-        (value,) = etag
-        marker = _etag_path(part)
-        if value is None:
-            marker.unlink(missing_ok=True)
-        else:
-            _write_text(marker, value + "\n")
+    if etag is not None and commit is None:
+        _mark(part, etag)
     with part.open(mode) as handle:
         handle.writelines(chunks)
         handle.flush()
-        return os.fstat(handle.fileno()).st_size
+        size = os.fstat(handle.fileno()).st_size
+        whole = commit is not None and size == commit[1]
+        if whole:
+            os.fsync(handle.fileno())
+    if whole:
+        assert commit is not None
+        _replace(part, commit[0])
+        return size, True
+    if etag is not None and commit is not None:
+        _mark(part, etag)
+    return size, False
+
+
+def _mark(part: Path, etag: tuple[str | None]) -> None:
+    """Write the ETag the .part was begun with beside it (or remove a stale one)."""
+    (value,) = etag
+    marker = _etag_path(part)
+    if value is None:
+        marker.unlink(missing_ok=True)
+    else:
+        _write_text(marker, value + "\n")
 
 
 def _read_etag(path: Path) -> str | None:
@@ -462,8 +495,11 @@ async def _fetch_once(
             # What did arrive is kept, so the next attempt asks only for the rest.
             await writer.flush(done, expected)
             raise
-        size = await writer.flush(done, expected)
-    return _Fetched(expected=expected, appended=start > 0, size=size)
+        # The body ended whole and hashed: the last write also puts the file in place.
+        whole = (expected is None or done == expected) and progress.hashed == done
+        dest = part.with_name(part.name.removesuffix(_PART_SUFFIX))
+        size = await writer.flush(done, expected, commit=(dest, done) if whole else None)
+    return _Fetched(expected=expected, appended=start > 0, size=size, committed=writer.committed)
 
 
 class _Writer:
@@ -486,6 +522,8 @@ class _Writer:
         self._pending = 0
         #: The .part's size: what it held before this answer until the first write says more.
         self._size = start
+        #: The last flush put the file in place of its destination.
+        self.committed = False
 
     async def add(self, chunk: bytes, done: int, expected: int | None) -> None:
         self._chunks.append(chunk)
@@ -493,13 +531,17 @@ class _Writer:
         if self._pending >= _FLUSH_BYTES:
             await self.flush(done, expected)
 
-    async def flush(self, done: int, expected: int | None) -> int:
+    async def flush(
+        self, done: int, expected: int | None, *, commit: tuple[Path, int] | None = None
+    ) -> int:
         """Write what is pending (the first call creates or truncates the .part even with
-        nothing pending); the .part's size afterwards."""
-        if self._chunks or self._mode == "wb" or self._etag is not None:
+        nothing pending); the .part's size afterwards. ``commit``: see :func:`_append`."""
+        if self._chunks or self._mode == "wb" or self._etag is not None or commit is not None:
             chunks, self._chunks, self._pending = self._chunks, [], 0
-            self._size = await anyio.to_thread.run_sync(
-                partial(_append, self._part, chunks, mode=self._mode, etag=self._etag)
+            self._size, self.committed = await anyio.to_thread.run_sync(
+                partial(
+                    _append, self._part, chunks, mode=self._mode, etag=self._etag, commit=commit
+                )
             )
             self._mode, self._etag = "ab", None
             if chunks and self._on_progress is not None:
@@ -588,7 +630,9 @@ async def download_file(
         if isinstance(outcome, _Fetched):
             size = outcome.size
             if outcome.expected is None or size == outcome.expected:
-                return await _finish(part, dest, size, progress, resumed=outcome.appended)
+                return await _finish(
+                    part, dest, size, progress, resumed=outcome.appended, done=outcome.committed
+                )
             if size > outcome.expected:
                 # More than the server says the file holds: the .part cannot be trusted.
                 await _discard(part, progress)
@@ -687,8 +731,13 @@ async def _discard(part: Path, progress: _Progress) -> None:
 
 
 async def _finish(
-    part: Path, dest: Path, size: int, progress: _Progress, *, resumed: bool
+    part: Path, dest: Path, size: int, progress: _Progress, *, resumed: bool, done: bool
 ) -> DownloadedFile:
+    """The file in place (``done``: the last write already put it there, hashed whole)."""
+    if done:
+        return DownloadedFile(
+            path=dest, size=size, sha256=progress.hasher.hexdigest(), resumed=resumed
+        )
     if progress.hashed != size:  # never expected; re-read rather than report a wrong digest
         progress.hasher = await anyio.to_thread.run_sync(_hash_prefix, part, size)
     digest = progress.hasher.hexdigest()

@@ -227,17 +227,29 @@ async def test_a_redirect_off_http_is_refused(
 
 @pytest.mark.anyio
 async def test_the_etag_is_kept_beside_the_part_while_it_grows(
-    mock: MockServer, session: aiohttp.ClientSession, tmp_path: Path
+    session: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
-    _, url = new_task(mock)
+    # Over a megabyte: written in more than one trip to the disk, so a .part stays between two.
+    body = PAYLOAD * 20
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=body, headers={"ETag": ETAG, "Content-Type": "video/mp4"})
+
     dest = tmp_path / "clip.mp4"
     marker = tmp_path / "clip.mp4.part.etag"
-    seen: list[bool] = []
-    await download_file(
-        session, url, dest, on_progress=lambda done, total: seen.append(marker.exists())
-    )
-    assert seen and all(seen)  # there from the first byte on
-    assert not marker.exists()  # and gone with the .part
+    # (marker there, file in place) at each progress report
+    seen: list[tuple[bool, bool]] = []
+    async for server in storage(handler):
+        await download_file(
+            session,
+            str(server.make_url("/clip.mp4")),
+            dest,
+            on_progress=lambda done, total: seen.append((marker.exists(), dest.exists())),
+        )
+    growing = [there for there, placed in seen if not placed]
+    assert growing and all(growing)  # beside the .part from its first bytes on
+    assert seen[-1] == (False, True)  # the last write put the file in place, marker gone
+    assert dest.read_bytes() == body
 
 
 @pytest.mark.anyio

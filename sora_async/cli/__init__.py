@@ -466,7 +466,11 @@ async def _cmd_batch(args: argparse.Namespace) -> int:
         log_json=args.log_format == "json",
         timeout=args.timeout,
     )
-    async with client_from_args(args) as client:
+    # A batch downloads every file: as many at once as tasks may run, each beside a pool that
+    # still has room for every task's polls (the client's default of 4 downloads made a run of
+    # short tasks wait for files, not for the server). Nothing is opened before `async with`.
+    cap = client_from_args(args).settings.max_concurrent_tasks
+    async with client_from_args(args, max_downloads=cap, max_connections=2 * cap + 4) as client:
         outcome = await run_batch(client, options)
     return outcome.status
 
