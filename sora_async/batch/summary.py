@@ -22,6 +22,8 @@ __all__ = ["MANIFEST_NAME", "Summary", "write_manifest"]
 MANIFEST_NAME = "manifest.jsonl"
 _S = ItemState
 _MANIFEST_HEAD = ("index", "line", "prompt", "task_id", "state", "files", "error", "refunded")
+#: json.dumps(row, ensure_ascii=False), without a new encoder for each of a big batch's rows.
+_ENCODE = json.JSONEncoder(ensure_ascii=False).encode
 
 
 def write_manifest(
@@ -45,25 +47,24 @@ def write_manifest(
     held = held or {}
 
     def rows() -> Iterator[str]:
-        for item in _stream(journal, total):
-            index = item.index
-            row = item.manifest_row()
+        for row in _stream(journal, total):
+            index = row["index"]
             row["line"] = lines[index] if index < len(lines) else None
             row["note"] = notes.get(index)
             if row["task_id"] is None and index in held:
                 row["task_id"] = held[index]
             ordered = {key: row[key] for key in _MANIFEST_HEAD}
             ordered.update(row)
-            yield json.dumps(ordered, ensure_ascii=False) + "\n"
+            yield _ENCODE(ordered) + "\n"
 
     write_lines_atomically(path, rows())
 
 
-def _stream(journal: Journal, total: int) -> Iterator[JournalItem]:
-    """Items ``0 .. total-1`` in index order, read a chunk at a time (memory stays flat, and
-    the journal is free between two chunks)."""
+def _stream(journal: Journal, total: int) -> Iterator[dict[str, Any]]:
+    """The manifest rows of items ``0 .. total-1`` in index order, read a chunk at a time
+    (memory stays flat, and the journal is free between two chunks)."""
     for start in range(0, total, READ_CHUNK):
-        yield from journal.items_between(start, min(start + READ_CHUNK, total))
+        yield from journal.manifest_rows(start, min(start + READ_CHUNK, total))
 
 
 class Summary:
@@ -113,9 +114,8 @@ class Summary:
             return
 
         def rows() -> Iterator[dict[str, Any]]:
-            for item in _stream(journal, self.total):
-                index = item.index
-                row = item.manifest_row()
+            for row in _stream(journal, self.total):
+                index = row["index"]
                 row["note"] = self.notes.get(index)
                 if row["task_id"] is None and index in self.held:
                     row["task_id"] = self.held[index]

@@ -6,7 +6,9 @@ See the package docstring for the states and the calls that move an item between
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
+import operator
 import os
 import sqlite3
 import threading
@@ -32,6 +34,7 @@ from .types import (
     canonical_json,
     classify_create_error,
     describe_error,
+    manifest_row,
     utc_now,
 )
 
@@ -1017,6 +1020,42 @@ class Journal:
         """The items ``start <= index < stop`` with their files (the manifest, a chunk at a
         time, so a big journal is never all in memory)."""
         return self._select("WHERE idx >= ? AND idx < ?", (start, stop))
+
+    def manifest_rows(self, start: int, stop: int) -> list[dict[str, Any]]:
+        """The manifest rows (:meth:`JournalItem.manifest_row`) of the items ``start <= index <
+        stop``, read in one query without an item object per row: what the manifest and
+        index.html stream, a chunk at a time."""
+        with self._read() as conn:
+            found = conn.execute(
+                "SELECT i.idx, i.prompt, i.state, i.task_id, i.error, i.refunded,"
+                " i.estimated_credits, i.video_urls, i.finished_at, i.create_attempts,"
+                " i.resubmits, f.path, f.size, f.sha256"
+                " FROM items AS i LEFT JOIN files AS f ON f.idx = i.idx"
+                " WHERE i.idx >= ? AND i.idx < ? ORDER BY i.idx, f.path",
+                (start, stop),
+            ).fetchall()
+        rows = []
+        for _, group in itertools.groupby(found, key=operator.itemgetter(0)):
+            first, *more = group
+            (idx, prompt, state, task_id, error, refunded, credits, urls, finished_at) = first[:9]
+            files = [] if first[11] is None else [first[11:14], *(row[11:14] for row in more)]
+            rows.append(
+                manifest_row(
+                    index=idx,
+                    prompt=prompt,
+                    state=ItemState(state),
+                    task_id=task_id,
+                    files=files,
+                    error=error,
+                    refunded=None if refunded is None else bool(refunded),
+                    estimated_credits=credits,
+                    video_urls=[] if urls == "[]" else json.loads(urls),
+                    finished_at=finished_at,
+                    create_attempts=first[9],
+                    resubmits=first[10],
+                )
+            )
+        return rows
 
     def first_items(self, limit: int, *states: ItemState) -> list[JournalItem]:
         """The first ``limit`` items in one of ``states`` (what a message lists by name)."""

@@ -7,6 +7,7 @@ import enum
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -200,30 +201,67 @@ class JournalItem:
     @property
     def expires_at(self) -> str | None:
         """When the provider deletes the videos (seen succeeded + 15 days)."""
-        if self.state not in (_S.DOWNLOADING, _S.SUCCEEDED) or self.finished_at is None:
-            return None
-        finished = dt.datetime.fromisoformat(self.finished_at)
-        return (finished + RETENTION).isoformat(timespec="seconds")
+        return expiry(self.state, self.finished_at)
 
     def manifest_row(self) -> dict[str, Any]:
         """This item as one line of ``manifest.jsonl`` (JSON-ready)."""
-        return {
-            "index": self.index,
-            "prompt": self.prompt,
-            "state": self.state.value,
-            "task_id": self.task_id,
-            "files": [f.path for f in self.files],
-            "error": self.error,
-            "refunded": self.refunded,
-            "estimated_credits": self.estimated_credits,
-            "video_urls": list(self.video_urls),
-            "expires_at": self.expires_at,
-            "create_attempts": self.create_attempts,
-            "resubmits": self.resubmits,
-            "file_details": [
-                {"path": f.path, "size": f.size, "sha256": f.sha256} for f in self.files
-            ],
-        }
+        return manifest_row(
+            index=self.index,
+            prompt=self.prompt,
+            state=self.state,
+            task_id=self.task_id,
+            files=[(f.path, f.size, f.sha256) for f in self.files],
+            error=self.error,
+            refunded=self.refunded,
+            estimated_credits=self.estimated_credits,
+            video_urls=list(self.video_urls),
+            finished_at=self.finished_at,
+            create_attempts=self.create_attempts,
+            resubmits=self.resubmits,
+        )
+
+
+def expiry(state: ItemState, finished_at: str | None) -> str | None:
+    """When the provider deletes an item's videos (seen succeeded + 15 days), or None."""
+    if state not in (_S.DOWNLOADING, _S.SUCCEEDED) or finished_at is None:
+        return None
+    finished = dt.datetime.fromisoformat(finished_at)
+    return (finished + RETENTION).isoformat(timespec="seconds")
+
+
+def manifest_row(
+    *,
+    index: int,
+    prompt: str,
+    state: ItemState,
+    task_id: str | None,
+    files: Sequence[tuple[str, int, str]],
+    error: str | None,
+    refunded: bool | None,
+    estimated_credits: int | None,
+    video_urls: list[str],
+    finished_at: str | None,
+    create_attempts: int,
+    resubmits: int,
+) -> dict[str, Any]:
+    """One line of ``manifest.jsonl`` (JSON-ready); ``files`` as ``(path, size, sha256)``."""
+    return {
+        "index": index,
+        "prompt": prompt,
+        "state": state.value,
+        "task_id": task_id,
+        "files": [path for path, _, _ in files],
+        "error": error,
+        "refunded": refunded,
+        "estimated_credits": estimated_credits,
+        "video_urls": video_urls,
+        "expires_at": expiry(state, finished_at),
+        "create_attempts": create_attempts,
+        "resubmits": resubmits,
+        "file_details": [
+            {"path": path, "size": size, "sha256": sha256} for path, size, sha256 in files
+        ],
+    }
 
 
 def default_journal_path(out_dir: str | os.PathLike[str]) -> Path:
