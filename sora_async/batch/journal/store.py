@@ -18,6 +18,7 @@ from typing import Any
 
 from ...durable import fsync_directory
 from ...models import TaskState
+from .states import TRANSITIONS
 from .states import check as check_transition
 from .types import (
     CreateOutcome,
@@ -49,6 +50,8 @@ _S = ItemState
 _SENDABLE = (_S.PENDING, _S.NOT_CREATED)
 # A column value for Journal._move meaning "the current value plus one".
 _INCREMENT = object()
+# Journal._advance's task_id meaning "the row's own".
+_ROW_TASK_ID = object()
 
 _STATE_LIST = ", ".join(f"'{state.value}'" for state in ItemState)
 _SCHEMA = f"""
@@ -519,20 +522,46 @@ class Journal:
     ) -> ItemState:
         check_transition(index, event, old, new)
         now = utc_now()
-        values = {"state": new.value, "updated_at": now, **(columns or {})}
-        parts: list[str] = []
-        params: list[Any] = []
-        for name, value in values.items():
-            # Column names are literals of this module, never callers' data.
-            if value is _INCREMENT:
-                parts.append(f"{name} = {name} + 1")
-            else:
-                parts.append(f"{name} = ?")
-                params.append(value)
-        conn.execute(f"UPDATE items SET {', '.join(parts)} WHERE idx = ?", (*params, index))  # noqa: S608
+        _update(conn, index, new, now, columns)
         if old is not new or event != "status":
             _log(conn, index, now, event, old=old, new=new, task_id=task_id, detail=detail)
         return new
+
+    @staticmethod
+    def _advance(
+        conn: sqlite3.Connection,
+        index: int,
+        event: str,
+        *,
+        new: ItemState,
+        columns: Mapping[str, Any],
+        task_id: str | object | None = None,
+        detail: str | None = None,
+        when: str = "",
+    ) -> bool:
+        """The usual case of a state change, without reading the item first: the event is
+        logged from the item's own row (``INSERT ... SELECT``, which finds the row only in a
+        state the table lets ``event`` start from, and only ``when`` holds), then the row is
+        updated. False, with nothing written, when the row is not found so: the caller then
+        reads the item and says why, or sees a harmless repeat.
+        ``task_id`` :data:`_ROW_TASK_ID` logs the row's own task id.
+        """
+        sources = sorted(TRANSITIONS[event].sources)
+        for old in sources:
+            check_transition(index, event, old, new)
+        now = utc_now()
+        logged = "task_id" if task_id is _ROW_TASK_ID else "?"
+        params = [now, event, new.value] + ([] if task_id is _ROW_TASK_ID else [task_id])
+        cursor = conn.execute(
+            "INSERT INTO events (idx, at, event, from_state, to_state, task_id, detail)"  # noqa: S608
+            f" SELECT idx, ?, ?, state, ?, {logged}, ? FROM items WHERE idx = ?"
+            f" AND state IN ({', '.join('?' * len(sources))}){when}",
+            (*params, detail, index, *(old.value for old in sources)),
+        )
+        if cursor.rowcount == 0:
+            return False
+        _update(conn, index, new, now, columns)
+        return True
 
     # -- registering input ---------------------------------------------------------------------
 
@@ -584,6 +613,16 @@ class Journal:
             raise ValueError(f"estimated_credits must be an int, got {estimated_credits!r}")
         with self._write() as conn:
             now = utc_now()
+            columns = {
+                "prompt": prompt,
+                "request": request,
+                "estimated_credits": estimated_credits,
+                "error": None,
+                "intent_at": now,
+                "create_attempts": _INCREMENT,
+            }
+            if self._advance(conn, index, "intent", new=_S.CREATING, columns=columns):
+                return _S.CREATING
             state, task_id = self._state_of(conn, index)
             if state is None:
                 conn.execute(
@@ -595,14 +634,6 @@ class Journal:
                 state = _S.PENDING
             if state not in _SENDABLE:
                 raise JournalTransitionError(index, state, _refuse_create(state, task_id))
-            columns = {
-                "prompt": prompt,
-                "request": request,
-                "estimated_credits": estimated_credits,
-                "error": None,
-                "intent_at": now,
-                "create_attempts": _INCREMENT,
-            }
             return self._move(conn, index, "intent", old=state, new=_S.CREATING, columns=columns)
 
     def record_created(self, index: int, task_id: str) -> ItemState:
@@ -614,6 +645,29 @@ class Journal:
         _check_index(index)
         _check_text("task_id", task_id)
         with self._write() as conn:
+            columns = {"task_id": task_id, "error": None, "task_created_at": utc_now()}
+            try:
+                if self._advance(
+                    conn,
+                    index,
+                    "created",
+                    new=_S.CREATED,
+                    columns=columns,
+                    task_id=task_id,
+                    when=" AND task_id IS NULL",
+                ):
+                    return _S.CREATED
+            except sqlite3.IntegrityError:
+                # The id is another item's (UNIQUE): refused, and this call's writes undone.
+                state, _ = self._state_of(conn, index)
+                owner = conn.execute(
+                    "SELECT idx FROM items WHERE task_id = ?", (task_id,)
+                ).fetchone()
+                raise JournalTransitionError(
+                    index,
+                    state,
+                    f"task {task_id!r} already belongs to item {owner[0] if owner else None}",
+                ) from None
             state, current = self._state_of(conn, index)
             if current is not None:
                 if current == task_id and state is not None:
@@ -630,7 +684,6 @@ class Journal:
                 raise JournalTransitionError(
                     index, state, f"task {task_id!r} already belongs to item {owner[0]}"
                 )
-            columns = {"task_id": task_id, "error": None, "task_created_at": utc_now()}
             return self._move(
                 conn, index, "created", old=state, new=_S.CREATED, columns=columns, task_id=task_id
             )
@@ -818,6 +871,23 @@ class Journal:
         urls = [_check_text("video url", u) for u in video_urls]
         succeeded = task_state is TaskState.SUCCEEDED
         with self._write() as conn:
+            columns = {
+                "error": error,
+                "refunded": None if refunded is None else int(bool(refunded)),
+                "video_urls": canonical_json(urls),
+                "finished_at": utc_now(),
+            }
+            if self._advance(
+                conn,
+                index,
+                "terminal",
+                new=_S.DOWNLOADING if succeeded else _S.FAILED,
+                columns=columns,
+                task_id=_ROW_TASK_ID,
+                detail=error,
+                when=" AND task_id IS NOT NULL",
+            ):
+                return _S.DOWNLOADING if succeeded else _S.FAILED
             current, task_id = self._state_of(conn, index)
             if current is None or task_id is None:
                 raise JournalTransitionError(
@@ -837,12 +907,6 @@ class Journal:
                     index, current, f"already ended as {current.value}, cannot become {task_state}"
                 )
             new = _S.DOWNLOADING if succeeded else _S.FAILED
-            columns = {
-                "error": error,
-                "refunded": None if refunded is None else int(bool(refunded)),
-                "video_urls": canonical_json(urls),
-                "finished_at": utc_now(),
-            }
             return self._move(
                 conn,
                 index,
@@ -870,6 +934,8 @@ class Journal:
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
             raise ValueError(f"size must be a non-negative int, got {size!r}")
         with self._write() as conn:
+            if self._record_file(conn, index, path, size, digest):
+                return _S.DOWNLOADING
             current, _ = self._state_of(conn, index)
             known = conn.execute(
                 "SELECT idx, size, sha256 FROM files WHERE path = ?", (path,)
@@ -897,6 +963,40 @@ class Journal:
                 conn, index, now, "file", old=current, new=current, detail=f"{path} {size} {digest}"
             )
             return current
+
+    def _record_file(
+        self, conn: sqlite3.Connection, index: int, path: str, size: int, digest: str
+    ) -> bool:
+        """record_download's usual case (the item downloading, the path its own or new)
+        without reading first; False, nothing written, otherwise."""
+        detail = f"{path} {size} {digest}"
+        if not self._advance(conn, index, "file", new=_S.DOWNLOADING, columns={}, detail=detail):
+            return False
+        try:
+            conn.execute(
+                "INSERT INTO files (idx, path, size, sha256, recorded_at) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (idx, path) DO UPDATE SET size = excluded.size,"
+                " sha256 = excluded.sha256, recorded_at = excluded.recorded_at",
+                (index, path, size, digest, utc_now()),
+            )
+        except sqlite3.IntegrityError:
+            # The path is another item's (UNIQUE): refused, and this call's writes undone.
+            owner = conn.execute("SELECT idx FROM files WHERE path = ?", (path,)).fetchone()
+            raise JournalTransitionError(
+                index,
+                _S.DOWNLOADING,
+                f"file {path!r} is already recorded for item {owner[0] if owner else None}",
+            ) from None
+        return True
+
+    def _done(self, conn: sqlite3.Connection, index: int, urls: int) -> bool:
+        """mark_done's usual case, for an item known to be downloading ``urls`` videos:
+        False, nothing written, unless every file is recorded."""
+        count = conn.execute("SELECT count(*) FROM files WHERE idx = ?", (index,)).fetchone()[0]
+        if count < urls:
+            return False
+        columns = {"done_at": utc_now()}
+        return self._advance(conn, index, "done", new=_S.SUCCEEDED, columns=columns)
 
     def mark_done(self, index: int) -> ItemState:
         """Every file of a succeeded task is whole: -> ``succeeded``.
@@ -940,14 +1040,23 @@ class Journal:
         The same events as record_terminal, record_download and mark_done called in turn.
         """
         with self._write() as conn:
-            state, _ = self._state_of(conn, index)
-            if state is not _S.DOWNLOADING:
-                state = self.record_terminal(index, TaskState.SUCCEEDED, video_urls=video_urls)
+            row = conn.execute(
+                "SELECT state, video_urls FROM items WHERE idx = ?", (index,)
+            ).fetchone()
+            downloading = row is not None and row[0] == _S.DOWNLOADING.value
+            state = (
+                _S.DOWNLOADING
+                if downloading
+                else self.record_terminal(index, TaskState.SUCCEEDED, video_urls=video_urls)
+            )
             for relpath, size, sha256 in files:
                 state = self.record_download(index, relpath, size, sha256)
-            if done:
-                state = self.mark_done(index)
-            return state
+            if not done:
+                return state
+            # The usual case: downloading before this call, its URLs read above.
+            if downloading and self._done(conn, index, len(json.loads(row[1]))):
+                return _S.SUCCEEDED
+            return self.mark_done(index)
 
     # -- queries ------------------------------------------------------------------------------
 
@@ -1150,6 +1259,26 @@ def _item_from_row(row: sqlite3.Row, files: list[FileRecord]) -> JournalItem:
         done_at=row["done_at"],
         updated_at=row["updated_at"],
     )
+
+
+def _update(
+    conn: sqlite3.Connection,
+    index: int,
+    new: ItemState,
+    now: str,
+    columns: Mapping[str, Any] | None,
+) -> None:
+    values = {"state": new.value, "updated_at": now, **(columns or {})}
+    parts: list[str] = []
+    params: list[Any] = []
+    for name, value in values.items():
+        # Column names are literals of this module, never callers' data.
+        if value is _INCREMENT:
+            parts.append(f"{name} = {name} + 1")
+        else:
+            parts.append(f"{name} = ?")
+            params.append(value)
+    conn.execute(f"UPDATE items SET {', '.join(parts)} WHERE idx = ?", (*params, index))  # noqa: S608
 
 
 def _log(
