@@ -24,6 +24,10 @@ _S = ItemState
 
 def out_relative(out: Path, path: str | os.PathLike[str]) -> str:
     """A path inside the output directory, as the journal records it."""
+    text, base = os.fspath(path), os.fspath(out)
+    if text.startswith(base + os.sep) and ".." not in text:
+        # The usual case, a file the run named inside the directory: no Path objects made.
+        return text[len(base) + 1 :].replace(os.sep, "/")
     try:
         return Path(path).relative_to(out).as_posix()
     except ValueError:
@@ -111,8 +115,11 @@ class Feed:
     def recorded_file(self, result: TaskResult, path: Path) -> DownloadedFile | None:
         """A file an earlier run recorded whole (it stopped after recording it but before the
         item was done): it is kept, not fetched again."""
+        records = self.recorded.get(result.key)
+        if not records:
+            return None
         relative = out_relative(self.out, path)
-        for record in self.recorded.get(result.key, ()):
+        for record in records:
             if record.path == relative and _size_on_disk(path) == record.size:
                 return DownloadedFile(
                     path=path, size=record.size, sha256=record.sha256, resumed=False
