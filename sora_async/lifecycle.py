@@ -662,14 +662,22 @@ class TaskRuntime:
     ) -> TaskResult:
         """SoraClient.generate: like :meth:`run_job`, but a create or a wait that fails raises
         (the caller of one video wants the error, not a result to inspect)."""
-        task_id = await self.create(job, hook)
-        result = await self.wait(
-            attrs.evolve(job, task_id=task_id), timeout=timeout, on_progress=on_progress, hook=hook
-        )
-        if result.ok and download_to is not None:
-            result = await self.fetch_files(result, job, dest=download_to, hook=hook)
-        kind = EventKind.SUCCEEDED if result.ok else EventKind.FAILED
-        await emit(hook, TaskEvent(kind, job.key, job.request, result.task_id, result=result))
+        try:
+            task_id = await self.create(job, hook)
+            result = await self.wait(
+                attrs.evolve(job, task_id=task_id),
+                timeout=timeout,
+                on_progress=on_progress,
+                hook=hook,
+            )
+            if result.ok and download_to is not None:
+                result = await self.fetch_files(result, job, dest=download_to, hook=hook)
+            kind = EventKind.SUCCEEDED if result.ok else EventKind.FAILED
+            await emit(hook, TaskEvent(kind, job.key, job.request, result.task_id, result=result))
+        finally:
+            # The events ran in the caller's own context: a traced task's span must not stay
+            # there as the parent of the caller's later requests when this one raised.
+            requestspans.use(None)
         return result
 
     async def _outcome(

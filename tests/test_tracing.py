@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from sora_async import ConfigurationError, SoraClient, requestspans
+from sora_async import ConfigurationError, CreateOutcomeUnknownError, SoraClient, requestspans
 from sora_async.mock import Fault
 
 pytestmark = pytest.mark.anyio
@@ -190,6 +190,20 @@ async def test_requests_after_a_traced_task_are_not_put_under_it(
         assert requestspans.current() is None
         await client.credits()
     assert not [s for s in exporter.get_finished_spans() if s.name == "GET credits"]
+
+
+@pytest.mark.usefixtures("no_backoff_waits")
+async def test_a_generate_that_raises_leaves_no_task_span_behind(
+    exported: tuple[Any, InMemorySpanExporter],
+) -> None:
+    tracer, exporter = exported
+    async with running_mock() as mock, client_for(mock, "freesora", KEY, tracing=tracer) as client:
+        mock.inject("create", Fault.CREATED_THEN_500)
+        with pytest.raises(CreateOutcomeUnknownError):
+            await client.generate("a kite")
+        assert requestspans.current() is None
+    [create] = [s for s in exporter.get_finished_spans() if s.name == "POST create"]
+    assert create.attributes["error.type"] == "ServerError"
 
 
 async def test_generate_traces_its_task(exported: tuple[Any, InMemorySpanExporter]) -> None:
