@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import anyio
@@ -25,13 +23,7 @@ import anyio
 # Run as a script, this directory comes first on sys.path, not the checkout's root.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sora_async.crashmatrix import (
-    MatrixReport,
-    MatrixSettings,
-    PointResult,
-    draw_points,
-    run_point,
-)
+from sora_async.crashmatrix import MatrixSettings, run_matrix
 
 
 def _positive_int(text: str) -> int:
@@ -39,25 +31,6 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be an integer >= 1: {text!r}")
     return value
-
-
-async def _run_all(args: argparse.Namespace) -> MatrixReport:
-    settings = MatrixSettings(items=args.items, concurrency=args.concurrency)
-    points = draw_points(args.seed, args.points, settings.items)
-    results: list[PointResult] = []
-    began = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="sora-crash-matrix-") as scratch:
-        for number, point in enumerate(points, start=1):
-            result = await run_point(point, Path(scratch) / f"point-{number:02d}", settings)
-            verdict = "ok" if result.ok else "FAILED: " + "; ".join(result.problems)
-            print(f"{number:2d}/{len(points)} {point.label()}: {verdict}", file=sys.stderr)
-            results.append(result)
-    return MatrixReport(
-        seed=args.seed,
-        settings=settings,
-        results=results,
-        seconds=round(time.monotonic() - began, 1),
-    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=_positive_int, default=MatrixSettings().concurrency)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     args = parser.parse_args(argv)
-    report = anyio.run(_run_all, args)
+    settings = MatrixSettings(items=args.items, concurrency=args.concurrency)
+    report = anyio.run(run_matrix, args.seed, args.points, settings)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "crash_matrix.json").write_text(json.dumps(report.as_dict(), indent=2) + "\n")
     (args.out / "crash_matrix.md").write_text(report.markdown())

@@ -16,7 +16,7 @@ from an audit hook in :mod:`.child`, which then runs the unchanged CLI.
 from __future__ import annotations
 
 from .points import Kill, KillPoint, draw_points
-from .report import MatrixReport
+from .report import MatrixReport, run_matrix
 from .run import MatrixSettings, PointResult, run_point
 
 __all__ = [
@@ -26,5 +26,6 @@ __all__ = [
     "MatrixSettings",
     "PointResult",
     "draw_points",
+    "run_matrix",
     "run_point",
 ]

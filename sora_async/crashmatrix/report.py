@@ -5,14 +5,42 @@ from __future__ import annotations
 import os
 import platform
 import sys
+import tempfile
+import time
 from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import attrs
 
-from .run import MatrixSettings, PointResult
+from .points import draw_points
+from .run import MatrixSettings, PointResult, run_point
 
-__all__ = ["MatrixReport"]
+__all__ = ["MatrixReport", "run_matrix"]
+
+
+async def run_matrix(
+    seed: int,
+    points: int,
+    settings: MatrixSettings,
+    *,
+    say: Callable[[str], object] = lambda line: print(line, file=sys.stderr),
+) -> MatrixReport:
+    """Every one of ``points`` seeded kill points, one after another, in a scratch folder;
+    ``say`` hears one line per point as it ends."""
+    drawn = draw_points(seed, points, settings.items)
+    results: list[PointResult] = []
+    began = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="sora-crash-matrix-") as scratch:
+        for number, point in enumerate(drawn, start=1):
+            result = await run_point(point, Path(scratch) / f"point-{number:02d}", settings)
+            verdict = "ok" if result.ok else "FAILED: " + "; ".join(result.problems)
+            say(f"{number:2d}/{len(drawn)} {point.label()}: {verdict}")
+            results.append(result)
+    return MatrixReport(
+        seed=seed, settings=settings, results=results, seconds=round(time.monotonic() - began, 1)
+    )
 
 
 @attrs.frozen
@@ -58,7 +86,8 @@ class MatrixReport:
             "points": [result.as_dict() for result in self.results],
         }
 
-    def markdown(self) -> str:
+    def markdown(self, *, per_point: bool = True) -> str:
+        """The totals' table, then (``per_point``) one row per kill point."""
         totals = self.totals()
         items = self.settings.items
         lines = [
@@ -85,6 +114,10 @@ class MatrixReport:
             f"| wall time (CPU of the CLI processes) | {self.seconds:.1f} s "
             f"({totals['cli_cpu_seconds']:.1f} s) |",
             f"| machine | {_machine()} |",
+        ]
+        if not per_point:
+            return "\n".join(lines) + "\n"
+        lines += [
             "",
             "| # | kill point | exits | left by the kill | unknown | creates | ok |",
             "|---|---|---|---|---|---|---|",
