@@ -346,7 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown(data, soak, matrix)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "reliability.json").write_text(json.dumps(data, indent=1) + "\n")
-    (args.out / "reliability.md").write_text("# Reliability\n\n" + table)
+    points = f"\nCrash matrix, each kill point:\n\n{matrix.points_markdown()}"
+    (args.out / "reliability.md").write_text(f"# Reliability\n\n{table}{points}")
     if args.publish:
         publish(table, ROOT / "README.md")
     print(table, end="")

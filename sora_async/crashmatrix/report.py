@@ -115,10 +115,12 @@ class MatrixReport:
             f"({totals['cli_cpu_seconds']:.1f} s) |",
             f"| machine | {_machine()} |",
         ]
-        if not per_point:
-            return "\n".join(lines) + "\n"
-        lines += [
-            "",
+        text = "\n".join(lines) + "\n"
+        return text + "\n" + self.points_markdown() if per_point else text
+
+    def points_markdown(self) -> str:
+        """One row per kill point: its exits, what the kill left, and the verdict."""
+        lines = [
             "| # | kill point | exits | left by the kill | unknown | creates | ok |",
             "|---|---|---|---|---|---|---|",
         ]
