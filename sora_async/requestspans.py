@@ -10,10 +10,12 @@ This module imports nothing of opentelemetry itself; the tracer behind the proto
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Protocol
 
-__all__ = ["RequestSpan", "RequestTracer", "current", "use"]
+__all__ = ["RequestSpan", "RequestTracer", "current", "use", "using"]
 
 
 class RequestSpan(Protocol):
@@ -48,3 +50,13 @@ current = _CURRENT.get
 def use(tracer: RequestTracer | None) -> None:
     """Make ``tracer`` this context's (None: requests from here on are not traced)."""
     _CURRENT.set(tracer)
+
+
+@contextlib.contextmanager
+def using(tracer: RequestTracer) -> Iterator[None]:
+    """``tracer`` for the requests made inside the block only (a call that is no task's)."""
+    token = _CURRENT.set(tracer)
+    try:
+        yield
+    finally:
+        _CURRENT.reset(token)

@@ -23,15 +23,16 @@ classes; never the API key, a URL or a server's message.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
 from typing import Any
 
 from . import requestspans
 from .errors import ConfigurationError, RateLimitError
 from .events import EventHook, EventKind, TaskEvent
 
-__all__ = ["SpanHook", "resolve_tracer"]
+__all__ = ["SpanHook", "resolve_tracer", "traced_requests"]
 
 _NAME = "sora_async"
 _FINAL = (EventKind.SUCCEEDED, EventKind.FAILED)
@@ -106,14 +107,15 @@ class _RequestSpan:
 
 
 class _TaskRequests:
-    """Starts the request spans of one task, as children of its span."""
+    """Starts the request spans of one task, as children of its span (or, with no task, of
+    whatever span is current: a request that is no task's)."""
 
     __slots__ = ("_attributes", "_context", "_kind", "_trace", "_tracer")
 
-    def __init__(self, trace: Any, tracer: Any, task: Any, provider: str) -> None:
+    def __init__(self, trace: Any, tracer: Any, task: Any | None, provider: str) -> None:
         self._trace = trace
         self._tracer = tracer
-        self._context = trace.set_span_in_context(task)
+        self._context = trace.set_span_in_context(task) if task is not None else None
         self._kind = trace.SpanKind.CLIENT
         self._attributes = {"sora.provider": provider}
 
@@ -133,6 +135,20 @@ class _TaskRequests:
 
 def _name(error: BaseException | str) -> str:
     return error if isinstance(error, str) else type(error).__name__
+
+
+@contextlib.contextmanager
+def traced_requests(tracer: Any, provider: str) -> Iterator[None]:
+    """The requests made inside the block, which belong to no task (``credits()``), as spans
+    of ``tracer``: children of the caller's current span, if any. ``tracer`` None: nothing,
+    and opentelemetry is not imported."""
+    if tracer is None:
+        yield
+        return
+    from opentelemetry import trace
+
+    with requestspans.using(_TaskRequests(trace, tracer, None, provider)):
+        yield
 
 
 class _Spans:

@@ -22,7 +22,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from sora_async import ConfigurationError, CreateOutcomeUnknownError, SoraClient, requestspans
+from sora_async.config import Secret
 from sora_async.mock import Fault
+from sora_async.providers.freesora import FreeSora
+from sora_async.tracing import traced_requests
+from sora_async.transport import Transport
 
 pytestmark = pytest.mark.anyio
 
@@ -240,3 +244,32 @@ async def test_without_tracing_opentelemetry_is_never_imported() -> None:
     with anyio.fail_after(60):  # a hang guard
         done = await anyio.run_process([sys.executable, "-c", code], env=env, check=False)
     assert done.returncode == 0, done.stderr.decode()
+
+
+@pytest.mark.usefixtures("no_backoff_waits")
+async def test_a_request_of_no_task_is_traced_inside_traced_requests(
+    exported: tuple[Any, InMemorySpanExporter],
+) -> None:
+    # What SoraClient.credits() needs (it belongs to no task): the transport, as the client
+    # holds it, sends the credits call inside traced_requests.
+    tracer, exporter = exported
+    provider = FreeSora()
+    async with running_mock() as mock:
+        mock.inject("credits", Fault.SERVER_ERROR)
+        transport = Transport(mock.url_for("freesora"), Secret(KEY))
+        async with transport:
+            with traced_requests(None, "freesora"):  # tracing off: nothing, no import needed
+                await transport.call(provider.credits_call(), provider.decode_credits, safe=True)
+            with (
+                tracer.start_as_current_span("caller") as caller,
+                traced_requests(tracer, "freesora"),
+            ):
+                await transport.call(provider.credits_call(), provider.decode_credits, safe=True)
+            assert requestspans.current() is None
+
+    [credits] = [s for s in exporter.get_finished_spans() if s.name == "POST credits"]
+    assert credits.parent is not None and credits.parent.span_id == caller.context.span_id
+    assert credits.attributes["sora.endpoint"] == "credits"
+    assert credits.attributes["http.response.status_code"] == 200
+    assert credits.attributes["sora.retries"] == 0  # the fault went to the untraced call
+    _assert_nothing_secret([credits])
