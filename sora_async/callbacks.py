@@ -335,6 +335,10 @@ class CallbackReceiver:
             self._make_app(),
             access_log_class=self.access_log_class,
             shutdown_timeout=_SHUTDOWN_TIMEOUT,
+            # A body refused or cut off (408, 413) ends its connection: reading and discarding
+            # the rest for aiohttp's default 10 s would let a sender that never finishes hold
+            # the connection, and the receiver's shutdown, for the whole grace period.
+            lingering_time=0,
         )
         await runner.setup()
         try:

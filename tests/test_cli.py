@@ -245,3 +245,28 @@ async def test_global_options_after_the_command_win(mock: MockServer) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert mock.counters.requests["credits"] == 1
+
+
+async def test_the_command_line_starts_without_the_benchmark_harness() -> None:
+    # Every run builds the whole parser; the harness (its mock, plots and runners, most of a
+    # second of start-up) is imported only when `bench` runs. A fresh interpreter: this one
+    # may have imported it for another test.
+    code = (
+        "import sys\n"
+        "from sora_async.cli import main\n"
+        "assert main(['batch', '--help']) == 0\n"
+        "print(sorted(m for m in sys.modules if m.startswith('sora_async.bench')))\n"
+    )
+    with anyio.fail_after(60):  # a hang guard
+        done = await anyio.run_process([sys.executable, "-c", code], env=environment(), check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode().splitlines()[-1] == "[]"
+
+
+def test_the_bench_options_name_every_scenario_of_the_catalogue() -> None:
+    from sora_async.bench import catalogue
+    from sora_async.cli.bench_options import ON_REQUEST, SCENARIO_NAMES
+
+    scenarios = catalogue()
+    assert tuple(scenario.name for scenario in scenarios) == SCENARIO_NAMES
+    assert tuple(scenario.name for scenario in scenarios if scenario.only_when_named) == ON_REQUEST

@@ -1,15 +1,15 @@
-"""``sora-async bench``: its options, and the command that runs, prints and writes."""
+"""``sora-async bench``: the command that runs, prints and writes (its options are
+:mod:`sora_async.cli.bench_options`, which the command line reads without importing this)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import attrs
 
 from .. import ConfigurationError
-from ..argtypes import positive_int
+from ..cli.bench_options import add_arguments
 from .plots import have_matplotlib
 from .publish import BATCH_BLOCK, MAIN_BLOCK, default_out_dir, publish, source_root, write_run
 from .report import to_markdown
@@ -17,83 +17,6 @@ from .runner import run_benchmark
 from .scenarios import Kind, Scenario, catalogue
 
 __all__ = ["add_arguments", "run_command"]
-
-_NAMES = [scenario.name for scenario in catalogue()]
-_ON_REQUEST = [scenario.name for scenario in catalogue() if scenario.only_when_named]
-
-
-def _names(text: str) -> list[str]:
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in _NAMES]
-    if not names or unknown:
-        raise argparse.ArgumentTypeError(
-            f"unknown scenario {', '.join(unknown) or repr(text)}: allowed {', '.join(_NAMES)}"
-        )
-    return names
-
-
-def _sizes(text: str) -> tuple[int, ...]:
-    try:
-        sizes = tuple(int(part.replace("_", "")) for part in text.split(",") if part.strip())
-    except ValueError:
-        sizes = ()
-    if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"not a list of positive counts: {text!r}")
-    return sizes
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``bench`` subcommand's options."""
-    parser.add_argument(
-        "--quick", action="store_true", help="a smoke run of seconds, not comparable numbers"
-    )
-    parser.add_argument(
-        "--only",
-        "--scenario",
-        type=_names,
-        metavar="NAME[,NAME...]",
-        help=f"run only these scenarios: {', '.join(_NAMES)} ({', '.join(_ON_REQUEST)} runs "
-        "only when named: at 100,000 prompts it takes the better part of an hour)",
-    )
-    parser.add_argument(
-        "--sizes",
-        type=_sizes,
-        metavar="N[,N...]",
-        help="batch: the numbers of prompts (default 1000,10000,100000)",
-    )
-    parser.add_argument(
-        "--resume-items",
-        type=int,
-        metavar="N",
-        help="batch: time the resume of an N-item journal, half done (default 100000; 0: skip)",
-    )
-    parser.add_argument(
-        "--batch-script",
-        type=Path,
-        help="batch: the plain script (default: benchmarks/batch_script.py of the checkout)",
-    )
-    parser.add_argument("--seed", type=positive_int, default=7, help="(default %(default)s)")
-    parser.add_argument(
-        "--out",
-        type=Path,
-        help="directory for the run's files (default: benchmarks/results in a source "
-        "checkout, else a new temporary directory)",
-    )
-    parser.add_argument(
-        "--publish",
-        action="store_true",
-        help="also replace benchmarks/results/latest.* and the README table (full runs only)",
-    )
-    parser.add_argument(
-        "--baseline",
-        type=Path,
-        help="the baseline script (default: benchmarks/baseline.py of the source checkout)",
-    )
-    parser.add_argument(
-        "--profile",
-        action="store_true",
-        help="profile the SDK in the CPU scenario with pyinstrument (the bench extra)",
-    )
 
 
 async def run_command(args: argparse.Namespace) -> int:

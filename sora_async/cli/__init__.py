@@ -30,6 +30,7 @@ from ..errors import ConfigurationError, SoraError, ValidationError
 from ..eventlog import EVENT_LOGGER, JsonFormatter
 from ..models import AspectRatio, Model, Quality, TaskResult, TaskStatus, VideoRequest
 from ..providers import PROVIDER_NAMES
+from .bench_options import add_arguments as add_bench_arguments
 from .live import status_line
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "main"]
@@ -238,8 +239,6 @@ def _add_tool_commands(sub: _Commands) -> None:
     demo = sub.add_parser("demo", help="the main job end to end on the embedded mock server")
     demo.add_argument("--out", type=Path, help="keep the videos here (default: a temp dir)")
     demo.add_argument("--count", type=positive_int, default=12, help="number of prompts")
-
-    from ..bench import add_arguments as add_bench_arguments
 
     add_bench_arguments(sub.add_parser("bench", help="measure fan-out against the ideal schedule"))
 
