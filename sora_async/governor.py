@@ -79,7 +79,6 @@ from __future__ import annotations
 
 import math
 import re
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from types import TracebackType
@@ -87,6 +86,8 @@ from typing import Final, Protocol
 
 import anyio
 import attrs
+
+from . import waits
 
 __all__ = [
     "CAP_EVIDENCE_REFUSALS",
@@ -240,7 +241,9 @@ class LocalGovernor:
     """The in-process governor, on anyio primitives. See the module docstring.
 
     ``clock`` and ``sleep`` are injectable so that the 429 pause can be tested without waiting;
-    they must agree (``sleep(d)`` lets ``clock()`` advance by ``d``). ``default_pause`` and
+    they must agree (``sleep(d)`` lets ``clock()`` advance by ``d``). By default they are a
+    :class:`~sora_async.waits.SharedClock`, so :func:`sora_async.waits.set_testing` cuts the
+    pauses short like the other back-off waits. ``default_pause`` and
     ``max_default_pause`` bound the pause without Retry-After; ``min_pause`` is the shortest
     account-wide pause (a Retry-After of 0 would turn the probe into a tight loop).
     """
@@ -249,8 +252,8 @@ class LocalGovernor:
         self,
         total: int = DEFAULT_TOTAL,
         *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[object]] = anyio.sleep,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], Awaitable[object]] | None = None,
         default_pause: float = DEFAULT_RATE_LIMIT_PAUSE,
         max_default_pause: float = MAX_DEFAULT_RATE_LIMIT_PAUSE,
         min_pause: float = _MIN_RATE_LIMIT_PAUSE,
@@ -258,8 +261,9 @@ class LocalGovernor:
         self._total = _check_total(total)
         self._effective = self._total
         self._limiter = anyio.CapacityLimiter(self._total)
-        self._clock = clock
-        self._sleep = sleep
+        shared = waits.SharedClock()
+        self._clock = clock or shared.clock
+        self._sleep = sleep or shared.sleep
         self._default_pause = default_pause
         self._max_default_pause = max_default_pause
         self._min_pause = min_pause

@@ -7,6 +7,9 @@ uses this SDK, and the SDK's own, retry without waiting: each wait is cut to ``m
 the task that waited sees its clock move by the whole wait, so the same tries are made and a
 deadline ends them at the same point as in a real run. The skipped time belongs to the task
 that skipped it (a context variable): another task's deadlines are not moved.
+
+A deadline that several tasks wait for (the governor's account-wide 429 pause) is kept on a
+:class:`SharedClock` instead: one time for every task that reads it.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import time
 
 import anyio
 
-__all__ = ["clock", "is_testing", "set_testing", "sleep"]
+__all__ = ["SharedClock", "clock", "is_testing", "set_testing", "sleep"]
 
 
 class _Testing:
@@ -61,3 +64,29 @@ async def sleep(seconds: float) -> None:
         return
     _skipped.set(_skipped.get() + seconds - cap)
     await anyio.sleep(cap)
+
+
+class SharedClock:
+    """A clock and a sleep for deadlines that several tasks set and wait for.
+
+    In production, ``time.monotonic`` and ``anyio.sleep``. While testing, a wait cut short
+    moves this clock (for every task that reads it) to where the whole wait would have ended,
+    so a deadline one task set is over for the others once any of them has waited it out.
+    """
+
+    def __init__(self) -> None:
+        self._ahead = 0.0
+
+    def clock(self) -> float:
+        """Monotonic seconds, plus the waits skipped on this clock while testing."""
+        return time.monotonic() + self._ahead
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds``; while testing, at most ``max_wait`` of them really."""
+        cap = _Testing.max_wait
+        if cap is None or seconds <= cap:
+            await anyio.sleep(seconds)
+            return
+        wake = self.clock() + seconds
+        await anyio.sleep(cap)
+        self._ahead = max(self._ahead, wake - time.monotonic())

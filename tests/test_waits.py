@@ -10,7 +10,7 @@ import anyio
 import pytest
 from helpers import HANG_GUARD, client_for, created_elsewhere, running_mock
 
-from sora_async import RetryPolicy, ServerError, waits
+from sora_async import LocalGovernor, RetryPolicy, ServerError, waits
 from sora_async.mock import Fault
 
 pytestmark = pytest.mark.anyio
@@ -62,3 +62,23 @@ def test_a_bad_max_wait_is_refused() -> None:
         with pytest.raises(ValueError, match="max_wait"):
             waits.set_testing(True, max_wait=bad)
     assert not waits.is_testing()
+
+
+@pytest.mark.usefixtures("no_backoff_waits")
+async def test_the_governors_account_pause_is_a_testing_wait_over_for_every_task() -> None:
+    governor = LocalGovernor(2)
+    live = await governor.acquire()
+    governor.on_create_succeeded(live, "task-1")
+    refused = await governor.acquire()
+
+    async def retry_after_the_cap_429() -> None:
+        # The account's cap, Retry-After one minute: nobody creates before it is over.
+        await governor.on_rate_limited(refused, 60.0, message="too many concurrent tasks")
+
+    with anyio.fail_after(HANG_GUARD):  # the real minute would time the test out
+        async with anyio.create_task_group() as group:
+            group.start_soon(retry_after_the_cap_429)
+    # The task that waited the pause out was another one: the pause is over for this one too
+    # (one deadline for every acquirer, unlike the per-task clock of a retried call).
+    assert governor.statistics().paused_for == 0
+    assert governor.statistics().held == 2
