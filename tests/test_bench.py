@@ -7,6 +7,7 @@ No timing is asserted: the targets are reported by the benchmark, never checked 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -247,4 +248,9 @@ def test_quick_smoke_run_writes_json_and_markdown(
         assert len(run["lags"]) == scenario["tasks"]
         assert min(run["lags"]) >= 0.0
         assert run["status_requests"] >= scenario["tasks"]
+        # How busy the machine was, beside each client's figures.
+        assert run["loop_late_p95"] is not None and run["loop_late_p95"] >= 0.0
+        if sys.platform == "linux":
+            assert run["mock_cpu_seconds"] > 0.0
+            assert run["load_average"] >= 0.0
     assert {t["scenario"] for t in data["targets"]} == {"priors"}

@@ -79,6 +79,18 @@ class Child:
                 await process.wait()
             await process.aclose()
 
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time of the child so far (None where /proc does not tell)."""
+        if self._process is None:
+            return None
+        try:
+            with open(f"/proc/{self._process.pid}/stat", encoding="ascii") as stat:
+                # Fields after the command name (which may hold spaces), from the third on.
+                fields = stat.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return None
+
     async def call(self, function: Callable[..., Any], *args: Any) -> Any:
         """``function(*args)`` in the child (awaited there if it is a coroutine function)."""
         if self._conn is None:

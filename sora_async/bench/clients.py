@@ -8,6 +8,7 @@ terminal result; the mock's records say when each task really ended.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Final, Protocol
@@ -16,7 +17,7 @@ import anyio
 import attrs
 
 from .. import SoraClient, VideoRequest
-from .measures import ideal_makespan
+from .measures import ideal_makespan, quantile
 from .mockproc import MockProcess, ServerLog
 from .scenarios import Job, Scenario
 
@@ -34,6 +35,8 @@ KEY: Final = "bench-key"
 # Only reached when something hangs: no run needs this many ideal makespans.
 _HANG_FACTOR: Final = 20.0
 _HANG_FLOOR: Final = 120.0
+# The loop probe's sleep: 50 wakes a second.
+_PROBE_SLEEP: Final = 0.02
 
 
 class BaselineRun(Protocol):
@@ -66,6 +69,13 @@ class Observed:
     #: Client process CPU time over the run (the mock runs elsewhere).
     cpu_seconds: float
     log: ServerLog
+    #: How late a short sleep in the client's event loop woke, at the 95th percentile, s: a
+    #: loop that is CPU-starved (by the client, or by the machine) finds every task late.
+    loop_late_p95: float | None = None
+    #: The mock process's CPU time over the run (None where unknown).
+    mock_cpu_seconds: float | None = None
+    #: The machine's 1-minute load average at the end of the run (None where unknown).
+    load_average: float | None = None
 
 
 def mock_config(scenario: Scenario, seed: int) -> dict[str, Any]:
@@ -128,13 +138,21 @@ async def _observe(
     plan = scenario.fault_plan(seed, _horizon(jobs, scenario))
     url = await mock.start(mock_config(scenario, seed), plan)
     tally = _Tally()
+    late: list[float] = []
     try:
+        mock_cpu = mock.cpu_seconds()
         cpu = time.process_time()
         started = time.monotonic()
         with anyio.fail_after(hang_guard(scenario, jobs)):
-            await drive(url, tally)
+            async with anyio.create_task_group() as group:
+                group.start_soon(_probe_loop, late)
+                await drive(url, tally)
+                group.cancel_scope.cancel()
         finished = time.monotonic()
         cpu = time.process_time() - cpu
+        mock_after = mock.cpu_seconds()
+        if mock_cpu is not None and mock_after is not None:
+            mock_cpu = mock_after - mock_cpu
     finally:
         log = await mock.stop()
     return Observed(
@@ -146,7 +164,25 @@ async def _observe(
         unknown=tally.unknown,
         cpu_seconds=cpu,
         log=log,
+        loop_late_p95=quantile(late, 0.95),
+        mock_cpu_seconds=mock_cpu,
+        load_average=_load_average(),
     )
+
+
+async def _probe_loop(late: list[float]) -> None:
+    """Note how late each of a series of short sleeps wakes (few enough to cost nothing)."""
+    while True:
+        asked = time.monotonic()
+        await anyio.sleep(_PROBE_SLEEP)
+        late.append(max(0.0, time.monotonic() - asked - _PROBE_SLEEP))
+
+
+def _load_average() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except OSError:  # not available on this platform
+        return None
 
 
 async def observe_sdk(

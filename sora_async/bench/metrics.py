@@ -50,6 +50,12 @@ class ClientMetrics:
     cpu_seconds: float
     #: (created, ended) of every task on the mock, seconds since the client started.
     intervals: list[tuple[float, float]] = attrs.field(repr=False)
+    #: The client's event loop: how late a short sleep woke, 95th percentile, real seconds.
+    loop_late_p95: float | None = None
+    #: The mock process's CPU time over this client's run (None where unknown).
+    mock_cpu_seconds: float | None = None
+    #: The machine's 1-minute load average at the end of the run.
+    load_average: float | None = None
 
     @property
     def makespan_ratio(self) -> float:
@@ -71,9 +77,16 @@ class ClientMetrics:
     def cpu_ms_per_task(self) -> float:
         return 1000 * self.cpu_seconds / self.tasks
 
+    @property
+    def mock_cpu_ms_per_task(self) -> float | None:
+        if self.mock_cpu_seconds is None:
+            return None
+        return 1000 * self.mock_cpu_seconds / self.tasks
+
     def as_dict(self) -> dict[str, Any]:
         data = attrs.asdict(self)
         data.update(
+            mock_cpu_ms_per_task=self.mock_cpu_ms_per_task,
             makespan_ratio=self.makespan_ratio,
             polls_per_task=self.polls_per_task,
             lag_p50=self.lag_p50,
@@ -110,6 +123,9 @@ def analyse(
         rate_limited=counters.rate_limited,
         faults_fired=counters.faults_fired,
         cpu_seconds=observed.cpu_seconds,
+        loop_late_p95=observed.loop_late_p95,
+        mock_cpu_seconds=observed.mock_cpu_seconds,
+        load_average=observed.load_average,
         intervals=[
             (record.created_at - observed.started, record.terminal_at - observed.started)
             for record in records

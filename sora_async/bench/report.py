@@ -267,8 +267,9 @@ def _fanout_table(report: BenchReport) -> list[str]:
     lines = [
         "| scenario | tasks, cap | makespan / ideal | status polls per task | detection lag p50, "
         "s | lag p95, s | max live tasks | duplicate creates | client CPU ms per task | "
+        "mock CPU ms per task | client loop late p95, ms | load average | "
         "succeeded / failed / unknown |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for o in rows:
 
@@ -288,6 +289,14 @@ def _fanout_table(report: BenchReport) -> list[str]:
                     _pair(o, lambda m: str(m.max_live_tasks)),
                     _pair(o, lambda m: str(m.duplicate_creates)),
                     _pair(o, lambda m: _num(m.cpu_ms_per_task, 1)),
+                    _pair(o, lambda m: _num(m.mock_cpu_ms_per_task, 1)),
+                    _pair(
+                        o,
+                        lambda m: _num(
+                            None if m.loop_late_p95 is None else 1000 * m.loop_late_p95, 0
+                        ),
+                    ),
+                    _pair(o, lambda m: _num(m.load_average, 1)),
                     _pair(o, lambda m: f"{m.succeeded}/{m.failed}/{m.unknown}"),
                 ]
             )
@@ -295,7 +304,11 @@ def _fanout_table(report: BenchReport) -> list[str]:
         )
     return [
         "Each cell: **sora_async / baseline**. Lags are real-scale seconds (mock seconds ÷ the "
-        f"scenario's scale k; one base interval is {REAL_POLL_INTERVAL:g} s).",
+        f"scenario's scale k; one base interval is {REAL_POLL_INTERVAL:g} s). The last columns "
+        "say how busy the machine was: the mock's CPU per task (in its own process), how late "
+        "a 20 ms sleep in the client's loop woke (95th percentile, in real ms: at k = 1/90 "
+        "every 10 ms of it is almost a second of lag), and the 1-minute load average at the "
+        "end of the run.",
         "",
         *lines,
     ]
