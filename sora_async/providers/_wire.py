@@ -228,9 +228,15 @@ class _NotJson:
 _NOT_JSON = _NotJson()
 
 
+# One decoder for every answer: json.loads with any option builds a new one each call, which
+# cost as much as parsing a status answer.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def _parse_json(body: bytes) -> Any:
     try:
-        return json.loads(body, parse_constant=_reject_constant)
+        # What json.loads does with bytes (UTF-8, -16 or -32, told apart by the first bytes).
+        return _DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
     except (ValueError, RecursionError):
         return _NOT_JSON
 
