@@ -274,25 +274,33 @@ class _Engine:
             with self._scope:
                 async with anyio.create_task_group() as group:
                     with self._hand, self._feeder_scope:
-                        async for job in self._jobs():
-                            try:
-                                self._hand.send_nowait(job)  # to a worker waiting idle
-                            except anyio.WouldBlock:
-                                if self._workers < self._max_workers:
-                                    self._workers += 1
-                                    group.start_soon(self._worker, job)
-                                else:
-                                    await self._hand.send(job)
-        except Exception as exc:
-            # The input itself failed (a generator raised): running jobs were cancelled;
-            # the consumer gets the error after the results already delivered.
-            logger.error("generate_many stopped: the input raised %s", type(exc).__name__)
-            self._error = exc
+                        try:
+                            await self._feed(group)
+                        except Exception as exc:
+                            # The input itself failed (a generator raised): running jobs are
+                            # cancelled; the consumer gets this error, not the task group's
+                            # wrapping of it, after the results already delivered.
+                            logger.error(
+                                "generate_many stopped: the input raised %s", type(exc).__name__
+                            )
+                            self._error = exc
+                            group.cancel_scope.cancel()
         finally:
             self._take.close()
             self._report_left()
             self._send.close()
             self._done.set()
+
+    async def _feed(self, group: anyio.abc.TaskGroup) -> None:
+        async for job in self._jobs():
+            try:
+                self._hand.send_nowait(job)  # to a worker waiting idle
+            except anyio.WouldBlock:
+                if self._workers < self._max_workers:
+                    self._workers += 1
+                    group.start_soon(self._worker, job)
+                else:
+                    await self._hand.send(job)
 
     async def _jobs(self) -> AsyncIterator[Job]:
         position = 0
