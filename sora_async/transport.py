@@ -303,6 +303,9 @@ class Transport:
         # Proxies are chosen per request here, never by aiohttp's trust_env: that would also
         # read ~/.netrc and send its passwords to API and storage hosts.
         self._network = network or Network()
+        # Every API call goes to this host, so its proxy is chosen once (the settings are
+        # frozen), not by parsing each call's URL again.
+        self._api_proxy = self._network.proxy_for(self._base_url)
         self._sleep = sleep
         self._clock = clock
         self._state = _State.UNOPENED
@@ -471,7 +474,7 @@ class Transport:
         marking = _CURRENT_EXCHANGE.set(exchange)
         started = self._clock()
         url = self._base_url + call.path
-        proxy = self._network.proxy_for(url)
+        proxy = self._api_proxy
         try:
             async with session.request(
                 call.method,
