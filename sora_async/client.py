@@ -48,7 +48,7 @@ from .parts import build_parts
 from .polling import DurationKey
 from .providers import PreparedImage
 from .retry import RetryPolicy
-from .tracing import SpanHook, resolve_tracer
+from .tracing import SpanHook, resolve_tracer, traced_requests
 from .transport import CallTimeouts
 
 __all__ = ["DEFAULT_MAX_DOWNLOADS", "DEFAULT_WAIT_TIMEOUT", "SoraClient"]
@@ -389,9 +389,10 @@ class SoraClient:
             raise NotSupportedError(
                 f"{self._provider.name} has no credits endpoint; check the balance in its console"
             )
-        return await self._transport.call(
-            self._provider.credits_call(),
-            self._provider.decode_credits,
-            safe=True,
-            retry=self._retry,
-        )
+        with traced_requests(self._tracer, self._provider.name):
+            return await self._transport.call(
+                self._provider.credits_call(),
+                self._provider.decode_credits,
+                safe=True,
+                retry=self._retry,
+            )

@@ -662,6 +662,7 @@ class TaskRuntime:
     ) -> TaskResult:
         """SoraClient.generate: like :meth:`run_job`, but a create or a wait that fails raises
         (the caller of one video wants the error, not a result to inspect)."""
+        task_id: str | None = None
         try:
             task_id = await self.create(job, hook)
             result = await self.wait(
@@ -674,6 +675,14 @@ class TaskRuntime:
                 result = await self.fetch_files(result, job, dest=download_to, hook=hook)
             kind = EventKind.SUCCEEDED if result.ok else EventKind.FAILED
             await emit(hook, TaskEvent(kind, job.key, job.request, result.task_id, result=result))
+        except SoraError as exc:
+            # The error is the caller's answer; the hooks (event log, the task's span) still
+            # learn that this job ended, as they would in generate_many.
+            failed = TaskResult.from_exception(exc, job.request, task_id, key=job.key)
+            await _Observer(hook, "the event hook")(
+                TaskEvent(EventKind.FAILED, job.key, job.request, task_id, result=failed), job.key
+            )
+            raise
         finally:
             # The events ran in the caller's own context: a traced task's span must not stay
             # there as the parent of the caller's later requests when this one raised.

@@ -193,7 +193,11 @@ async def test_requests_after_a_traced_task_are_not_put_under_it(
         await client.generate("a kite")  # its events ran in this very context
         assert requestspans.current() is None
         await client.credits()
-    assert not [s for s in exporter.get_finished_spans() if s.name == "GET credits"]
+    # credits() belongs to no task: its request is a span of its own, a root.
+    [credits] = [
+        s for s in exporter.get_finished_spans() if s.attributes.get("sora.endpoint") == "credits"
+    ]
+    assert credits.parent is None
 
 
 @pytest.mark.usefixtures("no_backoff_waits")
@@ -206,8 +210,13 @@ async def test_a_generate_that_raises_leaves_no_task_span_behind(
         with pytest.raises(CreateOutcomeUnknownError):
             await client.generate("a kite")
         assert requestspans.current() is None
-    [create] = [s for s in exporter.get_finished_spans() if s.name == "POST create"]
+    spans = list(exporter.get_finished_spans())
+    [create] = [s for s in spans if s.name == "POST create"]
     assert create.attributes["error.type"] == "ServerError"
+    # The raising task's own span is ended (and so exported), as an error, not left open.
+    [task] = [s for s in spans if s.name == "sora_async.task"]
+    assert task.status.status_code is StatusCode.ERROR
+    assert create.parent is not None and create.parent.span_id == task.context.span_id
 
 
 async def test_generate_traces_its_task(exported: tuple[Any, InMemorySpanExporter]) -> None:
