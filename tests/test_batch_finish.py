@@ -79,6 +79,26 @@ async def test_appended_lines_are_new_items_and_a_changed_line_is_refused(
         assert mock.counters.creates == 3
 
 
+async def test_a_changed_line_is_refused_even_with_lines_appended(tmp_path: Path) -> None:
+    # Appended lines let the journal trust its items without comparing them, but only once the
+    # file's bytes up to its last known item are the file it knew.
+    source, out = tmp_path / "prompts.txt", tmp_path / "out"
+    write_prompts(source, 2)
+    async with batch_mock() as mock:
+        argv = batch_argv(mock, source, out)
+        assert (await run_cli(argv)).returncode == 0
+
+        source.write_text(
+            "a changed first line\nprompt number 1\none more prompt\n", encoding="utf-8"
+        )
+        changed = await run_cli(argv)
+
+        assert changed.returncode == 2
+        [message] = changed.stderr_lines()
+        assert f"{source}:1:" in message and "changed" in message
+        assert mock.counters.creates == 2
+
+
 async def test_visibility_is_announced_and_sent(tmp_path: Path) -> None:
     source, out = tmp_path / "prompts.txt", tmp_path / "out"
     write_prompts(source, 1)

@@ -127,6 +127,13 @@ class InputReader:
         self._base_dir = self.path.parent
         self.fingerprint: str | None = None
         self.count: int | None = None
+        self._hasher: Any = None
+
+    def fingerprint_so_far(self) -> str:
+        """The ``sha256:`` digest of the bytes read so far: right after an item is yielded,
+        those of the file up to the end of that item's line."""
+        digest: str = self._hasher.hexdigest()
+        return "sha256:" + digest
 
     def __iter__(self) -> Iterator[InputItem]:
         return self._read()
@@ -134,7 +141,7 @@ class InputReader:
     def _read(self) -> Iterator[InputItem]:
         self.fingerprint = None
         self.count = None
-        hasher = hashlib.sha256()
+        hasher = self._hasher = hashlib.sha256()
         try:
             handle = self.path.open("rb")
         except OSError as exc:

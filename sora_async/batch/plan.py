@@ -194,24 +194,45 @@ class Planner:
         if held:
             forget_held(self.out)
 
-    async def _plan(self, client: SoraClient, reader: InputReader, fingerprint: str) -> Plan:
+    async def _plan(
+        self, client: SoraClient, reader: InputReader, fingerprint: str, *, compare: bool = False
+    ) -> Plan:
         plan = Plan()
         journal = self.journal
         # The same file with the same options as the journal's last run: its known items are
         # the ones recorded, so only their states are read (a 100,000-item resume plans in
         # seconds). Otherwise every known item is compared with its line.
         options_key = json.dumps(self.defaults, sort_keys=True, default=str)
+        same_options = journal is not None and journal.meta.get(_OPTIONS_KEY) == options_key
         trusted = (
-            journal is not None
+            not compare
+            and same_options
+            and journal is not None
             and journal.previous_input_fingerprint == fingerprint
-            and journal.meta.get(_OPTIONS_KEY) == options_key
         )
+        # Lines appended to that file: its items are trusted too once the file's bytes up to
+        # the last known item's line prove to be that file (checked before anything is added;
+        # if they are not, the items are compared after all, in one more read).
+        known = sum(journal.summary().values()) if journal is not None else 0
+        appended = not compare and not trusted and same_options and 0 < known < self.total
         chunk: list[InputItem] = []
         for item in reader:
             chunk.append(item)
-            if len(chunk) >= REGISTER_CHUNK:
-                self._plan_chunk(client, chunk, plan, trusted=trusted)
+            last_known = appended and item.index == known - 1
+            if len(chunk) >= REGISTER_CHUNK or last_known:
+                whole = self._plan_chunk(
+                    client, chunk, plan, trusted=trusted or appended, register=not appended
+                )
                 chunk = []
+                if last_known:
+                    assert journal is not None
+                    if not whole or reader.fingerprint_so_far() != (
+                        journal.previous_input_fingerprint
+                    ):
+                        # Not the file the journal knew, only grown: compare every item.
+                        del self.console.lines[:]
+                        return await self._plan(client, reader, fingerprint, compare=True)
+                    trusted, appended = True, False
                 await anyio.lowlevel.checkpoint()
         if chunk:
             self._plan_chunk(client, chunk, plan, trusted=trusted)
@@ -236,8 +257,16 @@ class Planner:
         return plan
 
     def _plan_chunk(
-        self, client: SoraClient, chunk: list[InputItem], plan: Plan, *, trusted: bool
-    ) -> None:
+        self,
+        client: SoraClient,
+        chunk: list[InputItem],
+        plan: Plan,
+        *,
+        trusted: bool,
+        register: bool = True,
+    ) -> bool:
+        """Plan (and register, unless not ``register``) ``chunk``; whether the journal knew
+        all of it."""
         journal = self.journal
         for item in chunk:
             self.console.lines.append(item.line)
@@ -252,7 +281,7 @@ class Planner:
                 item = chunk[known.index - first]
                 self._check_same_request(known, item, request_to_json(item.request))
                 known_states[known.index] = known.state
-        if journal is not None and not self.dry_run and len(known_states) < len(chunk):
+        if journal is not None and register and not self.dry_run and len(known_states) < len(chunk):
             journal.add_items(
                 (item.index, item.request.prompt, request_to_json(item.request))
                 for item in chunk
@@ -260,6 +289,7 @@ class Planner:
             )
         for item in chunk:
             self._count(client, plan, item.request, known_states.get(item.index, _S.PENDING))
+        return len(known_states) == len(chunk)
 
     def _check_same_request(self, known: ItemRow, item: InputItem, request_json: str) -> None:
         if known.request_json == request_json and known.prompt == item.request.prompt:
