@@ -94,7 +94,12 @@ async def test_a_refused_create_raises_its_class_and_frees_the_slot(
 async def test_a_refused_status_raises_its_class_at_once(
     provider: str, route: str, number: int, error: type[APIError]
 ) -> None:
-    async with running_mock() as mock, client_for(mock, provider) as client:
+    # A long task polled rarely: the client's own follower must not poll (and take the
+    # injected refusal) between the create and the status call, however loaded the machine.
+    async with (
+        running_mock(task_seconds=600) as mock,
+        client_for(mock, provider, poll_interval=60, expected_duration=600) as client,
+    ):
         task_id = await client.create(VideoRequest("a kite"))
         inject(mock, "status", route, number)
         with pytest.raises(error) as caught:
