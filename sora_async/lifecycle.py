@@ -720,6 +720,10 @@ class TaskRuntime:
                     raise
             else:
                 attempt.task_id = job.task_id
+                if isinstance(hook, requestspans.TaskSpans):
+                    # No event comes before the follower adopt() spawns, in a copy of this
+                    # context: the task's span starts here, or its polls would be no one's.
+                    hook.adopting(job.key, job.task_id)
                 await self.adopt(job.task_id, job.request)
             result = await self.wait(
                 attrs.evolve(job, task_id=attempt.task_id),

@@ -3,7 +3,9 @@
 A traced run's event hook (:class:`~sora_async.tracing.SpanHook`) puts the job's
 :class:`RequestTracer` in a context variable when the job's first event is seen: the create
 is sent from that same context, and its follower (the task that polls) and the download run in
-copies of it. Each request then asks :func:`current` once; without tracing that is one context
+copies of it. A job given a task id has no event before its follower is spawned, so the runtime
+tells such a hook first (:class:`TaskSpans`): the task's span then starts at adoption.
+Each request asks :func:`current` once; without tracing that is one context
 variable read and a None check, with nothing allocated and opentelemetry never imported.
 This module imports nothing of opentelemetry itself; the tracer behind the protocol does.
 """
@@ -13,9 +15,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from contextvars import ContextVar
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-__all__ = ["RequestSpan", "RequestTracer", "current", "use", "using"]
+__all__ = ["RequestSpan", "RequestTracer", "TaskSpans", "current", "use", "using"]
 
 
 class RequestSpan(Protocol):
@@ -39,6 +41,15 @@ class RequestTracer(Protocol):
     """Makes the request spans of one task, as children of its span."""
 
     def start(self, method: str, endpoint: str) -> RequestSpan: ...
+
+
+@runtime_checkable
+class TaskSpans(Protocol):
+    """An event hook that keeps a span per task (and so can start one before any event)."""
+
+    def adopting(self, key: object, task_id: str) -> None:
+        """Job ``key`` follows the existing task ``task_id``: start its span now and make its
+        tracer this context's, so the follower spawned from here traces its first poll."""
 
 
 _CURRENT: ContextVar[RequestTracer | None] = ContextVar("sora_async_request_tracer", default=None)

@@ -1,7 +1,8 @@
 """Optional OpenTelemetry spans of a run's tasks and of their HTTP requests (extra ``otel``).
 
 ``SoraClient(tracing=True)`` (the global tracer provider) or ``tracing=<a Tracer>`` gives each
-task a span ``sora_async.task`` from its first event to SUCCEEDED or FAILED. Its children:
+task a span ``sora_async.task`` from its first event (a job given a task id: from its adoption,
+before the first poll) to SUCCEEDED or FAILED. Its children:
 
 * one CLIENT span per HTTP request made for it, named ``"<METHOD> <endpoint>"`` (``POST
   create``, ``GET status`` for each poll, ``GET download`` for each file), from the first
@@ -188,8 +189,17 @@ class SpanHook:
             name, context=context, attributes={"sora.provider": self._provider}
         )
 
-    def _job(self, event: TaskEvent) -> _Spans:
-        key = event.key if isinstance(event.key, (str, int, float, bool)) else str(event.key)
+    def adopting(self, key: object, task_id: str) -> None:
+        """See :class:`~sora_async.requestspans.TaskSpans` (the runtime calls it)."""
+        try:
+            spans = self._job(key, task_id)
+        except Exception:  # as in __call__: a span that cannot be made stops no task
+            logger.debug("could not trace adopted task %s", task_id, exc_info=True)
+            return
+        requestspans.use(spans.requests)
+
+    def _job(self, key: object, task_id: str | None) -> _Spans:
+        key = key if isinstance(key, (str, int, float, bool)) else str(key)
         spans = self._jobs.get(key)
         if spans is None:
             attributes: dict[str, Any] = {"sora.provider": self._provider, "sora.key": str(key)}
@@ -198,13 +208,13 @@ class SpanHook:
             task = self._tracer.start_span("sora_async.task", attributes=attributes)
             requests = _TaskRequests(self._trace, self._tracer, task, self._provider)
             spans = self._jobs[key] = _Spans(key, task, requests)
-        if event.task_id is not None:
-            spans.task.set_attribute("sora.task_id", event.task_id)
+        if task_id is not None:
+            spans.task.set_attribute("sora.task_id", task_id)
         return spans
 
     def _record(self, event: TaskEvent) -> None:
         kind = event.kind
-        spans = self._job(event)
+        spans = self._job(event.key, event.task_id)
         # The job's requests are made in the context its events come from (the create, and
         # the download) or in a copy of it (the follower's polls, spawned after CREATING).
         requestspans.use(None if kind in _FINAL else spans.requests)

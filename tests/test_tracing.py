@@ -21,7 +21,14 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from sora_async import ConfigurationError, CreateOutcomeUnknownError, SoraClient, requestspans
+from sora_async import (
+    ConfigurationError,
+    CreateOutcomeUnknownError,
+    Job,
+    SoraClient,
+    VideoRequest,
+    requestspans,
+)
 from sora_async.config import Secret
 from sora_async.mock import Fault
 from sora_async.providers.freesora import FreeSora
@@ -182,6 +189,36 @@ async def test_a_failed_create_is_an_error_span_under_its_task(
         create.attributes["sora.attempts"] == 1
     )  # a create with an unknown outcome is never re-sent
     assert task.status.status_code is StatusCode.ERROR
+    _assert_nothing_secret(spans)
+
+
+async def test_every_poll_of_an_adopted_task_is_under_its_span(
+    exported: tuple[Any, InMemorySpanExporter], tmp_path: Path
+) -> None:
+    # A job given a task id is never created: no event comes before its follower's first
+    # poll (at once, the task's age being unknown), yet that poll is the task's too.
+    tracer, exporter = exported
+    async with running_mock(task_seconds=0.6, file_size=4096) as mock:
+        async with client_for(mock, "sora2api", KEY) as creator:  # an earlier run, untraced
+            task_id = await creator.create("a kite")
+        before = mock.counters.requests["status"]
+        async with client_for(mock, "sora2api", KEY, tracing=tracer) as client:
+            jobs = [Job(VideoRequest("a kite"), key="kite", task_id=task_id)]
+            [result] = [r async for r in client.generate_many(jobs, download_to=tmp_path)]
+        polls = mock.counters.requests["status"] - before
+    assert result.ok and result.task_id == task_id
+    assert polls >= 2  # the first one at once, before any event
+
+    spans = list(exporter.get_finished_spans())
+    [task] = [s for s in spans if s.name == "sora_async.task"]
+    assert task.attributes["sora.task_id"] == task_id
+    assert task.attributes["sora.state"] == "succeeded"
+    assert not [s for s in spans if s.attributes.get("sora.endpoint") == "create"]
+    assert len(_children(spans, task, "status")) == polls
+    assert len([s for s in spans if s.attributes.get("sora.endpoint") == "status"]) == polls
+    [download] = _children(spans, task, "download")
+    assert download.attributes["http.response.status_code"] == 200
+    assert requestspans.current() is None
     _assert_nothing_secret(spans)
 
 
