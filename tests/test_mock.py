@@ -369,6 +369,54 @@ async def test_fail_marker_fails_and_refunds_freesora(api: Api, clock: ManualClo
     assert api.mock.counters.refunds == 1
 
 
+class LeapClock(ManualClock):
+    """A ManualClock that can move on by itself right after one reading: time passing in the
+    middle of an answer, as it does when the machine is loaded."""
+
+    def __init__(self, start: float) -> None:
+        super().__init__(start)
+        self._leap = 0.0
+
+    def leap_after_next_reading(self, seconds: float) -> None:
+        self._leap = seconds
+
+    def __call__(self) -> float:
+        now = super().__call__()
+        leap, self._leap = self._leap, 0.0
+        if leap:
+            self.advance(leap)
+        return now
+
+
+@pytest.mark.parametrize("provider", ["freesora", "sora2api"])
+async def test_a_status_answer_is_of_one_instant(provider: str) -> None:
+    # A failed task's refund is settled when the mock first sees it ended. A poll that settled
+    # before the task's end and read its state after it answered "failed" with
+    # credits_refunded false (the e2e refund test, once under load): one reading per answer.
+    # The callback dispatcher is kept from reading the clock (it settles on each tick).
+    clock = LeapClock(1000.0)
+    config = MockConfig(
+        task_seconds=10.0, jitter=0.0, clock=clock, tick_interval=3600.0, sora2api_price=7
+    )
+    async with running(config) as api:
+        task_id = await api.create(provider, "storm [fail]")
+        clock.advance(9.0)
+        clock.leap_after_next_reading(5.0)  # the task ends while its first answer is made
+        answers = 0
+        while True:
+            answers += 1
+            data = (await api.status(provider, task_id)).json["data"]
+            if data.get("status") == "failed" or data.get("successFlag") == 3:
+                break
+            assert answers < 3
+        # Said failed: its refund is already made, and said so.
+        assert api.mock.counters.refunds == 1
+        if provider == "freesora":
+            assert data["credits_refunded"] is True and data["refund_trans_no"]
+        assert answers == 2  # the first answer was made before the leap: still running
+        assert api.mock.credits(KEY) == 1_000_000
+
+
 async def test_sora2api_failures_use_flags_2_and_3(api: Api, clock: ManualClock) -> None:
     generation = await api.create("sora2api", "storm [fail]")
     creation = await api.create("sora2api", "storm [fail:create]")

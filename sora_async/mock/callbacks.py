@@ -72,7 +72,8 @@ class CallbackDispatcher:
         assert task.callback_url is not None
         state = self._state
         url = file_url(self._app, task.origin, task.task_id)
-        payload = {"code": 200, "msg": "success", "data": record_data(task, state, url)}
+        data = record_data(task, state, state.now(), url)
+        payload = {"code": 200, "msg": "success", "data": data}
         timeout = aiohttp.ClientTimeout(total=state.config.callback_timeout)
         try:
             async with self._session.post(task.callback_url, json=payload, timeout=timeout) as rsp:

@@ -125,10 +125,11 @@ async def check_result(request: web.Request, state: MockState, key: str) -> dict
     task_id = body.get("taskId")
     if not isinstance(task_id, str) or not task_id:
         raise bad_field("taskId", "required: the id returned by create")
-    task = state.owned_task(PROVIDER, key, task_id)
+    now = state.now()
+    task = state.owned_task(PROVIDER, key, task_id, now)
     state.note_poll(task)
     url = file_url(request.app, origin_of(request), task.task_id)
-    data = status_data(task, state.now(), url)
+    data = status_data(task, now, url)
     override = state.status_overrides.get(task.task_id)
     if override is not None:
         data["status"] = override

@@ -68,9 +68,8 @@ async def generate(request: web.Request, state: MockState, key: str) -> dict[str
     return {"taskId": task.task_id}
 
 
-def record_data(task: Task, state: MockState, url: str) -> dict[str, Any]:
-    """record-info's data, keyed exactly like the document's sample."""
-    now = state.now()
+def record_data(task: Task, state: MockState, now: float, url: str) -> dict[str, Any]:
+    """record-info's data at ``now``, keyed exactly like the document's sample."""
     status = task.state(now)
     if status is TaskState.SUCCEEDED:
         flag, code = SuccessFlag.SUCCESS, 0
@@ -97,6 +96,7 @@ async def record_info(request: web.Request, state: MockState, key: str) -> dict[
     task_id = request.query.get("taskId", "")
     if not task_id:
         raise bad_field("taskId", "required in the query string")
-    task = state.owned_task(PROVIDER, key, task_id)
+    now = state.now()
+    task = state.owned_task(PROVIDER, key, task_id, now)
     state.note_poll(task)
-    return record_data(task, state, file_url(request.app, origin_of(request), task.task_id))
+    return record_data(task, state, now, file_url(request.app, origin_of(request), task.task_id))

@@ -259,9 +259,13 @@ class MockState:
                 return seconds
         return self.config.task_seconds
 
-    def owned_task(self, provider: str, key: str, task_id: str) -> Task:
-        """The caller's task, or 404: another account's task is as unknown as a made-up id."""
-        self.settle()
+    def owned_task(self, provider: str, key: str, task_id: str, now: float) -> Task:
+        """The caller's task, or 404: another account's task is as unknown as a made-up id.
+
+        Settled at ``now``, the reading the answer is then made of: a second reading could
+        fall after the task's end, and the answer say "failed" with its refund not yet made.
+        """
+        self.settle(now)
         task = self._tasks.get(task_id)
         if task is None or task.provider != provider or task.account != key:
             raise ApiFailure(404, f"task not found: {task_id}")
@@ -276,16 +280,17 @@ class MockState:
 
     def task(self, task_id: str) -> TaskRecord:
         """A snapshot of one task; KeyError if the mock never created it."""
-        self.settle()
+        now = self.now()
+        self.settle(now)
         found = self._tasks.get(task_id)
         if found is None:
             raise KeyError(task_id)
-        return found.record(self.now(), self.counters.polls_by_task[task_id])
+        return found.record(now, self.counters.polls_by_task[task_id])
 
     def tasks(self, key: str | None = None) -> list[TaskRecord]:
         """Snapshots of every task (of one account), in creation order."""
-        self.settle()
         now = self.now()
+        self.settle(now)
         polls: Counter[str] = self.counters.polls_by_task
         return [
             task.record(now, polls[task.task_id])
@@ -301,9 +306,9 @@ class MockState:
 
     def downloadable(self, task_id: str) -> bytes:
         """The file of a succeeded task still within retention, else a 404."""
-        self.settle()
-        task = self._tasks.get(task_id)
         now = self.now()
+        self.settle(now)
+        task = self._tasks.get(task_id)
         if task is None or task.state(now) is not TaskState.SUCCEEDED:
             raise ApiFailure(404, "no such file")
         retention = self.config.retention_seconds
