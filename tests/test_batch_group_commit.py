@@ -55,6 +55,9 @@ async def test_a_200_task_run_commits_at_most_3_transactions_per_task(tmp_path: 
     # Intent, task id, success and files: four writes a task, one transaction each without
     # group commit (plus the registration of the input).
     assert 0 < outcome.journal_commits <= 3 * len(prompts), outcome.journal_commits
+    # Only the groups holding a create's intent or task id fsync (the last ends ride on the
+    # run's final sync).
+    assert 0 < outcome.journal_fsyncs < outcome.journal_commits, outcome
 
 
 def journal_task_ids(path: Path) -> dict[int, str | None]:
@@ -119,6 +122,20 @@ async def test_a_failed_group_commit_fails_its_writers_and_nothing_is_paid_twice
         for task_id in set(created) - set(recorded.values()):
             assert task_id in broken.stderr, (task_id, broken.stderr)
 
+        done = await run_cli(argv)
+
+        assert done.returncode == 0, done.stderr
+        check_succeeded(mock, out, prompts)
+        assert created_once(mock, prompts)
+
+
+async def test_the_ends_posted_last_are_in_the_manifest_on_a_slow_disk(tmp_path: Path) -> None:
+    # Each commit takes a fifth of a second: the last tasks' ends are still queued when their
+    # jobs return, and the run must wait for them before its manifest.
+    source, out = tmp_path / "prompts.txt", tmp_path / "out"
+    prompts = write_prompts(source, 6)
+    async with batch_mock(task_seconds=0.0, cap=20) as mock:
+        argv = with_faulty_journal(batch_argv(mock, source, out), "_commit:slow")
         done = await run_cli(argv)
 
         assert done.returncode == 0, done.stderr

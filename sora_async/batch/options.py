@@ -54,6 +54,9 @@ class BatchOutcome:
     manifest: Path | None = None
     #: Task ids created but not in the journal (a journal that could not be written).
     held_task_ids: Mapping[int, str] = attrs.field(factory=dict)
-    #: Journal transactions this run committed (each one fsync), registering the input
-    #: included: what group commit saves is measured here.
+    #: Journal transactions this run committed, registering the input included: what group
+    #: commit saves is measured here.
     journal_commits: int = 0
+    #: Of those (and the run's last sync), the ones that fsync'd the journal: the groups that
+    #: held a create's intent or outcome, and the first registrations.
+    journal_fsyncs: int = 0

@@ -1,7 +1,11 @@
-"""The run's events become journal writes: each step of each task goes through the run's
-group commit and is awaited, so it is on disk before the task goes on (the intent before the
-create is sent, the task id before the first poll, the success before the first byte, the files
-and "succeeded" before the manifest). Also the display's moves and the notes on what failed."""
+"""The run's events become journal writes through the run's group commit. What money safety
+needs is awaited, fsync'd, before its task goes on: the intent before the create is sent, the
+task id (or the create's failure) before anything else happens to the task. How a created task
+ended (its success and files, or its failure) is posted, not awaited, and committed without an
+fsync of its own: the task's slot and worker go on at once, the run waits for every posted
+write (and one fsync) before its last manifest, and a crash before they are on disk costs a
+re-run one poll, or one check of a file. Also the display's moves and the notes on what
+failed."""
 
 from __future__ import annotations
 
@@ -85,8 +89,37 @@ class Recorder:
         self.held = held
 
     async def _write(self, call: Any, *args: Any, **kwargs: Any) -> Any:
-        """One journal write through the run's group commit; returns once it is durable."""
+        """One journal write through the run's group commit; returns once it is fsync'd."""
         return await self.writer.write(functools.partial(call, *args, **kwargs))
+
+    def _post(
+        self,
+        index: int,
+        call: Callable[[], Any],
+        then: Callable[[], None] | None = None,
+    ) -> None:
+        """One journal write that may wait: committed in a later group without an fsync of its
+        own; ``then()`` runs once it is committed. A refused or failed write is handled as
+        :meth:`on_event` handles an awaited one."""
+
+        def settled(ok: bool, value: Any) -> None:
+            if ok:
+                if then is not None:
+                    then()
+            elif isinstance(value, JournalTransitionError):
+                logger.warning("journal: %s", value)
+                self.notes[index] = one_line(str(value))
+            elif isinstance(value, JournalError):
+                self.control.journal_failed(value)
+            else:
+                # A bug in a write: the run stops as for a broken journal, loudly.
+                logger.error("journal write for item %d failed: %r", index, value)
+                self.control.journal_failed(JournalError(f"journal write failed: {value!r}"))
+
+        try:
+            self.writer.post(call, settled)
+        except JournalError as exc:
+            self.control.journal_failed(exc)
 
     async def on_event(self, event: TaskEvent) -> None:
         """The run's event hook: each step journaled (and awaited) before its task goes on."""
@@ -209,9 +242,15 @@ class Recorder:
         urls = list(event.result.video_urls)
         self.fetching[index] = (urls, [])
         self.tracker.move(index, Phase.DOWNLOADING, start=Phase.RUNNING)
-        # The success, before the first byte: a re-run knows the task is paid for and done
-        # (it resumes the .part files without waiting for the task again).
-        await self._write(self.journal.record_terminal, index, TaskState.SUCCEEDED, video_urls=urls)
+        # The success, posted as the first byte is asked for: a re-run that finds it knows the
+        # task is paid for and done (it resumes the .part files without waiting for the task
+        # again); one that does not polls the task once more.
+        self._post(
+            index,
+            functools.partial(
+                self.journal.record_terminal, index, TaskState.SUCCEEDED, video_urls=urls
+            ),
+        )
 
     async def _downloaded(self, index: int, event: TaskEvent) -> None:
         assert event.file is not None
@@ -224,14 +263,19 @@ class Recorder:
         label = self.console.label(index)
         urls, files = self.fetching.pop(index, (list(result.video_urls), []))
         if result.download_error is not None:
-            await self._download_failed(index, result, result.download_error, urls, files)
+            self._download_failed(index, result, result.download_error, urls, files)
             return
-        # The end, every file and "succeeded" in one write: durable before the manifest.
-        await self._write(self.journal.record_finished, index, urls or result.video_urls, files)
-        self.notes.pop(index, None)
-        self.tracker.move(index, Phase.SUCCEEDED, start=Phase.RUNNING)
         names = ", ".join(out_relative(self.out, f) for f in result.files)
-        self.console.display.item(f"{label} succeeded {result.task_id}: {names}")
+
+        def done() -> None:
+            self.notes.pop(index, None)
+            self.tracker.move(index, Phase.SUCCEEDED, start=Phase.RUNNING)
+            self.console.display.item(f"{label} succeeded {result.task_id}: {names}")
+
+        # The end, every file and "succeeded" in one write; the manifest is made from the
+        # journal, so it says "succeeded" once this is committed.
+        write = self.journal.record_finished
+        self._post(index, functools.partial(write, index, urls or result.video_urls, files), done)
 
     async def _failed(self, index: int, event: TaskEvent) -> None:
         assert event.result is not None
@@ -245,22 +289,25 @@ class Recorder:
             # It failed after DOWNLOADING announced the success: its files failed, not the task.
             urls, files = self.fetching.pop(index)
             cause = result.download_error or result.error
-            await self._download_failed(index, result, cause, urls, files)
+            self._download_failed(index, result, cause, urls, files)
             return
         if result.exception is None:
             # The task itself failed on the server.
-            await self._write(
+            def done() -> None:
+                self.tracker.move(index, Phase.FAILED, start=Phase.RUNNING)
+                self.console.display.item(
+                    f"{label} failed {result.task_id}: {error} ({refund_text(result.refunded)})",
+                    problem=True,
+                )
+
+            write = functools.partial(
                 self.journal.record_terminal,
                 index,
                 TaskState.FAILED,
                 error=result.error,
                 refunded=result.refunded,
             )
-            self.tracker.move(index, Phase.FAILED, start=Phase.RUNNING)
-            self.console.display.item(
-                f"{label} failed {result.task_id}: {error} ({refund_text(result.refunded)})",
-                problem=True,
-            )
+            self._post(index, write, done)
             return
         # Polling gave up (timeout, auth, network): the task lives on; a re-run picks it up.
         note = f"not seen finished: {error}; a re-run polls it again"
@@ -311,7 +358,7 @@ class Recorder:
             self.tracker.move(index, Phase.FAILED)
             self.console.display.item(f"{label} failed (not created): {error}", problem=True)
 
-    async def _download_failed(
+    def _download_failed(
         self,
         index: int,
         result: TaskResult,
@@ -328,4 +375,5 @@ class Recorder:
         self.console.display.item(f"{label} {result.task_id}: {note}", problem=True)
         # The success and the files that are whole: a re-run fetches only the rest.
         urls = urls or result.video_urls
-        await self._write(self.journal.record_finished, index, urls, files, done=False)
+        write = self.journal.record_finished
+        self._post(index, functools.partial(write, index, urls, files, done=False))

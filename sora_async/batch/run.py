@@ -100,6 +100,7 @@ async def run_batch(client: SoraClient, options: BatchOptions) -> BatchOutcome:
         manifest=batch.console.manifest_path if batch.planner.journal is not None else None,
         held_task_ids=dict(batch.held),
         journal_commits=batch.journal_commits,
+        journal_fsyncs=batch.journal_fsyncs,
     )
 
 
@@ -128,6 +129,7 @@ class _Batch:
         self.fatal: BaseException | None = None
         self.prepare_scope = anyio.CancelScope()
         self.journal_commits = 0
+        self.journal_fsyncs = 0
 
     # -- the whole command --------------------------------------------------------------------
 
@@ -147,8 +149,12 @@ class _Batch:
             self.console.display.stop()
             journal = self.planner.journal
             if journal is not None:
-                self.journal_commits = journal.commits
-                logger.info("journal: %d commits (transactions) in this run", journal.commits)
+                self.journal_commits, self.journal_fsyncs = journal.commits, journal.fsyncs
+                logger.info(
+                    "journal: %d commits (transactions) in this run, %d of them fsync'd",
+                    journal.commits,
+                    journal.fsyncs,
+                )
                 journal.close()
         if failure is not None:
             raise failure
@@ -258,8 +264,14 @@ class _Batch:
             except SoraError as exc:  # the journal failed under the input: raised below
                 failure = exc
             finally:
-                # Every hook has returned: nothing waits for the writer any more.
-                group.cancel_scope.cancel()
+                try:
+                    # Every hook has returned; the ends they posted are committed and
+                    # fsync'd before the manifest reports them.
+                    await writer.settle()
+                except JournalError as exc:
+                    self.journal_failed(exc)
+                finally:
+                    group.cancel_scope.cancel()
         if failure is not None:
             raise failure
 
@@ -331,7 +343,8 @@ class _Batch:
         )
 
     def _hard_exit(self) -> NoReturn:
-        """The second Ctrl-C: stop now. The journal has every step already committed."""
+        """The second Ctrl-C: stop now. The journal has every create's step committed; an end
+        still queued (a task's success, its files) is lost, and a re-run polls that task."""
         with contextlib.suppress(Exception):
             self.console.display.stop()
         in_flight = len(self.intents)

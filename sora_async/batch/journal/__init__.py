@@ -1,12 +1,29 @@
 """The durable batch journal: no finished video is lost and no prompt is paid for twice.
 
 ``sora-async batch`` runs for hours and may be killed at any moment. Every state change of every
-input item is committed (WAL mode, ``synchronous=FULL``) before the call that made it returns,
-so whatever a call reported as done survives a crash or ``kill -9``. Called directly, each call
-is one transaction. A run calls them through :class:`GroupCommit` instead: the writes that
-arrive while one commit is in flight share the next transaction (one fsync for many tasks),
-and each caller awaits the commit of its own write. A batch task costs four writes over its
-life (intent, task id, success, files with "succeeded"), about 1.4 transactions once grouped.
+input item is committed (WAL mode) before the call that made it returns, so whatever a call
+reported as done survives a crash or ``kill -9``. Called directly, each call is one transaction
+with ``synchronous=FULL`` (an fsync). A run calls them through :class:`GroupCommit` instead: the
+writes that arrive while one commit is in flight share the next transaction (one fsync for many
+tasks), and each caller awaits the commit of its own write. A batch task costs four writes over
+its life (intent, task id, success, files with "succeeded").
+
+Durability by kind of write. A power cut, unlike ``kill -9``, also loses what the OS had not
+written out; what it may lose without harm decides which groups are fsync'd:
+
+- the intent before a create is sent, and the create's outcome (its task id, or that nothing was
+  made): fsync'd before the run goes on (``GroupCommit.write``). Losing the intent of a create
+  that reached the server would let a re-run send it again, and losing a task id would leave a
+  paid task nobody follows; so neither is ever only in the OS's cache when the next step runs.
+- a task's end (its success and URLs, its files and "succeeded", or its failure): committed with
+  ``synchronous=NORMAL``, posted without being awaited (``GroupCommit.post``). In WAL mode such
+  a commit is in the WAL in the OS's cache at once, so ``kill -9`` loses nothing; an fsync of the
+  WAL (the next fsync'd group, a checkpoint, or ``GroupCommit.settle`` at the end of a run,
+  before the last manifest) takes it to disk, and with it every frame before. A power cut
+  before that loses these ends and nothing else (the WAL is replayed in order up to its first
+  frame not on disk, so what remains is a state the journal was in): a re-run polls those
+  tasks once more and fetches their files again. A file is fsync'd and in place before its
+  record is written, so the journal never says "succeeded" for a file the disk does not hold.
 
 Modules: :mod:`.types` (states, snapshots, errors), :mod:`.states` (the transition table every
 state change is checked against), :mod:`.store` (SQLite: schema, opening, the calls below) and

@@ -9,6 +9,16 @@ acknowledgement; the writer takes everything queued, runs it in one transaction
 on disk. While it commits, new writes queue for the next group, so twenty tasks answered at
 once cost one fsync, not twenty, and the event loop never waits on the disk.
 
+Not every write needs its own fsync. A write that says a create is about to be sent or what it
+made (``fsync=True``, the default) is on disk, power cut included, before its caller goes on:
+that is what keeps a prompt from being paid twice. A write that only records how a created task
+ended (``fsync=False``) is committed with ``synchronous=NORMAL``: it survives ``kill -9`` at
+once, and a power cut from the next fsync'd group on (an fsync of the WAL takes every frame
+before it along); losing it costs a re-run one poll of the task, or one check of a file that
+is verified anyway. A group is fsync'd when any write in it asks for it. :meth:`post` queues
+such a write without waiting for it, so a task's end does not wait for its bookkeeping;
+:meth:`settle` waits for every posted write and makes them power-cut safe.
+
 A write that is refused (a transition the state table does not allow) fails alone; a group
 whose commit fails fails every write in it, so no caller is told "durable" for something that
 is not on disk. Reads go through the writer too, between two groups: the connection is the
@@ -32,17 +42,27 @@ T = TypeVar("T")
 
 
 class _Call:
-    __slots__ = ("call", "done", "ok", "value")
+    __slots__ = ("call", "done", "fsync", "ok", "then", "value")
 
-    def __init__(self, call: Callable[[], Any]) -> None:
+    def __init__(
+        self,
+        call: Callable[[], Any],
+        fsync: bool,
+        then: Callable[[bool, Any], None] | None = None,
+    ) -> None:
         self.call = call
-        self.done = anyio.Event()
+        self.fsync = fsync
+        self.then = then
+        self.done: anyio.Event | None = None if then is not None else anyio.Event()
         self.ok = False
         self.value: Any = None
 
     def settle(self, ok: bool, value: Any) -> None:
         self.ok, self.value = ok, value
-        self.done.set()
+        if self.then is not None:
+            self.then(ok, value)
+        if self.done is not None:
+            self.done.set()
 
 
 class GroupCommit:
@@ -54,26 +74,55 @@ class GroupCommit:
         self._reads: list[_Call] = []
         self._wake = anyio.Event()
         self._stopped = False
+        #: Posted writes not yet settled, and the event set when the last one is.
+        self._posted = 0
+        self._idle = anyio.Event()
+        self._idle.set()
         #: Groups committed (each one transaction): for tests and measurements.
         self.groups = 0
 
-    async def write(self, call: Callable[[], T]) -> T:
-        """Run ``call`` (journal writes) in the next group; return once it is on disk.
+    async def write(self, call: Callable[[], T], *, fsync: bool = True) -> T:
+        """Run ``call`` (journal writes) in the next group; return once it is committed (with
+        ``fsync``, on disk: see the module docstring).
 
         Raises what the call raised, or the group's JournalError when its commit failed.
         """
-        return await self._submit(call, self._writes)  # type: ignore[no-any-return]
+        return await self._submit(_Call(call, fsync), self._writes)  # type: ignore[no-any-return]
+
+    def post(self, call: Callable[[], Any], then: Callable[[bool, Any], None]) -> None:
+        """Queue ``call`` (journal writes that need no fsync) for the next group and return at
+        once; ``then(ok, result_or_exception)`` is called on the event loop when its group
+        ended. Raises JournalError when the writer has stopped."""
+        if self._stopped:
+            raise JournalError(f"the journal {self.journal.path} is no longer written")
+
+        def settled(ok: bool, value: Any) -> None:
+            self._posted -= 1
+            if not self._posted:
+                self._idle.set()
+            then(ok, value)
+
+        if not self._posted:
+            self._idle = anyio.Event()
+        self._posted += 1
+        self._writes.append(_Call(call, False, settled))
+        self._wake.set()
+
+    async def settle(self) -> None:
+        """Wait for every posted write, then make what they wrote power-cut safe."""
+        await self._idle.wait()
+        await self._submit(_Call(self.journal.sync, False), self._reads)
 
     async def read(self, call: Callable[[], T]) -> T:
         """Run ``call`` (journal reads) off the event loop, between two groups."""
-        return await self._submit(call, self._reads)  # type: ignore[no-any-return]
+        return await self._submit(_Call(call, False), self._reads)  # type: ignore[no-any-return]
 
-    async def _submit(self, call: Callable[[], Any], queue: list[_Call]) -> Any:
+    async def _submit(self, pending: _Call, queue: list[_Call]) -> Any:
         if self._stopped:
             raise JournalError(f"the journal {self.journal.path} is no longer written")
-        pending = _Call(call)
         queue.append(pending)
         self._wake.set()
+        assert pending.done is not None
         await pending.done.wait()
         if pending.ok:
             return pending.value
@@ -100,7 +149,9 @@ class GroupCommit:
     def _flush(self, writes: list[_Call], reads: list[_Call]) -> list[tuple[bool, Any]]:
         outcomes: list[tuple[bool, Any]] = []
         if writes:
-            outcomes = self.journal.run_group([pending.call for pending in writes])
+            calls = [pending.call for pending in writes]
+            fsync = any(pending.fsync for pending in writes)
+            outcomes = self.journal.run_group(calls, fsync=fsync)
             self.groups += 1
         for pending in reads:
             try:

@@ -184,8 +184,16 @@ class Journal:
         # each write is then one savepoint of it.
         self._in_group = False
         self._in_savepoint = False
-        #: Transactions committed since opening (each one fsync): for tests and measurements.
+        #: Transactions committed since opening: for tests and measurements.
         self.commits = 0
+        #: Of those, the ones committed with synchronous=FULL (each one an fsync of the WAL).
+        self.fsyncs = 0
+        # The connection's synchronous setting (FULL since _prepare) and the next
+        # transaction's: run_group lowers it for groups that hold nothing a crash may not lose.
+        self._full = True
+        self._want_full = True
+        # A group was committed without an fsync since the last one.
+        self._unsynced = False
         self.path = path
         #: The meta table as opened (schema version, input fingerprint, provider, base URL...).
         self.meta = {k: v for k, v in meta.items() if k != _PREVIOUS_INPUT}
@@ -422,12 +430,19 @@ class Journal:
                     self._in_savepoint = False
                 return
             try:
+                if self._want_full is not self._full:
+                    # Only between transactions: inside one, SQLite refuses the change.
+                    conn.execute(f"PRAGMA synchronous={'FULL' if self._want_full else 'NORMAL'}")
+                    self._full = self._want_full
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise JournalError(f"journal write failed: {exc}") from None
             try:
                 yield conn
                 self._commit(conn)
+                if self._full:
+                    self.fsyncs += 1
+                self._unsynced = not self._full
             except BaseException as exc:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
@@ -465,10 +480,18 @@ class Journal:
         conn.execute("COMMIT")
         self.commits += 1
 
-    def run_group(self, calls: Sequence[Callable[[], Any]]) -> list[tuple[bool, Any]]:
+    def run_group(
+        self, calls: Sequence[Callable[[], Any]], *, fsync: bool = True
+    ) -> list[tuple[bool, Any]]:
         """Run ``calls`` (each one or more of this journal's write methods) in ONE
         transaction, so one fsync makes them all durable: ``(True, result)`` or
         ``(False, exception)`` per call, in order.
+
+        ``fsync=False`` commits with ``synchronous=NORMAL``: the group survives ``kill -9`` (the
+        WAL is in the OS's cache) and becomes power-cut safe with the next ``fsync=True``
+        group or checkpoint; a power cut before then loses it, and only it and the other
+        groups after the last fsync (the WAL's frames are replayed in order, up to the first
+        one not on disk). For writes a crash may lose without harm (see the package docstring).
 
         Each call is its own savepoint: a call that is refused (a transition the table does
         not allow) is undone alone and the others are kept. When the transaction itself
@@ -477,6 +500,7 @@ class Journal:
         """
         outcomes: list[tuple[bool, Any]] = []
         with self._lock:
+            self._want_full = fsync
             try:
                 with self._write():
                     self._in_group = True
@@ -490,7 +514,25 @@ class Journal:
                         self._in_group = False
             except JournalError as exc:
                 return [(False, exc) for _ in calls]
+            finally:
+                self._want_full = True
         return outcomes
+
+    def sync(self) -> None:
+        """Make every committed group power-cut safe (one fsync of the WAL), e.g. before a
+        manifest that reports what those groups wrote."""
+        with self._lock:
+            if not self._unsynced:
+                return
+            conn = self._require_conn()
+            try:
+                # A checkpoint fsyncs the WAL before copying it (an empty COMMIT would write,
+                # and so fsync, nothing).
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except sqlite3.Error as exc:
+                raise JournalError(f"journal sync failed: {exc}") from None
+            self._unsynced = False
+            self.fsyncs += 1
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
