@@ -1,8 +1,9 @@
 """Shared pieces of the ``sora-async batch`` tests (no tests here).
 
-A CLI that a test kills (-9) or interrupts (SIGINT) runs as a real subprocess
-(``python -m sora_async``, :func:`started`); one that runs to its end (:func:`run_cli`) runs in
-this process (inprocess_cli.py), the same code without a second of interpreter start-up. Both
+A CLI that a test kills (-9) or interrupts (SIGINT) runs as a real process
+(``python -m sora_async``, :func:`started`), forked by the fork server (zygote.py); one that
+runs to its end (:func:`run_cli`) runs in this process (inprocess_cli.py). Neither pays a
+second of interpreter start-up. Both
 talk to a MockServer served by the test's own event loop, and either can run again on the same
 directory; the mock's counters and file bytes are the evidence. A :class:`PausableClock`
 freezes the mock's tasks so that a kill or a Ctrl-C lands at a known moment: with every slot
@@ -26,6 +27,7 @@ from typing import Any
 import anyio
 import anyio.abc
 import attrs
+import zygote
 from inprocess_cli import environment, run_main
 
 from sora_async.mock import MockConfig, MockServer
@@ -128,12 +130,13 @@ def no_traceback(done: Finished) -> Finished:
 
 async def run_cli(argv: list[str]) -> Finished:
     """Run the CLI to its end. ``python -m sora_async ...`` runs inside this process (see
-    inprocess_cli.py); any other program (a wrapper such as faulty_journal.py) is a subprocess."""
+    inprocess_cli.py); any other program (a wrapper such as faulty_journal.py) is a process of
+    its own, forked by the fork server (zygote.py)."""
     with anyio.fail_after(HANG_GUARD):
         if argv[1:3] == ["-m", "sora_async"]:
             ran = await run_main(argv[3:], cli_env())
             return no_traceback(Finished(ran.returncode, ran.stdout, ran.stderr))
-        done = await anyio.run_process(argv, check=False, env=cli_env(), stdin=subprocess.DEVNULL)
+        done = await zygote.run_process(argv, env=cli_env())
     return no_traceback(Finished(done.returncode, done.stdout.decode(), done.stderr.decode()))
 
 
@@ -172,7 +175,7 @@ class Running:
 @contextlib.asynccontextmanager
 async def started(argv: list[str]) -> AsyncIterator[Running]:
     """Start the CLI; on leaving, a process still alive is killed."""
-    process = await anyio.open_process(argv, env=cli_env(), stdin=subprocess.DEVNULL)
+    process = await zygote.open_process(argv, env=cli_env(), stdin=subprocess.DEVNULL)
     running = Running(process)
     async with anyio.create_task_group() as group:
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+import zygote
 from inprocess_cli import environment, run_main
 
 from sora_async.mock import MockConfig, MockServer
@@ -34,10 +35,11 @@ async def sora(*argv: str, env: dict[str, str] | None = None) -> subprocess.Comp
 
 
 async def sora_process(*argv: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """``python -m sora_async ARGV`` as a real process: the interpreter's own exit status."""
+    """``python -m sora_async ARGV`` as a real process (forked by the fork server, zygote.py):
+    the interpreter's own exit status."""
     with anyio.fail_after(60):
-        done = await anyio.run_process(
-            [sys.executable, "-m", "sora_async", *argv], env=environment(**env), check=False
+        done = await zygote.run_process(
+            [sys.executable, "-m", "sora_async", *argv], env=environment(**env)
         )
     return subprocess.CompletedProcess(
         done.args, done.returncode, done.stdout.decode(), done.stderr.decode()
@@ -172,7 +174,7 @@ async def test_an_api_error_is_one_line_without_the_key(mock: MockServer) -> Non
 
 
 async def test_mock_server_serves_both_providers(tmp_path: Path) -> None:
-    process = await anyio.open_process(
+    process = await zygote.open_process(
         [sys.executable, "-m", "sora_async", "mock-server", "--port", "0", "--task-seconds", "0"]
     )
     try:
@@ -195,7 +197,7 @@ async def test_mock_server_serves_both_providers(tmp_path: Path) -> None:
             assert json.loads(done.stdout)["state"] == "succeeded"
     finally:
         process.terminate()
-        await process.wait()
+        await process.aclose()
 
 
 async def test_demo_runs_the_main_job_offline(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import sys
 
 import anyio
 import pytest
+import zygote
 
 from sora_async.bench.single import _run as run_command
 from sora_async.cli.live import StatusLine, status_line
@@ -72,7 +73,7 @@ async def test_generate_on_a_terminal_shows_the_line_off_one_prints_results_only
 
         environ = {k: v for k, v in os.environ.items() if not k.startswith("SORA_")}
         with anyio.fail_after(60):  # a hang guard, not a timing assertion
-            piped = await anyio.run_process(argv, env=environ, check=False)
+            piped = await zygote.run_process(argv, env=environ)
         assert piped.returncode == 0, piped.stderr
         assert json.loads(piped.stdout)["state"] == "succeeded"
         assert b"\r" not in piped.stderr and b"elapsed" not in piped.stderr

@@ -1,8 +1,9 @@
 """The crash matrix, bounded for CI: six seeded SIGKILLs of ``sora-async batch``, each re-run.
 
-Each point is a real CLI subprocess killed with SIGKILL (never in-process: a crash must lose
-the process's memory and its unflushed writes) before a create's answer, right after one,
-half-way through a file, while the final manifest is written, or a seeded time into the run.
+Each point is a real CLI process (forked by the fork server, zygote.py) killed with SIGKILL
+(never in-process: a crash must lose the process's memory and its unflushed writes) before a
+create's answer, right after one, half-way through a file, while the final manifest is
+written, or a seeded time into the run.
 The re-run (and --resubmit-unknown when the re-run reports unknown outcomes) must create no
 prompt twice unasked, lose no item and leave every file identical to the mock's bytes.
 ``benchmarks/crash_matrix.py`` runs twenty points and publishes the figures.
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+import zygote
 
 from sora_async.crashmatrix import Kill, MatrixReport, MatrixSettings, draw_points, run_point
 from sora_async.mock import MockConfig, MockServer, Trip
@@ -30,7 +32,7 @@ CI_POINTS = draw_points(CI_SEED, 6, MatrixSettings().items)
 
 @pytest.mark.parametrize("point", CI_POINTS, ids=[p.label() for p in CI_POINTS])
 async def test_a_kill_then_a_rerun_loses_nothing_and_pays_once(point, tmp_path: Path) -> None:
-    result = await run_point(point, tmp_path)
+    result = await run_point(point, tmp_path, open_process=zygote.open_process)
 
     details = json.dumps(result.as_dict(), indent=1)
     assert result.killed, details

@@ -17,6 +17,7 @@ from typing import Any
 
 import anyio
 import pytest
+import zygote
 from helpers import client_for, running_mock
 
 from sora_async import TaskState
@@ -122,9 +123,7 @@ def test_with_the_event_logger_off_the_hook_is_not_wrapped() -> None:
 async def cli(*argv: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SORA_")}
     with anyio.fail_after(60):  # a hang guard, not a timing assertion
-        done = await anyio.run_process(
-            [sys.executable, "-m", "sora_async", *argv], env=env, check=False
-        )
+        done = await zygote.run_process([sys.executable, "-m", "sora_async", *argv], env=env)
     return subprocess.CompletedProcess(
         done.args, done.returncode, done.stdout.decode(), done.stderr.decode()
     )

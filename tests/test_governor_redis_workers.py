@@ -1,9 +1,9 @@
 """Worker processes sharing one account through a real redis-server (issue 11).
 
 Each test starts its own redis-server and one mock server (cap 20); the workers are separate
-Python processes (tests/redis_worker.py) that talk real HTTP to the mock and real RESP to Redis.
-Figures (max live tasks, 429s, recovery times) are printed for the record, never asserted on
-time.
+Python processes (tests/redis_worker.py, forked by the fork server: zygote.py) that talk real
+HTTP to the mock and real RESP to Redis. Figures (max live tasks, 429s, recovery times) are
+printed for the record, never asserted on time.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 
 import anyio
 import pytest
+import zygote
 from helpers import HANG_GUARD
 from redis.asyncio import Redis
 from redis_support import HEARTBEAT, LEASE_TTL, RedisServer, parse_report, worker_command
@@ -64,7 +65,7 @@ class Worker:
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        async with await anyio.open_process(self.command) as process:
+        async with await zygote.open_process(self.command) as process:
             self.process = process
             self.pid = process.pid
             task_status.started()
@@ -113,7 +114,7 @@ async def _wait_for(condition: Any) -> None:
 
 
 async def _run(command: list[str], reports: dict[str, dict[str, Any]], name: str) -> None:
-    done = await anyio.run_process(command, check=False)
+    done = await zygote.run_process(command)
     assert done.returncode == 0, done.stderr.decode()[-3000:]
     reports[name] = parse_report(done.stdout)
 

@@ -8,7 +8,6 @@ import random
 import shutil
 import signal
 import sqlite3
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import pytest
+import zygote
 from helpers import examples
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -999,21 +999,15 @@ def test_kill_9_leaves_a_consistent_prefix(tmp_path: Path, seed: int) -> None:
     wait_lines = random.Random(seed).randint(1, 600)
     path = tmp_path / DEFAULT_JOURNAL_NAME
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(path), str(n)],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=REPO,
-    )
-    assert child.stdout is not None
+    # A real process (forked by the fork server, zygote.py): the kill must take its memory.
+    child = zygote.TextChild([sys.executable, "-c", CHILD, str(path), str(n)], env=env, cwd=REPO)
     seen = [child.stdout.readline() for _ in range(wait_lines)]
     child.send_signal(signal.SIGKILL)
-    child.wait()
+    returncode = child.wait()
     # Whatever the child printed, the record before it had returned.
     seen += child.stdout.readlines()
     child.stdout.close()
-    assert child.returncode == -signal.SIGKILL
+    assert returncode == -signal.SIGKILL
     events = [line.split() for line in seen if line.strip()]
     assert events[0] == ["ready"]
     assert ["finished"] not in events, "the child ended before the kill: nothing was tested"

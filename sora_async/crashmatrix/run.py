@@ -13,11 +13,12 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import anyio.to_thread
 import attrs
 
@@ -172,12 +173,20 @@ class _Ran:
     stderr: str
 
 
-async def _run(argv: list[str], logs: Path, killer: _Killer | None, guard: float) -> _Ran:
+#: How a point starts its CLI processes: ``anyio.open_process`` or anything called the same way
+#: that gives a real process to kill (the test suite's fork server, which saves each one the
+#: interpreter's start-up).
+OpenProcess = Callable[..., Awaitable[anyio.abc.Process]]
+
+
+async def _run(
+    argv: list[str], logs: Path, killer: _Killer | None, guard: float, open_process: OpenProcess
+) -> _Ran:
     """One CLI process, its output in files (a killed process leaves no pipe half-read)."""
     logs.parent.mkdir(parents=True, exist_ok=True)
     out_path, err_path = logs.with_suffix(".stdout"), logs.with_suffix(".stderr")
     with out_path.open("wb") as stdout, err_path.open("wb") as stderr:
-        process = await anyio.open_process(
+        process = await open_process(
             argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, env=_env()
         )
         try:
@@ -273,8 +282,11 @@ def _check_files(mock: MockServer, out: Path, rows: list[dict[str, Any]], items:
 class _Point:
     """One point's runs against one mock; the evidence is read from the mock and the folder."""
 
-    def __init__(self, point: KillPoint, workdir: Path, settings: MatrixSettings) -> None:
+    def __init__(
+        self, point: KillPoint, workdir: Path, settings: MatrixSettings, open_process: OpenProcess
+    ) -> None:
         self.point = point
+        self.open_process = open_process
         self.settings = settings
         self.workdir = workdir
         self.source, self.out = workdir / "prompts.txt", workdir / "out"
@@ -299,7 +311,8 @@ class _Point:
         )
 
     async def _cli(self, argv: list[str], name: str, killer: _Killer | None = None) -> _Ran:
-        ran = await _run(argv, self.workdir / "logs" / name, killer, self.settings.hang_guard)
+        logs = self.workdir / "logs" / name
+        ran = await _run(argv, logs, killer, self.settings.hang_guard, self.open_process)
         self.exits.append(ran.code)
         if "Traceback" in ran.stderr or "Traceback" in ran.stdout:
             self.problems.append(f"run {name} printed a traceback")
@@ -376,7 +389,15 @@ class _Point:
 
 
 async def run_point(
-    point: KillPoint, workdir: Path, settings: MatrixSettings | None = None
+    point: KillPoint,
+    workdir: Path,
+    settings: MatrixSettings | None = None,
+    *,
+    open_process: OpenProcess = anyio.open_process,
 ) -> PointResult:
-    """Run ``point`` in ``workdir`` (made if missing; the batch's files and logs stay there)."""
-    return await _Point(point, workdir, settings or MatrixSettings()).run()
+    """Run ``point`` in ``workdir`` (made if missing; the batch's files and logs stay there).
+
+    ``open_process`` starts the CLI's processes (see :data:`OpenProcess`); their CPU seconds
+    are counted only when they are this process's children.
+    """
+    return await _Point(point, workdir, settings or MatrixSettings(), open_process).run()
