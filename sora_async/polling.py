@@ -107,9 +107,14 @@ UNKNOWN_STATUS_LIMIT: Final = 3
 #: Weight of the newest observation in a learned duration, once a few have been seen.
 LEARNING_RATE: Final = 0.1
 
-# Aim this fraction of min_interval past the predicted finish, so that the poll lands after
-# the task flips to succeeded rather than just before it.
-_FINISH_MARGIN_FRACTION: Final = 0.25
+# Aimed at the latest plausible finish, a poll needs only this fraction of min_interval more.
+_LATE_MARGIN_FRACTION: Final = 0.05
+# A predicted finish known less closely than this fraction of the base interval is
+# approached by a poll a floor before its earliest, which narrows it down.
+_APPROACH_FRACTION: Final = 0.5
+# Finished tasks of one kind seen before a progress prediction that agrees with them is
+# trusted beyond the cautious reach.
+_TRUSTED_AFTER: Final = 3
 # Exponents beyond this only overflow; every delay is capped long before.
 _MAX_EXPONENT: Final = 64
 # Enough history for the estimates; bounds memory for a wait without a deadline.
@@ -129,11 +134,12 @@ _SPREAD_PSEUDO_COUNT: Final = 2
 
 class Observation(NamedTuple):
     """One status seen by the poller: when its request was sent (on the poller's clock), the
-    state, the progress."""
+    state, the progress, and when its answer came back (None: at once)."""
 
     time: float
     state: TaskState
     progress: float | None = None
+    answered_at: float | None = None
 
 
 class WakeSignal(Protocol):
@@ -251,6 +257,7 @@ class PollSchedule:
     expected_duration:          where the finish window is centred (None: no window).
     expected_spread:            its half-width is 2.5 times this (default 25% of the duration).
     callback_fallback_interval: the gap while a completion callback is expected.
+    learned:                    finished tasks of this kind the window comes from (0: a prior).
     """
 
     base_interval: float = attrs.field(default=5.0, validator=_positive)
@@ -267,6 +274,7 @@ class PollSchedule:
     expected_duration: float | None = attrs.field(default=None, validator=_optional_positive)
     expected_spread: float | None = attrs.field(default=None, validator=_optional_positive)
     callback_fallback_interval: float = attrs.field(default=60.0, validator=_positive)
+    learned: int = attrs.field(default=0, validator=attrs.validators.ge(0))
 
     def __attrs_post_init__(self) -> None:
         if not self.min_interval <= self.base_interval <= self.max_interval:
@@ -398,12 +406,15 @@ class PollPlanner:
         """The schedule for a new task of ``request`` (None: a task of unknown request)."""
         key = self.key(request)
         seen = self._learned.get(key)
+        learned = 0
         if seen is not None:
-            expected, spread = seen.mean, seen.spread()
+            expected, spread, learned = seen.mean, seen.spread(), seen.count
         else:
             expected = self._expected_duration or self._profile.prior(key.model)
             spread = _PRIOR_SPREAD * expected
-        return PollSchedule(expected_duration=expected, expected_spread=spread, **self._gaps)
+        return PollSchedule(
+            expected_duration=expected, expected_spread=spread, learned=learned, **self._gaps
+        )
 
     def learn(
         self,
@@ -540,6 +551,14 @@ def _window_target(
     return max(lower, last_time + dense)
 
 
+def _answered(obs: Observation) -> float:
+    """When ``obs``'s answer came back (its send when unknown): the status held in between."""
+    answered = obs.answered_at
+    if answered is None or not answered >= obs.time or not math.isfinite(answered):
+        return obs.time
+    return answered
+
+
 def _progress_target(
     s: PollSchedule, observations: Sequence[Observation], *, started_at: float, lower: float
 ) -> float | None:
@@ -550,46 +569,83 @@ def _progress_target(
     progress = min(100.0, float(last.progress))
     # Movement is measured from when the task was last seen not moving (queued at 0%), or from
     # its creation, so that time spent pending does not make it look slow ...
-    zero_time = started_at
+    zero: Observation | None = None
     moving: Observation | None = None
     for obs in reversed(observations):
         if obs.progress is None:
             continue
         if obs.progress <= 0:
-            zero_time = obs.time
+            zero = obs
             break
         moving = obs
-    anchor_time, anchor_progress = zero_time, 0.0
+    anchor_time = started_at if zero is None else zero.time
+    anchor_progress = 0.0
     # ... and once it has been seen moving twice, from the first of those, which also removes
     # any pending time that was never observed.
-    if (
+    seen_moving = (
         moving is not None
         and moving is not last
         and moving.progress is not None
         and last.time > moving.time
         and progress > moving.progress
-    ):
+    )
+    if seen_moving:
+        assert moving is not None and moving.progress is not None
         anchor_time, anchor_progress = moving.time, float(moving.progress)
-    span = last.time - anchor_time
-    if not span > 0 or not progress > anchor_progress:
+    if not progress > anchor_progress:
         return None
     # Whole percentages hide up to one percent. The fastest rate they allow gives the earliest
-    # plausible finish, where the poll is aimed (an early guess costs one poll, a late one
-    # lag); the slowest gives the latest, until which a due task is polled briskly.
+    # plausible finish; the slowest, from when this value was first seen, the latest.
+    span = last.time - anchor_time
+    if not span > 0:
+        return None
     fast = (progress + 1.0 - anchor_progress) / span
-    margin = _FINISH_MARGIN_FRACTION * s.min_interval
-    aim = last.time + (99.0 - progress) / fast + margin
-    if aim <= lower:
-        # The slowest: from the create, at 0% for sure, to when this value was first seen.
-        changed_at = observations[-_unchanged_run(observations)].time
-        slow_span = changed_at - started_at
-        slow = (progress - 1.0) / slow_span if slow_span > 0 else 0.0
-        if slow > 0 and last.time <= changed_at + (100.0 - progress) / slow:
-            return max(lower, last.time + _DENSE_FRACTION * (last.time - started_at))
-        return None  # stalled past any plausible finish: polled like a task without progress
+    early = last.time + (99.0 - progress) / fast
+    first_seen = observations[-_unchanged_run(observations)]
+    slow_span = first_seen.time - anchor_time
+    gained = progress - anchor_progress - 1.0
+    late = math.inf
+    if gained > 0 and slow_span > 0:
+        late = _answered(first_seen) + (100.0 - progress) * slow_span / gained
     age = max(0.0, last.time - started_at)
-    reach = min(s.progress_fraction * age, last.time - zero_time)
-    return min(aim, last.time + min(s.max_interval, max(s.base_interval, reach)))
+    # Aimed at the latest plausible finish, so that one poll sees the task done, when the
+    # finish is known that closely; otherwise a floor before the earliest, where a reading
+    # narrows it down and still leaves room for a poll at the finish.
+    aim = min(late + _LATE_MARGIN_FRACTION * s.min_interval, early + s.min_interval)
+    if late - early > _APPROACH_FRACTION * s.base_interval and early - s.min_interval > lower:
+        aim = early - s.min_interval
+    if aim <= lower:
+        if last.time <= late:
+            # Due, but not yet by the slowest rate: polled briskly until it would be done.
+            return max(lower, last.time + _DENSE_FRACTION * age)
+        return None  # stalled past any plausible finish: polled like a task without progress
+    if seen_moving and _agrees_with_history(s, early, late, started_at=started_at):
+        # Two readings and the durations seen for this kind of task tell the same story:
+        # the prediction is trusted as far ahead as it goes.
+        cap = s.max_interval
+    else:
+        # Otherwise trusted no further ahead than a fraction of the task's age, nor than it
+        # has been seen moving: progress that is not linear would otherwise hide a finish.
+        since_zero = last.time - (started_at if zero is None else zero.time)
+        reach = min(s.progress_fraction * age, since_zero)
+        cap = min(s.max_interval, max(s.base_interval, reach))
+    ahead = aim - last.time
+    if ahead > cap:
+        if cap < s.max_interval:
+            return last.time + cap  # a cap that grows with the task's age
+        # Evenly spaced on the way, so that the last gap is not the one squeezed short of the
+        # aim (the poll after it could then come no sooner than a floor later).
+        ahead /= math.ceil(ahead / cap)
+    return last.time + ahead
+
+
+def _agrees_with_history(s: PollSchedule, early: float, late: float, *, started_at: float) -> bool:
+    """The finish predicted between ``early`` and ``late`` falls where tasks of this kind were
+    seen to finish, and enough of them were seen for that to mean something."""
+    window = s.window()
+    if s.learned < _TRUSTED_AFTER or window is None:
+        return False
+    return early <= started_at + window[1] and late >= started_at + window[0]
 
 
 # -- the wait loop ---------------------------------------------------------------------------
@@ -701,7 +757,9 @@ async def poll_until_terminal(
                 on_status(status)
             if status.is_terminal:
                 return status
-            observations.append(Observation(last_poll_at, status.state, status.progress))
+            observations.append(
+                Observation(last_poll_at, status.state, status.progress, clock())
+            )
         if clock() >= deadline:
             raise timed_out() from last_error
 

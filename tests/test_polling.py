@@ -225,11 +225,20 @@ def test_progress_predicts_the_finish_and_the_poll_lands_just_after_it() -> None
     # 60% after 72 s: the finish is 46 s away, further than half its age: 36 s for now.
     obs.append(Observation(72.0, RUNNING, 60))
     assert next_poll_delay(EXACT, obs, now=72.0, started_at=0.0, polls=2) == pytest.approx(36.0)
-    # 90% after 108 s: aimed at the earliest finish the whole percentages allow (from the
-    # first reading that moved: 61 points in 72 s), plus a quarter of the floor.
+    # 90% after 108 s: the finish lies between what the fastest rate the whole percentages
+    # allow says (61 points in the 72 s since the first reading that moved) and what the
+    # slowest says (59 points): less than 2 s apart, so the poll is aimed at the latest, plus
+    # a twentieth of the floor.
     obs.append(Observation(108.0, RUNNING, 90))
     delay = next_poll_delay(EXACT, obs, now=108.0, started_at=0.0, polls=3)
-    assert delay == pytest.approx(9 / (61 / 72) + 0.75)
+    assert 108.0 + 9 / (61 / 72) < 108.0 + 10 / (59 / 72) < 108 + 9 / (61 / 72) + 2.0
+    assert delay == pytest.approx(10 / (59 / 72) + 0.15)
+    # Answered 2 s after it was sent, the 90% may be 2 s younger: the finish is known less
+    # closely than half a base interval, so a poll a floor (3 s) before the earliest narrows
+    # it down first.
+    answered = [*obs[:-1], Observation(108.0, RUNNING, 90, answered_at=110.0)]
+    delay = next_poll_delay(EXACT, answered, now=110.0, started_at=0.0, polls=3)
+    assert delay == pytest.approx(108.0 + 9 / (61 / 72) - 3.0 - 110.0)
 
 
 def test_a_due_task_is_polled_briskly_until_even_the_slowest_rate_would_be_done() -> None:
@@ -390,6 +399,20 @@ def simulate(
     while pending, then the whole percentage of the time since the create, like the mock) or
     "start" (0-100% over the running time only).
     """
+    polls, seen_at, _ = follow(schedule, duration, progress=progress, rng=rng, pending=pending)
+    return polls, seen_at - duration
+
+
+def follow(
+    schedule: PollSchedule,
+    duration: float,
+    *,
+    progress: str | None,
+    rng: random.Random | None,
+    pending: float = 0.0,
+) -> tuple[int, float, float | None]:
+    """:func:`simulate`, returning (status requests, when the task was seen done, when it was
+    last seen running or None)."""
     t = 0.0
     seen: list[Observation] = []
     polls = 0
@@ -397,7 +420,7 @@ def simulate(
         t += next_poll_delay(schedule, seen, now=t, started_at=0.0, rng=rng, polls=polls)
         polls += 1
         if t >= duration:
-            return polls, t - duration
+            return polls, t, seen[-1].time if seen else None
         if t < pending:
             seen.append(Observation(t, PENDING, None if progress is None else 0))
             continue
@@ -423,7 +446,10 @@ def fixed_polls(interval: float, duration: float) -> int:
     base=st.floats(min_value=0.05, max_value=60.0),
     profile=st.sampled_from([FREESORA_PROFILE, SORA2API_PROFILE]),
     prior=st.none() | st.floats(min_value=0.1, max_value=7200.0),
-    learned=st.lists(st.floats(min_value=0.1, max_value=7200.0), max_size=4),
+    # A few durations, or a kind of task seen finishing in the same time again and again
+    # (then trusted when progress agrees with it), near this task's duration or not.
+    learned=st.lists(st.floats(min_value=0.1, max_value=7200.0), max_size=4)
+    | st.tuples(st.floats(min_value=0.5, max_value=2.0), st.integers(3, 8)),
     progress=st.sampled_from([None, "create", "start"]),
     pending=st.floats(min_value=0.0, max_value=0.5),
     seed=st.integers(0, 2**32),
@@ -434,13 +460,16 @@ def test_lag_and_polls_stay_within_the_promise_for_any_duration(
     base: float,
     profile: PollProfile,
     prior: float | None,
-    learned: list[float],
+    learned: list[float] | tuple[float, int],
     progress: str | None,
     pending: float,
     seed: int,
 ) -> None:
     # Whatever the priors and the learned durations say about this task: they are hints.
     planner = PollPlanner(profile, poll_interval=base, expected_duration=prior)
+    if isinstance(learned, tuple):
+        factor, times = learned
+        learned = [duration * factor] * times
     for seconds in learned:
         learn(planner, None, seconds)
     schedule = planner.schedule(None)
@@ -450,6 +479,63 @@ def test_lag_and_polls_stay_within_the_promise_for_any_duration(
     assert lag <= max(base, 0.1 * duration) * (1 + 1e-9)
     # (A task ending within rounding error of a multiple of the base may cost one more.)
     assert polls <= fixed_polls(base, duration * (1 + 1e-9))
+
+
+@settings(max_examples=examples(100, 2000), deadline=None)
+@given(
+    base=st.floats(min_value=0.05, max_value=10.0),
+    bases=st.floats(min_value=4.0, max_value=40.0),
+    progress=st.sampled_from(["create", "start"]),
+    pending=st.floats(min_value=0.0, max_value=0.99),
+    prior_factor=st.sampled_from([0.1, 1.0, 10.0]),
+    seed=st.integers(0, 2**32),
+)
+def test_a_kind_of_task_seen_finishing_before_is_caught_just_after_it_ends(
+    *,
+    base: float,
+    bases: float,
+    progress: str,
+    pending: float,
+    prior_factor: float,
+    seed: int,
+) -> None:
+    """Tasks that all take the same time, from 4 to 40 base intervals, with progress: once a
+    few were seen finishing, each is seen done within half a base interval (a fixed poller:
+    up to a whole one), with no more polls than a fixed poller's, and far fewer when long.
+
+    The first poll still comes one base interval after the create and the next one a base
+    interval later (two readings give the rate); then the learned durations and the progress
+    agree, and the polls go straight towards the finish, evenly spaced when a gap is capped.
+    """
+    duration = base * bases
+    planner = PollPlanner(
+        FREESORA_PROFILE, poll_interval=base, expected_duration=duration * prior_factor
+    )
+    rng = random.Random(seed)
+    # Pending shorter than one base interval, so that two readings come before the end.
+    start_after = pending * base
+
+    def one() -> tuple[int, float]:
+        polls, seen_at, last_running = follow(
+            planner.schedule(None), duration, progress=progress, rng=rng, pending=start_after
+        )
+        # As the lifecycle reports it: created at 0 (here 100), last seen running, seen done.
+        planner.learn(
+            None,
+            created_at=100.0,
+            last_running_at=None if last_running is None else 100.0 + last_running,
+            finished_seen_at=100.0 + seen_at,
+            succeeded=True,
+        )
+        return polls, seen_at - duration
+
+    for _ in range(3):
+        one()
+    polls, lag = one()
+    assert lag <= 0.55 * base
+    fixed = fixed_polls(base, duration * (1 + 1e-9))
+    assert polls <= fixed
+    assert polls <= 4 + fixed // 4
 
 
 class SlowAnswers:
