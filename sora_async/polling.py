@@ -26,10 +26,19 @@ to two hours and any base interval ``b``:
 Between those two bounds, what was observed decides where the polls go:
 
 * **Progress** (freesora reports 0-100): the rate since the task started moving predicts its
-  finish, and the next poll is aimed just after it. The rate is the fastest the whole-number
-  percentages allow, so a prediction errs early (one more poll) rather than late (lag). A
-  prediction is trusted no further ahead than ``progress_fraction`` of the task's age nor
-  than it has been seen moving. A task that stalls falls back to the rule below.
+  finish, between the earliest the fastest rate the whole-number percentages allow says and
+  the latest the slowest says (counted from when the last reading's answer came back). When
+  those are within half a base interval, the next poll is aimed at the latest, so that one
+  poll sees the task done, a little after its finish; when not, a ``min_interval`` before the
+  earliest, where a reading narrows the finish down and leaves room for a poll aimed at it.
+  A prediction is trusted no further ahead than ``progress_fraction`` of the task's age nor
+  than it has been seen moving, unless the task was seen moving twice and the prediction
+  falls in the window where tasks of its kind were seen to finish (below), after
+  ``_TRUSTED_AFTER`` of them: then the polls go straight towards the finish, evenly spaced
+  when ``max_interval`` caps a gap. A task of 4 base intervals that learned tasks of its
+  kind took is polled 3 times (after one base interval, two, and just after its finish),
+  where a fixed poller needs 4 and finds it up to a base interval late. A task that stalls
+  falls back to the rule below.
 * **Without progress** (sora2api, or a task still at 0%): outside the window in which the
   task is expected to finish (``expected_duration`` +- 2.5 ``expected_spread``), polls are
   sparse: the gap grows with the task's age, ``max(b, latency_fraction * age)``, capped by
@@ -757,9 +766,7 @@ async def poll_until_terminal(
                 on_status(status)
             if status.is_terminal:
                 return status
-            observations.append(
-                Observation(last_poll_at, status.state, status.progress, clock())
-            )
+            observations.append(Observation(last_poll_at, status.state, status.progress, clock()))
         if clock() >= deadline:
             raise timed_out() from last_error
 
