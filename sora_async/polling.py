@@ -611,11 +611,11 @@ def _progress_target(
     fast = (progress + 1.0 - anchor_progress) / span
     early = last.time + (99.0 - progress) / fast
     first_seen = observations[-_unchanged_run(observations)]
-    slow_span = first_seen.time - anchor_time
-    gained = progress - anchor_progress - 1.0
-    late = math.inf
-    if gained > 0 and slow_span > 0:
-        late = _answered(first_seen) + (100.0 - progress) * slow_span / gained
+    since_zero = started_at if zero is None else zero.time
+    late = _latest_finish(first_seen, progress, anchor_time, anchor_progress)
+    if late == math.inf:
+        # Two readings a point apart bound nothing: from the last time it was not moving.
+        late = _latest_finish(first_seen, progress, since_zero, 0.0)
     age = max(0.0, last.time - started_at)
     # Aimed at the latest plausible finish, so that one poll sees the task done, when the
     # finish is known that closely; otherwise a floor before the earliest, where a reading
@@ -635,8 +635,7 @@ def _progress_target(
     else:
         # Otherwise trusted no further ahead than a fraction of the task's age, nor than it
         # has been seen moving: progress that is not linear would otherwise hide a finish.
-        since_zero = last.time - (started_at if zero is None else zero.time)
-        reach = min(s.progress_fraction * age, since_zero)
+        reach = min(s.progress_fraction * age, last.time - since_zero)
         cap = min(s.max_interval, max(s.base_interval, reach))
     ahead = aim - last.time
     if ahead > cap:
@@ -646,6 +645,18 @@ def _progress_target(
         # aim (the poll after it could then come no sooner than a floor later).
         ahead /= math.ceil(ahead / cap)
     return last.time + ahead
+
+
+def _latest_finish(
+    first_seen: Observation, progress: float, anchor_time: float, anchor_progress: float
+) -> float:
+    """The latest finish the slowest rate from the anchor to ``first_seen`` (the first reading
+    of ``progress``) allows, or inf when that rate may be zero."""
+    gained = progress - anchor_progress - 1.0
+    span = first_seen.time - anchor_time
+    if not (gained > 0 and span > 0):
+        return math.inf
+    return _answered(first_seen) + (100.0 - progress) * span / gained
 
 
 def _agrees_with_history(s: PollSchedule, early: float, late: float, *, started_at: float) -> bool:

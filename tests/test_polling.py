@@ -251,6 +251,13 @@ def test_a_due_task_is_polled_briskly_until_even_the_slowest_rate_would_be_done(
     assert stalled == pytest.approx(12.2)
 
 
+def test_a_task_stuck_at_99_percent_falls_back_to_sparse_polls() -> None:
+    # 98% then 99%: one point apart, the two readings bound no slowest rate; counted from the
+    # create, 99% by 104 s means done by 106 s at the latest. At 300 s it is stalled.
+    obs = [Observation(100.0, RUNNING, 98), *(Observation(t, RUNNING, 99) for t in (104, 300))]
+    assert next_poll_delay(EXACT, obs, now=300.0, started_at=0.0, polls=10) == pytest.approx(30.0)
+
+
 def test_the_budget_keeps_polls_at_or_below_a_fixed_pollers() -> None:
     # Twelve polls made by 40 s (say, callbacks woke the poller): none before 4 s x 13 = 52 s.
     obs = [Observation(40.0, RUNNING, 99)]
