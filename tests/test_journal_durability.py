@@ -20,6 +20,7 @@ from typing import Any
 
 import anyio
 import pytest
+from journal_queries import history
 
 from sora_async.batch.journal import (
     GroupCommit,
@@ -153,3 +154,28 @@ async def test_a_refused_or_failed_posted_write_reaches_its_callback(journal: Jo
     assert not ok and isinstance(error, JournalTransitionError)
     with pytest.raises(JournalError, match="no longer written"):
         writer.post(functools.partial(ends, journal, 5), Posted())
+
+
+def test_a_refused_call_of_a_group_is_undone_alone(journal: Journal) -> None:
+    intent(journal, 0)
+    journal.record_created(0, "task-0")
+    events_before = len(history(journal, 0)) + len(history(journal, 1))
+    outcomes = journal.run_group(
+        [
+            functools.partial(intent, journal, 1),
+            # Item 0's id given to item 1: refused after its event row was written.
+            functools.partial(journal.record_created, 1, "task-0"),
+            functools.partial(intent, journal, 2),
+            functools.partial(journal.record_created, 2, "task-2"),
+        ]
+    )
+
+    assert [ok for ok, _ in outcomes] == [True, False, True, True]
+    assert isinstance(outcomes[1][1], JournalTransitionError)
+    one, two = journal.get(1), journal.get(2)
+    assert one is not None and one.state is ItemState.CREATING and one.task_id is None
+    assert two is not None and two.state is ItemState.CREATED and two.task_id == "task-2"
+    # The refused call left nothing behind, its event row included; the others' are kept.
+    logged = [e.event for e in history(journal, 1)]
+    assert "created" not in logged and "intent" in logged
+    assert len(history(journal, 0)) + len(history(journal, 1)) > events_before

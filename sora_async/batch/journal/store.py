@@ -493,23 +493,24 @@ class Journal:
         groups after the last fsync (the WAL's frames are replayed in order, up to the first
         one not on disk). For writes a crash may lose without harm (see the package docstring).
 
-        Each call is its own savepoint: a call that is refused (a transition the table does
-        not allow) is undone alone and the others are kept. When the transaction itself
+        Each call acts as its own savepoint: a call that is refused (a transition the table
+        does not allow) is undone alone and the others are kept. When the transaction itself
         fails (its commit, or a broken disk) every call fails with that JournalError, those
         that ran without an error included: nothing is reported done that is not on disk.
+        The calls are first run under one savepoint for the group (two statements a group,
+        not two a call); only if one of them raises is that undone and every call run again
+        in a savepoint of its own (the calls are journal writes: running one again after an
+        undo does what running it once would have done).
         """
-        outcomes: list[tuple[bool, Any]] = []
         with self._lock:
             self._want_full = fsync
             try:
-                with self._write():
+                with self._write() as conn:
                     self._in_group = True
                     try:
-                        for call in calls:
-                            try:
-                                outcomes.append((True, call()))
-                            except Exception as exc:
-                                outcomes.append((False, exc))
+                        outcomes = self._group_at_once(conn, calls)
+                        if outcomes is None:
+                            outcomes = [self._one_call(call) for call in calls]
                     finally:
                         self._in_group = False
             except JournalError as exc:
@@ -517,6 +518,37 @@ class Journal:
             finally:
                 self._want_full = True
         return outcomes
+
+    def _group_at_once(
+        self, conn: sqlite3.Connection, calls: Sequence[Callable[[], Any]]
+    ) -> list[tuple[bool, Any]] | None:
+        """The calls under one savepoint; None (with all of it undone) if one raised."""
+        try:
+            conn.execute("SAVEPOINT whole_group")
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal write failed: {exc}") from None
+        # Seen by _write: the calls write straight into the group's savepoint.
+        self._in_savepoint = True
+        try:
+            results = [(True, call()) for call in calls]
+        except Exception:
+            results = None
+        finally:
+            self._in_savepoint = False
+        try:
+            if results is None:
+                conn.execute("ROLLBACK TO whole_group")
+            conn.execute("RELEASE whole_group")
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal write failed: {exc}") from None
+        return results
+
+    @staticmethod
+    def _one_call(call: Callable[[], Any]) -> tuple[bool, Any]:
+        try:
+            return True, call()
+        except Exception as exc:
+            return False, exc
 
     def sync(self) -> None:
         """Make every committed group power-cut safe (one fsync of the WAL), e.g. before a
