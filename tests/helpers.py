@@ -1,8 +1,9 @@
 """Shared pieces of the SoraClient integration tests: a mock on 127.0.0.1 and clients for it.
 
 Everything goes over real HTTP to :class:`sora_async.mock.MockServer`; nothing inside the SDK
-is patched. Tasks take well under a second and polls come every 0.2 s, so a test that waits
-for a task still finishes quickly.
+is patched. A task takes 0.05 s and polls come every 0.05 s, so a test that waits for a task
+waits a tenth of a second (0.33 s a generate with 0.2 s tasks and polls); a test that needs a
+task alive for longer says so with its own ``task_seconds``.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def tiny_png() -> bytes:
 @contextlib.asynccontextmanager
 async def running_mock(**config: Any) -> AsyncIterator[MockServer]:
     """A mock server with fast tasks (override any MockConfig field), guarded against hangs."""
-    settings: dict[str, Any] = {"task_seconds": 0.2, "jitter": 0.0, **config}
+    settings: dict[str, Any] = {"task_seconds": 0.05, "jitter": 0.0, **config}
     with anyio.fail_after(HANG_GUARD):
         async with MockServer(MockConfig(**settings)) as mock:
             yield mock
@@ -65,8 +66,8 @@ def client_for(mock: MockServer, provider: str, key: str = KEY, **options: Any) 
     """A client of ``provider`` on ``mock``, tuned for sub-second tasks."""
     settings: dict[str, Any] = {
         "base_url": mock.url_for(provider),
-        "poll_interval": 0.2,
-        "expected_duration": 0.5,
+        "poll_interval": 0.05,
+        "expected_duration": 0.1,
         **options,
     }
     return SoraClient(provider, key, **settings)

@@ -68,7 +68,9 @@ class PausableClock:
 
 @contextlib.asynccontextmanager
 async def batch_mock(**config: Any) -> AsyncIterator[MockServer]:
-    settings: dict[str, Any] = {"task_seconds": 0.3, "jitter": 0.0, "file_size": FILE_SIZE}
+    # Short tasks, polled every 0.05 s (batch_argv): a kill or a Ctrl-C lands on a frozen
+    # clock (PausableClock), never on a task's length.
+    settings: dict[str, Any] = {"task_seconds": 0.1, "jitter": 0.0, "file_size": FILE_SIZE}
     settings.update(config)
     with anyio.fail_after(HANG_GUARD * 3):
         async with MockServer(MockConfig(**settings)) as mock:
@@ -101,7 +103,7 @@ def batch_argv(
         "--base-url",
         mock.url_for(provider),
         "--poll-interval",
-        "0.1",
+        "0.05",
         "--concurrency",
         str(concurrency),
         "batch",
