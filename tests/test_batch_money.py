@@ -27,7 +27,8 @@ from test_batch_support import (
 
 from sora_async.mock import Fault
 
-pytestmark = pytest.mark.anyio
+# The in-process CLI retries without waiting out its back-offs (the same tries; conftest).
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_backoff_waits")]
 
 
 # -- 1. DIR knows its journal ----------------------------------------------------------------

@@ -23,7 +23,8 @@ from test_batch_support import (
 
 from sora_async.mock import Fault
 
-pytestmark = pytest.mark.anyio
+# The in-process CLI retries without waiting out its back-offs (the same tries; conftest).
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_backoff_waits")]
 
 
 async def test_a_402_stops_creating_and_a_rerun_sends_the_rest(tmp_path: Path) -> None:

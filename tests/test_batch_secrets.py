@@ -16,7 +16,8 @@ from test_batch_support import KEY, batch_argv, batch_mock, run_cli, write_promp
 
 from sora_async.mock import Fault
 
-pytestmark = pytest.mark.anyio
+# The in-process CLI retries without waiting out its back-offs (the same tries; conftest).
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_backoff_waits")]
 
 CANARY = "sk-CANARY-batch-0123456789"
 PIECES = (CANARY, "CANARY", "0123456789")
