@@ -4,8 +4,9 @@ A subprocess costs a second of interpreter and aiohttp start-up; most CLI tests 
 the command prints and returns. :func:`run_main` calls :func:`sora_async.cli.main` in a worker
 thread (it runs its own event loop there, beside the test's loop that serves the mock), with
 the environment, stdout, stderr and the root logger as a fresh process would have them. What
-does need a real process (kill -9, SIGINT, the interpreter's own exit) stays a subprocess, and
-the slow run (``SORA_ASYNC_SLOW_TESTS=1``) runs every command as one.
+does need a real process (kill -9, SIGINT, the interpreter's own exit) is one, forked by the
+fork server (zygote.py), and the slow run (``SORA_ASYNC_SLOW_TESTS=1``) runs every command as
+a plain subprocess.
 """
 
 from __future__ import annotations
