@@ -587,7 +587,9 @@ def _progress_target(
             zero = obs
             break
         moving = obs
-    anchor_time = started_at if zero is None else zero.time
+    anchor_time = anchor_answered = started_at if zero is None else zero.time
+    if zero is not None:
+        anchor_answered = _answered(zero)
     anchor_progress = 0.0
     # ... and once it has been seen moving twice, from the first of those, which also removes
     # any pending time that was never observed.
@@ -601,15 +603,20 @@ def _progress_target(
     if seen_moving:
         assert moving is not None and moving.progress is not None
         anchor_time, anchor_progress = moving.time, float(moving.progress)
+        anchor_answered = _answered(moving)
     if not progress > anchor_progress:
         return None
-    # Whole percentages hide up to one percent. The fastest rate they allow gives the earliest
-    # plausible finish; the slowest, from when this value was first seen, the latest.
-    span = last.time - anchor_time
-    if not span > 0:
+    # Whole percentages hide up to one percent, and each reading was true somewhere between
+    # its send and its answer. The fastest rate all that allows gives the earliest plausible
+    # finish; the slowest, from when this value was first seen, the latest.
+    if not last.time > anchor_time:
         return None
-    fast = (progress + 1.0 - anchor_progress) / span
-    early = last.time + (99.0 - progress) / fast
+    early = last.time  # readings whose answers overlap bound no fastest rate
+    span = last.time - (anchor_time if zero is None and not seen_moving else anchor_answered)
+    if span > 0:
+        # A reading of 1% may be less (providers round a task that has begun up to 1%).
+        low = anchor_progress if anchor_progress > 1 else 0.0
+        early += (99.0 - progress) * span / (progress + 1.0 - low)
     first_seen = observations[-_unchanged_run(observations)]
     since_zero = started_at if zero is None else zero.time
     late = _latest_finish(first_seen, progress, anchor_time, anchor_progress)

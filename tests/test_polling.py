@@ -552,10 +552,20 @@ class SlowAnswers:
     ends ``duration`` later; a poll sent at ``t`` reports the task as of ``t + theta *
     latency`` (theta 0: a slow client that reads its answers late; 1: a slow server that
     answers at once what it found after the delay), with progress counted like the mock's.
+    With ``wobble``, each answer reports the task as of a moment drawn anywhere between its
+    send and its arrival instead (a loaded machine's requests and answers queue unevenly).
     """
 
-    def __init__(self, time: FakeTime, duration: float, latency: float, theta: float) -> None:
+    def __init__(
+        self,
+        time: FakeTime,
+        duration: float,
+        latency: float,
+        theta: float,
+        wobble: random.Random | None = None,
+    ) -> None:
         self.time, self.duration, self.latency, self.theta = time, duration, latency, theta
+        self.wobble = wobble
         self.polls = 0
 
     @property
@@ -566,6 +576,8 @@ class SlowAnswers:
         self.polls += 1
         # The snapshot and the task's start are both theta * latency late: its age is the send.
         age = self.time.now
+        if self.wobble is not None:
+            age += (self.wobble.random() - self.theta) * self.latency
         self.time.now += self.latency
         await anyio.lowlevel.checkpoint()
         if age >= self.duration:
@@ -581,6 +593,9 @@ class SlowAnswers:
     latency_in_bases=st.floats(min_value=0.0, max_value=4.0),
     theta=st.floats(min_value=0.0, max_value=1.0),
     prior_factor=st.sampled_from([0.1, 1.0, 10.0]),
+    wobble=st.booleans(),
+    # Tasks of this kind seen finishing before (then a prediction that agrees is trusted).
+    seen_before=st.sampled_from([0, 4]),
     seed=st.integers(0, 2**32),
 )
 def test_a_slow_answer_delays_the_sighting_by_itself_only(
@@ -590,6 +605,8 @@ def test_a_slow_answer_delays_the_sighting_by_itself_only(
     latency_in_bases: float,
     theta: float,
     prior_factor: float,
+    wobble: bool,
+    seen_before: int,
     seed: int,
 ) -> None:
     """The real wait loop against answers that take ``L``: the lag stays within
@@ -603,8 +620,10 @@ def test_a_slow_answer_delays_the_sighting_by_itself_only(
     planner = PollPlanner(
         FREESORA_PROFILE, poll_interval=base, expected_duration=duration * prior_factor
     )
+    for _ in range(seen_before):
+        learn(planner, None, duration + theta * latency)
     time = FakeTime()
-    server = SlowAnswers(time, duration, latency, theta)
+    server = SlowAnswers(time, duration, latency, theta, random.Random(seed) if wobble else None)
 
     async def main() -> TaskStatus:
         return await poll_until_terminal(
@@ -620,7 +639,8 @@ def test_a_slow_answer_delays_the_sighting_by_itself_only(
     assert anyio.run(main).state is TaskState.SUCCEEDED
     lag = time.now - server.ends_at
     assert lag <= (max(base, 0.1 * duration, latency) + latency) * (1 + 1e-9)
-    assert server.polls <= fixed_polls(base, duration * (1 + 1e-9))
+    # A wobbly answer may report the task as of up to one latency before it ends.
+    assert server.polls <= fixed_polls(base, (duration + wobble * latency) * (1 + 1e-9))
 
 
 def test_a_task_that_fails_at_once_is_seen_after_one_base_interval() -> None:
