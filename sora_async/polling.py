@@ -27,7 +27,8 @@ Between those two bounds, what was observed decides where the polls go:
 
 * **Progress** (freesora reports 0-100): the rate since the task started moving predicts its
   finish, between the earliest the fastest rate the whole-number percentages allow says and
-  the latest the slowest says (counted from when the last reading's answer came back). When
+  the latest the slowest says (each reading true anywhere between its send and its answer,
+  and a 1% perhaps less: providers round a task that has begun up to 1%). When
   those are within half a base interval, the next poll is aimed at the latest, so that one
   poll sees the task done, a little after its finish; when not, a ``min_interval`` before the
   earliest, where a reading narrows the finish down and leaves room for a poll aimed at it.
