@@ -21,6 +21,7 @@ import atexit
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import struct
@@ -73,16 +74,18 @@ class _Server:
         if line != b"ready\n":
             process.kill()
             process.wait()
+            shutil.rmtree(folder, ignore_errors=True)
             raise RuntimeError(f"the fork server did not start: {line!r}")
         self._process = process
-        atexit.register(self._stop, process)
+        atexit.register(self._stop, process, folder)
 
     @staticmethod
-    def _stop(process: subprocess.Popen[bytes]) -> None:
+    def _stop(process: subprocess.Popen[bytes], folder: str) -> None:
         assert process.stdin is not None
         process.stdin.close()
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=5)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 _SERVER = _Server()
