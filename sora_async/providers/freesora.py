@@ -20,7 +20,7 @@ from ..errors import ProtocolError, UnknownStatusError, ValidationError
 from ..images import PreparedImage, image_kind
 from ..models import AspectRatio, Credits, Model, TaskState, TaskStatus, VideoRequest, check_task_id
 from ..polling import PollProfile
-from ._wire import Codec, dedupe_urls, make_converters, wire
+from ._wire import Codec, Unusual, dedupe_urls, flag, make_converters, text, texts, wire
 
 __all__ = [
     "DEFAULT_DURATION",
@@ -131,6 +131,52 @@ class FreeSoraCredits:
 _LENIENT, _STRICT = make_converters(FreeSoraCreated, FreeSoraTask, FreeSoraCredits)
 
 
+def _fast_created(data: Any) -> FreeSoraCreated | None:
+    """The create answer's ``data`` when it is usual (see ``_wire.FastReader``), else None."""
+    if type(data) is not dict:
+        return None
+    try:
+        return FreeSoraCreated(text(data.get("id")), text(data.get("taskId")))
+    except Unusual:
+        return None
+
+
+def _fast_task(data: Any) -> FreeSoraTask | None:
+    """check-result's ``data`` when it is usual (see ``_wire.FastReader``), else None."""
+    if type(data) is not dict:
+        return None
+    status = data.get("status")
+    progress = data.get("progress")
+    refund = data.get("refund_trans_no")
+    metadata = data.get("metadata")
+    if (
+        type(status) is not str
+        or (progress is not None and type(progress) is not int and type(progress) is not float)
+        or (refund is not None and type(refund) is not str and type(refund) is not int)
+        or (metadata is not None and type(metadata) is not dict)
+    ):
+        return None
+    try:
+        return FreeSoraTask(
+            status=status,
+            progress=progress,
+            result_url=text(data.get("result_url")),
+            result_urls=texts(data.get("result_urls")),
+            failure_reason=text(data.get("failure_reason")),
+            error_message=text(data.get("error_message")),
+            credits_refunded=flag(data.get("credits_refunded")),
+            refund_trans_no=refund,
+            result_pid=text(data.get("result_pid")),
+            result_pids=texts(data.get("result_pids")),
+            metadata=None if metadata is None else dict(metadata),
+        )
+    except Unusual:
+        return None
+
+
+_FAST = {FreeSoraCreated: _fast_created, FreeSoraTask: _fast_task}
+
+
 def _state_of(status: str) -> TaskState:
     key = status.strip().lower().replace("-", "_").replace(" ", "_")
     state = _STATES.get(key)
@@ -165,6 +211,7 @@ class FreeSora:
             message_keys=("message", "msg"),
             converter=_STRICT if strict else _LENIENT,
             strict=strict,
+            fast=_FAST,
         )
 
     def __repr__(self) -> str:

@@ -29,7 +29,17 @@ from ..models import (
     check_task_id,
 )
 from ..polling import PollProfile
-from ._wire import Codec, dedupe_urls, make_converters, note_unknown, parse_wire_time, wire
+from ._wire import (
+    Codec,
+    Unusual,
+    dedupe_urls,
+    make_converters,
+    note_unknown,
+    parse_wire_time,
+    text,
+    texts,
+    wire,
+)
 
 __all__ = [
     "Sora2Api",
@@ -115,6 +125,53 @@ class Sora2ApiRecord:
 _LENIENT, _STRICT = make_converters(Sora2ApiCreated, Sora2ApiResult, Sora2ApiRecord)
 
 
+def _fast_created(data: Any) -> Sora2ApiCreated | None:
+    """The generate answer's ``data`` when it is usual (see ``_wire.FastReader``), else None."""
+    if type(data) is not dict:
+        return None
+    task_id = data.get("taskId")
+    return Sora2ApiCreated(task_id) if type(task_id) is str else None
+
+
+def _fast_record(data: Any) -> Sora2ApiRecord | None:
+    """record-info's ``data`` when it is usual (see ``_wire.FastReader``), else None."""
+    if type(data) is not dict:
+        return None
+    success_flag = data.get("successFlag")
+    error_code = data.get("errorCode")
+    answer = data.get("response")
+    if (
+        type(success_flag) is not int
+        or (error_code is not None and type(error_code) is not int and type(error_code) is not str)
+        or (answer is not None and type(answer) is not dict)
+    ):
+        return None
+    try:
+        return Sora2ApiRecord(
+            success_flag=success_flag,
+            task_id=text(data.get("taskId")),
+            response=None
+            if answer is None
+            else Sora2ApiResult(text(answer.get("imageUrl")), texts(answer.get("resultUrls"))),
+            error_code=error_code,
+            error_message=text(data.get("errorMessage")),
+            param_json=data.get("paramJson"),
+            create_time=_time_field(data.get("createTime")),
+            complete_time=_time_field(data.get("completeTime")),
+        )
+    except Unusual:
+        return None
+
+
+def _time_field(value: Any) -> str | int | None:
+    if value is None or type(value) is str or type(value) is int:
+        return value
+    raise Unusual
+
+
+_FAST = {Sora2ApiCreated: _fast_created, Sora2ApiRecord: _fast_record}
+
+
 def _failure_text(record: Sora2ApiRecord) -> str:
     what = _FLAG_FAILURES.get(record.success_flag, "task failed")
     message = (record.error_message or "").strip()
@@ -142,6 +199,7 @@ class Sora2Api:
             message_keys=("msg", "message"),
             converter=_STRICT if strict else _LENIENT,
             strict=strict,
+            fast=_FAST,
         )
 
     def __repr__(self) -> str:
