@@ -190,7 +190,13 @@ class SoraClient:
         try:
             if group is not None:
                 group.cancel_scope.cancel()
-                await group.__aexit__(None, None, None)
+            try:
+                # The followers are tasks of the runtime's own, outside the group (see
+                # TaskRuntime._start_follower): stopped before it exits.
+                await self._runtime.stop_followers()
+            finally:
+                if group is not None:
+                    await group.__aexit__(None, None, None)
         finally:
             await self._parts.close()
 

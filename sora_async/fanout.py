@@ -34,6 +34,7 @@ import anyio.abc
 import attrs
 
 from .events import EventHook, FileNamer, FileReuser, Job
+from .handoff import Handoff
 from .lifecycle import Attempt, SendingStop, TaskRuntime
 from .models import TaskResult, VideoRequest
 
@@ -186,12 +187,12 @@ class _Engine:
             "reuse_file": reuse_file,
         }
         # A job waits for one of at most 2 x cap workers; an idle worker waits on this
-        # unbuffered stream, so a job is handed over only to a worker ready to take it.
+        # unbuffered hand-off, so a job is handed over only to a worker ready to take it.
         self._max_workers = 2 * runtime.governor.total
         self._workers = 0
-        self._hand, self._take = anyio.create_memory_object_stream[Job](0)
+        self._handed: Handoff[Job] = Handoff()
         # Unbuffered: a send returns only once the consumer has the result in hand.
-        self._send, self._receive = anyio.create_memory_object_stream[TaskResult](0)
+        self._results: Handoff[TaskResult] = Handoff()
         self._scope = anyio.CancelScope()
         self._feeder_scope = anyio.CancelScope()
         self._draining = False
@@ -209,12 +210,11 @@ class _Engine:
     async def next(self) -> TaskResult:
         self.start()
         try:
-            # The stream's receive() passes through the event loop first even when a result
-            # is waiting; so do send() and the workers' receive() below: two trips a job each.
+            # A result a worker is waiting to hand over is taken without a wait.
             try:
-                return self._receive.receive_nowait()
+                return self._results.receive_nowait()
             except anyio.WouldBlock:
-                return await self._receive.receive()
+                return await self._results.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             await self._done.wait()
             if self._error is not None:
@@ -227,7 +227,8 @@ class _Engine:
         if self._started:
             with anyio.CancelScope(shield=True):
                 await self._done.wait()
-        self._receive.close()
+        # A result handed over as the consumer was cancelled, and never taken since.
+        self._undelivered.extend(self._results.close_receiving())
 
     def drain(self) -> None:
         self._draining = True
@@ -273,34 +274,36 @@ class _Engine:
         try:
             with self._scope:
                 async with anyio.create_task_group() as group:
-                    with self._hand, self._feeder_scope:
-                        try:
+                    try:
+                        with self._feeder_scope:
                             await self._feed(group)
-                        except Exception as exc:
-                            # The input itself failed (a generator raised): running jobs are
-                            # cancelled; the consumer gets this error, not the task group's
-                            # wrapping of it, after the results already delivered.
-                            logger.error(
-                                "generate_many stopped: the input raised %s", type(exc).__name__
-                            )
-                            self._error = exc
-                            group.cancel_scope.cancel()
+                    except Exception as exc:
+                        # The input itself failed (a generator raised): running jobs are
+                        # cancelled; the consumer gets this error, not the task group's
+                        # wrapping of it, after the results already delivered.
+                        logger.error(
+                            "generate_many stopped: the input raised %s", type(exc).__name__
+                        )
+                        self._error = exc
+                        group.cancel_scope.cancel()
+                    finally:
+                        self._handed.close_sending()
         finally:
-            self._take.close()
+            self._handed.close_receiving()
             self._report_left()
-            self._send.close()
+            self._results.close_sending()
             self._done.set()
 
     async def _feed(self, group: anyio.abc.TaskGroup) -> None:
         async for job in self._jobs():
             try:
-                self._hand.send_nowait(job)  # to a worker waiting idle
+                self._handed.send_nowait(job)  # to a worker waiting idle
             except anyio.WouldBlock:
                 if self._workers < self._max_workers:
                     self._workers += 1
                     group.start_soon(self._worker, job)
                 else:
-                    await self._hand.send(job)
+                    await self._handed.send(job)
 
     async def _jobs(self) -> AsyncIterator[Job]:
         position = 0
@@ -330,9 +333,9 @@ class _Engine:
             await self._work(job)
             try:
                 try:
-                    job = self._take.receive_nowait()
+                    job = self._handed.receive_nowait()
                 except anyio.WouldBlock:
-                    job = await self._take.receive()
+                    job = await self._handed.receive()
             except anyio.EndOfStream:  # the feeder is done: no more input, or a drain
                 return
 
@@ -346,9 +349,9 @@ class _Engine:
             if result is None:
                 return  # not sent: the run stopped creating first
             try:
-                self._send.send_nowait(result)  # to a consumer already waiting
+                self._results.send_nowait(result)  # to a consumer already waiting
             except anyio.WouldBlock:
-                await self._send.send(result)
+                await self._results.send(result)
             delivered = True
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             pass  # the consumer went away; reported below

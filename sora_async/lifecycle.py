@@ -1,8 +1,9 @@
 """One task's life, from account slot to fetched files, owned in one place.
 
 A task is followed by exactly one coroutine, its *follower*, from the moment its id is known
-(a create answered, or an id adopted) until it is seen terminal. The follower runs in the
-client's task group, not in the caller's frame, so no caller can take the task's slot with it:
+(a create answered, or an id adopted) until it is seen terminal. The follower runs in a task
+of the runtime's own (stopped when the client closes), not in the caller's frame, so no caller
+can take the task's slot with it:
 
 * the slot is taken before the create and given back only when the task is seen terminal, or
   when the create provably made no task (:func:`~sora_async.errors.create_was_not_made`);
@@ -25,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from functools import partial
@@ -137,13 +139,16 @@ class _Task:
     #: asyncio's own Event: anyio's costs ten times as much to make and wait on, and one is
     #: made per status seen (the client runs on asyncio only, aiohttp being asyncio's).
     changed: asyncio.Event = attrs.field(factory=asyncio.Event)
-    #: Set once the outcome is known: a watcher with nobody to show statuses to waits on it.
-    ended: asyncio.Event = attrs.field(factory=asyncio.Event)
+    #: Resolved once the outcome is known: watchers with nobody to show statuses to.
+    enders: list[asyncio.Future[None]] = attrs.field(factory=list)
     last_running_at: float | None = None
     #: The last poll's error, while polls fail (transient errors the follower rides out).
     last_error: SoraError | None = None
     watchers: int = 0
-    scope: anyio.CancelScope = attrs.field(factory=anyio.CancelScope)
+    #: The task that polls it (see TaskRuntime._start_follower), and whether it was told to
+    #: stop: the end was seen by another poll, or nobody watches someone else's id any more.
+    follower: asyncio.Task[None] | None = None
+    stopping: bool = False
 
     @property
     def over(self) -> bool:
@@ -153,7 +158,56 @@ class _Task:
         changed, self.changed = self.changed, asyncio.Event()
         changed.set()
         if self.over:
-            self.ended.set()
+            enders, self.enders = self.enders, []
+            for ender in enders:
+                _wake(ender)
+
+
+def _stop_follower(task: _Task) -> None:
+    """Stop ``task``'s follower, unless it is the caller (it is about to return anyway)."""
+    task.stopping = True
+    follower = task.follower
+    if follower is not None and follower is not asyncio.current_task():
+        follower.cancel()
+
+
+async def _reraise(error: BaseException) -> None:
+    raise error
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+async def _outcome_within(task: _Task, seconds: float | None) -> bool:
+    """Wait until ``task``'s outcome is known: False if ``seconds`` passed first.
+
+    A timer and a future, not a cancel scope: a scope costs as much to enter and leave as the
+    rest of a watch, and a run watches every task once.
+    """
+    if task.over:
+        return True
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[None] = loop.create_future()
+    task.enders.append(waiter)
+    timer = loop.call_later(seconds, _wake, waiter) if seconds is not None else None
+    try:
+        await waiter
+    finally:
+        if timer is not None:
+            timer.cancel()
+        with contextlib.suppress(ValueError):  # already taken by publish()
+            task.enders.remove(waiter)
+    return task.over
+
+
+def _result_of(task: _Task, request: VideoRequest | None, key: object) -> TaskResult:
+    """The result of a task whose outcome is known: its terminal status, or why it is not."""
+    if task.final is not None:
+        return TaskResult.from_status(task.final, request, key=key)
+    assert task.error is not None
+    raise task.error
 
 
 @attrs.define(eq=False)
@@ -220,6 +274,8 @@ class TaskRuntime:
         self._spawn = spawn
         self._clock = clock
         self._tasks: dict[str, _Task] = {}
+        self._followers: set[asyncio.Task[None]] = set()
+        self._closing = False
 
     # -- what is followed --------------------------------------------------------------------
 
@@ -270,7 +326,7 @@ class TaskRuntime:
         )
         self._tasks[task_id] = task
         if follow:
-            self._spawn(self._follow, task)
+            self._start_follower(task)
         return task
 
     # -- one poll ----------------------------------------------------------------------------
@@ -299,6 +355,49 @@ class TaskRuntime:
 
     # -- the follower ------------------------------------------------------------------------
 
+    def _start_follower(self, task: _Task) -> None:
+        """Follow ``task`` in a task of its own, in a copy of this context (a traced job's).
+
+        A plain asyncio task, not one of the client's task group: anyio's start_soon costs four
+        times as much (a task handle, its cancel scope and event), and a run starts one follower
+        per task. :meth:`stop_followers` does for them what the group's exit does for its tasks.
+        """
+        if self._closing:
+            raise RuntimeError("the client is closing")
+        if task.stopping or task.over:  # seen ended by another poll before it could start
+            return
+        follower = task.follower = asyncio.get_running_loop().create_task(self._following(task))
+        self._followers.add(follower)
+
+    async def _following(self, task: _Task) -> None:
+        """The follower's task: :meth:`_follow`, then its own bookkeeping (a done callback
+        would cost a trip through the loop per task)."""
+        try:
+            await self._follow(task)
+        except Exception as exc:
+            # A bug (a poll's errors all end in _give_up): as if the follower had been a task
+            # of the client's group, everything in the background stops and aclose() raises it.
+            for other in self._followers:
+                if other is not task.follower:
+                    other.cancel()
+            try:
+                self._spawn(_reraise, exc)
+            except RuntimeError:  # the client is closing: its group cannot take it any more
+                logger.error("a follower failed", exc_info=exc)
+        finally:
+            if task.follower is not None:
+                self._followers.discard(task.follower)
+
+    async def stop_followers(self) -> None:
+        """Cancel every follower and wait until they are gone (the client is closing)."""
+        self._closing = True
+        followers = list(self._followers)
+        for follower in followers:
+            follower.cancel()
+        if followers:
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait(followers)
+
     async def _follow(self, task: _Task) -> None:
         receiver = self.receiver if task.callback_expected else None
         wake = receiver.watch(task.task_id) if receiver is not None else None
@@ -322,19 +421,23 @@ class TaskRuntime:
             return status
 
         try:
-            with task.scope:
-                final = await poll_until_terminal(
-                    fetch,
-                    schedule,
-                    timeout=None,
-                    wake=wake,
-                    task_id=task.task_id,
-                    started_at=started_at,
-                    clock=self._clock,
-                )
-                self._finish(task, final)
+            final = await poll_until_terminal(
+                fetch,
+                schedule,
+                timeout=None,
+                wake=wake,
+                task_id=task.task_id,
+                started_at=started_at,
+                clock=self._clock,
+            )
+            self._finish(task, final)
         except SoraError as exc:
             self._give_up(task, exc)
+        except asyncio.CancelledError:
+            if not task.stopping:  # the client is closing
+                raise
+            # Stopped by _stop_follower: nothing more to do. (A cancel scope around the poll
+            # loop would say so too, at the cost of entering and leaving it for every task.)
         finally:
             if wake is not None and receiver is not None:
                 receiver.unwatch(task.task_id, wake)
@@ -366,7 +469,7 @@ class TaskRuntime:
                 succeeded=status.state is TaskState.SUCCEEDED,
             )
         if stop_follower:
-            task.scope.cancel()
+            _stop_follower(task)
         task.publish()
 
     def _give_up(self, task: _Task, error: SoraError) -> None:
@@ -492,7 +595,7 @@ class TaskRuntime:
                             raise HookFailedAfterCreate(task_id, exc) from exc
                         finally:
                             # Followed whatever the hook did: only that frees the slot.
-                            self._spawn(self._follow, task)
+                            self._start_follower(task)
                         return task_id
                     # Definitely not created: a journal records that before any pause. A hook
                     # that fails here only loses a note; the create is retried regardless.
@@ -553,20 +656,23 @@ class TaskRuntime:
         self,
         job: Job,
         *,
+        task_id: str | None = None,
         timeout: float | None,  # noqa: ASYNC109 - the error names the task and its last state
         on_progress: ProgressHook | None = None,
         hook: EventHook | None = None,
     ) -> TaskResult:
-        """Watch ``job``'s task until it is terminal; a failed task is returned, not raised.
+        """Watch ``job``'s task (``task_id``, or the job's) until it is terminal; a failed task
+        is returned, not raised.
 
         A task nobody follows yet (an id from elsewhere) is followed without a slot, and only
         while somebody watches it. Leaving early, by timeout or cancellation, leaves the
         follower running: the task's slot is freed when the task ends.
         """
-        assert job.task_id is not None
-        task = self._tasks.get(job.task_id)
+        task_id = task_id if task_id is not None else job.task_id
+        assert task_id is not None
+        task = self._tasks.get(task_id)
         if task is None:
-            task = self._register(job.task_id, job.request, None, created_here=False)
+            task = self._register(task_id, job.request, None, created_here=False)
         request = job.request if job.request is not None else task.request
         progress = _Observer(on_progress, "on_progress")
         events = _Observer(hook, "the event hook")
@@ -575,34 +681,37 @@ class TaskRuntime:
         shows = on_progress is not None or hook is not None
         task.watchers += 1
         try:
-            with anyio.move_on_after(timeout if timeout is not None else float("inf")):
-                shown: TaskStatus | None = None
-                while True:
-                    changed = task.changed if shows else task.ended
-                    if shows and task.latest is not None and task.latest is not shown:
-                        status = shown = task.latest
-                        if on_progress is not None:
-                            await progress(status, job.task_id)
-                        if hook is not None and not status.is_terminal:
-                            await events(
-                                TaskEvent(
-                                    EventKind.PROGRESS,
+            if not shows:
+                if await _outcome_within(task, timeout):
+                    return _result_of(task, request, job.key)
+            else:
+                # The hooks are inside the timeout too: a hook that hangs does not hang the wait.
+                with anyio.move_on_after(timeout if timeout is not None else math.inf):
+                    shown: TaskStatus | None = None
+                    while True:
+                        changed = task.changed
+                        if task.latest is not None and task.latest is not shown:
+                            status = shown = task.latest
+                            if on_progress is not None:
+                                await progress(status, task_id)
+                            if hook is not None and not status.is_terminal:
+                                await events(
+                                    TaskEvent(
+                                        EventKind.PROGRESS,
+                                        job.key,
+                                        request,
+                                        task_id,
+                                        status=status,
+                                    ),
                                     job.key,
-                                    request,
-                                    job.task_id,
-                                    status=status,
-                                ),
-                                job.key,
-                            )
-                        continue
-                    if task.final is not None:
-                        return TaskResult.from_status(task.final, request, key=job.key)
-                    if task.error is not None:
-                        raise task.error
-                    await changed.wait()
+                                )
+                            continue
+                        if task.over:
+                            return _result_of(task, request, job.key)
+                        await changed.wait()
             last = task.latest.state if task.latest is not None else None
             raise WaitTimeoutError(
-                job.task_id, timeout or 0.0, str(last) if last else None
+                task_id, timeout or 0.0, str(last) if last else None
             ) from task.last_error
         finally:
             task.watchers -= 1
@@ -610,7 +719,7 @@ class TaskRuntime:
                 # Someone else's id that nobody watches any more: nothing to keep count of.
                 if not task.over:
                     self._tasks.pop(task.task_id, None)
-                task.scope.cancel()
+                _stop_follower(task)
 
     # -- one job, start to end ---------------------------------------------------------------
 
@@ -666,7 +775,8 @@ class TaskRuntime:
         try:
             task_id = await self.create(job, hook)
             result = await self.wait(
-                attrs.evolve(job, task_id=task_id),
+                job,
+                task_id=task_id,
                 timeout=timeout,
                 on_progress=on_progress,
                 hook=hook,
@@ -726,7 +836,8 @@ class TaskRuntime:
                     hook.adopting(job.key, job.task_id)
                 await self.adopt(job.task_id, job.request)
             result = await self.wait(
-                attrs.evolve(job, task_id=attempt.task_id),
+                job,
+                task_id=attempt.task_id,
                 timeout=timeout,
                 on_progress=on_progress,
                 hook=hook,

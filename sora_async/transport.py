@@ -85,6 +85,9 @@ _MIN_MASKED_KEY = 12
 #: total as "no timeout at all".
 _MIN_ATTEMPT_SECONDS = 1.0
 
+#: Distinct per-call timeouts kept for reuse (see Transport._call_timeout).
+_KEPT_CALL_TIMEOUTS = 16
+
 #: What a safe call retries. ProtocolError is here because a malformed body from an idempotent
 #: endpoint is usually a proxy or gateway hiccup; asking again costs nothing.
 _SAFE_RETRYABLE: tuple[type[SoraError], ...] = (
@@ -308,6 +311,7 @@ class Transport:
         self._api_proxy = self._network.proxy_for(self._base_url)
         self._sleep = sleep
         self._clock = clock
+        self._call_timeouts: dict[float, aiohttp.ClientTimeout] = {}
         self._state = _State.UNOPENED
         self._session: aiohttp.ClientSession | None = None
         # Creates go over a connection of their own, opened for that request: on a pooled
@@ -483,7 +487,7 @@ class Transport:
                 json=call.json,
                 params=call.params,
                 headers=self._auth_headers(),
-                timeout=aiohttp.ClientTimeout(total=total, sock_connect=self._timeouts.connect),
+                timeout=self._call_timeout(total),
                 # A redirect would turn a POST into a GET; an API answer is handed over as is.
                 allow_redirects=False,
             ) as response:
@@ -524,6 +528,16 @@ class Transport:
             self._clock() - started,
         )  # fmt: skip
         raise error
+
+    def _call_timeout(self, total: float) -> aiohttp.ClientTimeout:
+        # One per budget, made once: a call's budget is the endpoint's, or what is left of a
+        # retried call's deadline (a few values, bounded below).
+        timeout = self._call_timeouts.get(total)
+        if timeout is None:
+            timeout = aiohttp.ClientTimeout(total=total, sock_connect=self._timeouts.connect)
+            if len(self._call_timeouts) < _KEPT_CALL_TIMEOUTS:
+                self._call_timeouts[total] = timeout
+        return timeout
 
     def _redact(self, body: bytes) -> bytes:
         # A gateway or a debug endpoint may echo the request headers into its answer, whose

@@ -15,7 +15,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from sora_async import SoraClient, TaskStatus, VideoRequest
+from sora_async import SoraClient, TaskStatus, VideoRequest, WaitTimeoutError
 from sora_async.events import EventKind, TaskEvent
 from sora_async.mock import MockConfig, MockServer
 
@@ -186,3 +186,62 @@ async def test_a_raising_event_hook_neither_aborts_the_run_nor_its_task(
         assert all(result.ok and result.files for result in results.values())
         assert sora.governor.statistics().held == 0
         assert mock.counters.creates == 3
+
+
+# -- closing -------------------------------------------------------------------------------------
+
+
+async def test_closing_stops_every_follower_of_a_live_task(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The followers are tasks of the runtime's own, outside the client's task group: closing
+    # the client ends them too (not their next poll on a closed session), and nothing polls
+    # for it afterwards.
+    caplog.set_level(logging.ERROR, logger="sora_async")
+    async with MockServer(MockConfig(task_seconds=600.0, jitter=0.0)) as mock:
+        async with client(mock, 3) as sora:
+            for index in range(3):
+                await sora.create(f"long {index}")
+            await until(lambda: mock.counters.polls >= 3)  # every follower is polling
+        assert followers() == []
+        polls = mock.counters.polls
+        await anyio.sleep(0.2)  # four poll intervals
+        assert mock.counters.polls == polls
+    assert not caplog.records  # no follower failed on the way out
+
+
+def followers() -> list[asyncio.Task[Any]]:
+    """The client's followers still running (the tasks that poll, see lifecycle)."""
+    return [
+        task
+        for task in asyncio.all_tasks()
+        if not task.done() and "_follow" in task.get_coro().__qualname__  # type: ignore[union-attr]
+    ]
+
+
+async def test_a_task_seen_ended_by_another_poll_stops_its_follower() -> None:
+    # The follower's first poll is seconds away; the caller's own status() sees the end first.
+    async with (
+        MockServer(MockConfig(task_seconds=0.01, jitter=0.0)) as mock,
+        client(mock, 2, poll_interval=5.0, expected_duration=5.0) as sora,
+    ):
+        task_id = await sora.create("quick")
+        assert len(followers()) == 1
+        await anyio.sleep(0.05)
+        assert (await sora.status(task_id)).is_terminal
+        await until(lambda: not followers())  # stopped now, not after its poll
+        assert mock.counters.polls_by_task[task_id] == 1
+        assert sora.governor.statistics().held == 0
+
+
+async def test_an_unwatched_foreign_id_is_no_longer_followed() -> None:
+    async with (
+        MockServer(MockConfig(task_seconds=600.0, jitter=0.0)) as mock,
+        client(mock, 2) as sora,
+        client(mock, 2) as other,  # the id is another client's: no slot here
+    ):
+        task_id = await other.create("long")
+        with pytest.raises(WaitTimeoutError):
+            await sora.wait(task_id, timeout=0.1)
+        await until(lambda: len(followers()) == 1)  # only the creator's own
+        assert task_id not in sora.unfinished_tasks
