@@ -31,7 +31,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from functools import partial
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, TypeVar
 
 import anyio
 import anyio.abc
@@ -78,6 +79,8 @@ from .transport import Transport
 __all__ = ["Attempt", "SendingStop", "TaskRuntime"]
 
 logger = logging.getLogger("sora_async")
+
+T = TypeVar("T")
 
 #: A create whose outcome is unknown may have started a task that counts against the account,
 #: but without its id nobody can follow it: its slot is held for this many expected task
@@ -552,16 +555,17 @@ class TaskRuntime:
                     raise CreateSkipped("the run stopped creating before this job was sent")
                 rate_limited: RateLimitError | None = None
                 # Shielded from the intent record to the task id record: a cancellation can
-                # neither fall between the two nor lose the answer of a request that left.
-                with anyio.CancelScope(shield=True):
+                # neither fall between the two nor lose the answer of a request that left
+                # (asyncio's own, which passes anyio's shield, is held back until the end).
+                with anyio.CancelScope(shield=True), _CancelHeldBack() as held:
                     if hook is not None:
                         await emit(hook, TaskEvent(EventKind.CREATING, job.key, job.request))
                     # The task exists from somewhere between send and answer: dating it from
                     # the send puts the first poll no later than one base interval after it.
                     sent_at = self._clock()
                     try:
-                        task_id = await self.transport.call(
-                            call, self.provider.decode_create, safe=False
+                        task_id = await held.answer(
+                            self.transport.call(call, self.provider.decode_create, safe=False)
                         )
                     except RateLimitError as exc:
                         rate_limited = exc
@@ -940,3 +944,42 @@ class TaskRuntime:
             if on_file is not None:
                 await call_hook(on_file, file)
         return files
+
+
+class _CancelHeldBack:
+    """Holds back asyncio's own cancellation of a create until its answer is booked.
+
+    anyio's shield holds off anyio's cancellation only: ``asyncio.wait_for`` or ``Task.cancel``
+    still reach a shielded await, and a create cut off there leaves a task that may be paid
+    for, with no id, and its slot given back (the account over-filled). So :meth:`answer` runs
+    the request in a task of its own and awaits it to the end (bounded by the request's own
+    timeout) whatever cancels the caller; leaving the block re-raises the cancellation, after
+    the task is registered and followed, or the slot disposed of.
+    """
+
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    async def answer(self, request: Awaitable[T]) -> T:
+        answer = asyncio.ensure_future(request)
+        while True:
+            try:
+                return await asyncio.shield(answer)
+            except asyncio.CancelledError:
+                if answer.cancelled():  # the request itself was cancelled (the loop closing)
+                    raise
+                self.cancelled = True
+                if answer.done():
+                    return answer.result()
+
+    def __enter__(self) -> _CancelHeldBack:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self.cancelled:
+            raise asyncio.CancelledError() from error

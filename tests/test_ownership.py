@@ -107,6 +107,30 @@ async def test_cancelled_waits_give_each_slot_back_when_its_task_ends() -> None:
         assert mock.counters.max_live_tasks <= cap
 
 
+async def test_a_wait_for_that_fires_while_the_create_is_in_flight_keeps_the_task() -> None:
+    # asyncio's own cancellation (asyncio.wait_for, Task.cancel) passes through anyio's shield:
+    # the create's answer must still be awaited, its task followed and its slot held, or the
+    # account is over-filled (a 429 below) and a paid task goes unnoticed.
+    from sora_async.mock import Fault
+
+    async with (
+        MockServer(MockConfig(task_seconds=0.3, jitter=0.0, cap=1)) as mock,
+        client(mock, 1) as sora,
+    ):
+        mock.inject("create", Fault.CREATED_THEN_SLOW, delay=0.3)
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(sora.generate("cancelled in flight"), timeout=0.05)
+        await until(lambda: len(mock.tasks()) == 1)
+        [made] = mock.tasks()
+        assert made.task_id in sora.unfinished_tasks
+        with anyio.fail_after(HANG_GUARD):
+            result = await sora.generate("after the cancellation")
+        assert result.ok
+        await until(lambda: sora.governor.statistics().held == 0)
+        assert mock.counters.cap_rejections == 0
+        assert mock.counters.max_live_tasks <= 1
+
+
 # -- 3. finished results are never dropped silently --------------------------------------------
 
 

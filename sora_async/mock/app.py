@@ -177,6 +177,10 @@ def _api(
             return _failure(state, dialect, ApiFailure(500, "internal server error"))
         if spec is not None and spec.fault is Fault.CREATED_THEN_DROP:
             return drop_connection(request)
+        if spec is not None and spec.fault is Fault.CREATED_THEN_SLOW:
+            delay = state.config.slow_delay if spec.delay is None else spec.delay
+            if not await state.pause(delay):
+                return drop_connection(request)
         if creating and response.status == 200 and state.trips.watched(Trip.CREATE_ANSWERED):
             # Sent whole before the callbacks, so they act after the client could read it.
             await response.prepare(request)

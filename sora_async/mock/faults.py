@@ -20,8 +20,8 @@ class Fault(str, enum.Enum):
     """One way an answer can go wrong.
 
     Every fault answers *instead of* the request (nothing is created, charged or read) except
-    SLOW, which delays the real answer, and the CREATED_THEN_* pair, which run the create for
-    real and then lose its answer.
+    SLOW, which delays the real answer, and the CREATED_THEN_* faults, which run the create for
+    real and then lose or delay its answer.
     """
 
     #: HTTP 500 with the provider's error envelope (plain text for a download).
@@ -38,6 +38,9 @@ class Fault(str, enum.Enum):
     CREATED_THEN_500 = "created_then_500"
     #: Create only: the task is created and charged, then the connection is dropped.
     CREATED_THEN_DROP = "created_then_drop"
+    #: Create only: the task is created and charged, then the answer waits ``delay`` seconds
+    #: (a caller that gives up meanwhile leaves a task it paid for).
+    CREATED_THEN_SLOW = "created_then_slow"
     #: HTTP 200 whose envelope carries error code ``code`` (not for downloads).
     ENVELOPE_ERROR = "envelope_error"
     #: HTTP status ``status`` with a matching envelope (plain text for a download).
@@ -47,7 +50,7 @@ class Fault(str, enum.Enum):
         return self.value
 
 
-_CREATE_ONLY = frozenset({Fault.CREATED_THEN_500, Fault.CREATED_THEN_DROP})
+_CREATE_ONLY = frozenset({Fault.CREATED_THEN_500, Fault.CREATED_THEN_DROP, Fault.CREATED_THEN_SLOW})
 
 
 @attrs.frozen(kw_only=True)
