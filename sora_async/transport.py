@@ -13,6 +13,10 @@ The transport knows nothing of providers: it sends an :class:`ApiCall`, hands th
   answers, 429 and 5xx/408 are retried with backoff, Retry-After honoured, within one deadline.
 - ``safe=False`` (create): only a :class:`ConnectError`, which proves nothing was sent. No
   provider takes an idempotency key, so anything else must reach the caller unchanged.
+
+Every call and download shares one kept-alive pool. A create rides a pooled connection only
+when that connection's last answer came less than :data:`CREATE_REUSE_IDLE` ago; otherwise it
+opens a fresh one (see :class:`_PoolConnector`).
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ import contextvars
 import enum
 import logging
 import math
+import re
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from importlib import metadata
 from types import TracebackType
@@ -52,6 +58,7 @@ from .errors import (
 from .retry import CREATE_CONNECT, SAFE_CALLS, RetryPolicy, next_retry_delay
 
 __all__ = [
+    "CREATE_REUSE_IDLE",
     "DEFAULT_USER_AGENT",
     "MAX_ANSWER_BYTES",
     "CallTimeouts",
@@ -87,6 +94,22 @@ _MIN_ATTEMPT_SECONDS = 1.0
 
 #: Distinct per-call timeouts kept for reuse (see Transport._call_timeout).
 _KEPT_CALL_TIMEOUTS = 16
+
+#: A create rides a pooled keep-alive connection only if that connection's last answer came
+#: less than this many seconds ago; otherwise it opens a fresh one. A server closes an idle
+#: connection on its own schedule, and a create sent into a close it has not yet seen fails
+#: as "dropped": an unknown outcome (paid or not?) when nothing was sent. Servers' idle
+#: timeouts are 2 s (gunicorn), 5 s (uvicorn, node) and 60-75 s (load balancers, nginx,
+#: aiohttp), so a connection answered within the last second has not been closed for idleness.
+#: A ``Keep-Alive: timeout=N`` from the server lowers it to N/2 (see Transport._learn_keepalive).
+CREATE_REUSE_IDLE = 1.0
+
+#: Methods aiohttp re-sends by itself, once, when a kept-alive connection turns out dropped.
+#: A call that must never be re-sent and has one of these methods always gets a fresh
+#: connection (the providers' creates are POSTs, which aiohttp never re-sends).
+_RESENT_BY_AIOHTTP = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+
+_KEEPALIVE_TIMEOUT = re.compile(r"(?:^|[,;\s])timeout\s*=\s*([0-9]+(?:\.[0-9]*)?)", re.I)
 
 #: What a safe call retries. ProtocolError is here because a malformed body from an idempotent
 #: endpoint is usually a proxy or gateway hiccup; asking again costs nothing.
@@ -151,8 +174,12 @@ class _Exchange:
 
     Before that, nothing can have been written to the server, so any failure (even a total
     timeout spent waiting for a pooled connection) is provably a connect error.
+
+    ``max_idle`` (calls that must not be re-sent): a pooled connection is taken only if its
+    last answer came less than this many seconds ago.
     """
 
+    max_idle: float | None = None
     connected: bool = False
 
 
@@ -163,12 +190,20 @@ _CURRENT_EXCHANGE: contextvars.ContextVar[_Exchange | None] = contextvars.Contex
 )
 
 
-class _MarkingConnector(aiohttp.TCPConnector):
-    """A TCPConnector that marks the calling task's exchange once it hands out a connection.
+class _PoolConnector(aiohttp.TCPConnector):
+    """The one pool of API calls and downloads, with two additions to aiohttp's connector.
 
-    A trace hook could do the same, but a session with any trace config runs aiohttp's whole
-    trace machinery on every request (about a dozen signal sends, measured at a fifth of the
-    CPU of a small request), downloads included.
+    It marks the calling task's exchange once it hands out a connection. (A trace hook could
+    do the same, but a session with any trace config runs aiohttp's whole trace machinery on
+    every request: about a dozen signal sends, measured at a fifth of the CPU of a small
+    request, downloads included.)
+
+    And an exchange with a ``max_idle`` (a create) is handed only the most recently answered
+    pooled connection, and only if that answer is younger than ``max_idle``; otherwise
+    aiohttp opens a fresh connection for it. aiohttp's own choice cannot be used: it takes the
+    oldest pooled connection (the newest in some versions) and trusts it up to its
+    ``keepalive_timeout`` (15 s), and it sees a server's close only once the FIN has been
+    read. Polls and downloads keep aiohttp's choice: a dropped one is simply asked again.
     """
 
     async def connect(self, *args: Any, **kwargs: Any) -> Connection:
@@ -177,6 +212,34 @@ class _MarkingConnector(aiohttp.TCPConnector):
         if exchange is not None:
             exchange.connected = True
         return connection
+
+    async def _get(self, key: Any, *args: Any, **kwargs: Any) -> Any:
+        exchange = _CURRENT_EXCHANGE.get()
+        if exchange is None or exchange.max_idle is None:
+            return await super()._get(key, *args, **kwargs)
+        # aiohttp's pool (private, hence the guard): per key, a sequence of (protocol, the
+        # time.monotonic() of its release), appended on release, so the newest is last.
+        pooled = getattr(self, "_conns", {}).get(key)
+        if not pooled:
+            return None
+        try:
+            protocol, released = pooled[-1]
+            fresh = time.monotonic() - released < exchange.max_idle and protocol.is_connected()
+        except (TypeError, ValueError, AttributeError):
+            fresh = False  # a pool shaped otherwise: the safe answer is a fresh connection
+        if not fresh:
+            return None
+        # Offer aiohttp that one connection alone (it takes from either end, by version),
+        # and put the others back whatever it does with it.
+        self._conns[key] = type(pooled)([pooled.pop()])
+        try:
+            return await super()._get(key, *args, **kwargs)
+        finally:
+            if pooled:
+                left = self._conns.get(key)
+                if left:
+                    pooled.extend(left)
+                self._conns[key] = pooled
 
 
 def translate_client_error(
@@ -271,10 +334,11 @@ async def _read_answer(response: aiohttp.ClientResponse, endpoint: str) -> bytes
 class Transport:
     """Sends API calls over one aiohttp session; use as ``async with Transport(...) as t:``.
 
-    ``max_connections`` bounds simultaneous HTTP requests (status and credits calls *and*
-    downloads made with :attr:`session`). Creates use a second pool of fresh, never reused
-    connections with the same bound (the governor keeps them to the account cap anyway), so a
-    stale keep-alive connection can never turn a create into an unknown outcome.
+    ``max_connections`` bounds simultaneous HTTP requests: creates, status and credits calls
+    *and* downloads made with :attr:`session`, all over one kept-alive pool. A create takes a
+    pooled connection only if its last answer came less than ``create_reuse_idle`` seconds ago
+    (default :data:`CREATE_REUSE_IDLE`; 0: a fresh connection for every create), so a
+    connection the server has closed for idleness cannot turn a create into an unknown outcome.
 
     The API key goes into each API call's Authorization header, never into the session
     defaults, so requests to other hosts (video storage) never carry it.
@@ -291,6 +355,7 @@ class Transport:
         network: Network | None = None,
         sleep: Callable[[float], Awaitable[object]] = waits.sleep,
         clock: Callable[[], float] = waits.clock,
+        create_reuse_idle: float = CREATE_REUSE_IDLE,
     ) -> None:
         if not base_url.lower().startswith(("http://", "https://")):
             raise ConfigurationError(f"base_url must be an http(s) URL, got {base_url!r}")
@@ -298,6 +363,10 @@ class Transport:
             raise TypeError("api_key must be a sora_async.config.Secret")
         if isinstance(max_connections, bool) or max_connections < 1:
             raise ConfigurationError(f"max_connections must be >= 1, got {max_connections!r}")
+        if not (create_reuse_idle >= 0 and math.isfinite(create_reuse_idle)):
+            raise ConfigurationError(
+                f"create_reuse_idle must be >= 0 seconds, got {create_reuse_idle!r}"
+            )
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key
         self._max_connections = max_connections
@@ -312,12 +381,12 @@ class Transport:
         self._sleep = sleep
         self._clock = clock
         self._call_timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        self._create_reuse_idle = create_reuse_idle
+        #: The idle bound creates use now: create_reuse_idle, lowered by a Keep-Alive hint.
+        self._create_idle = create_reuse_idle
+        self._keepalive_hint: str | None = None
         self._state = _State.UNOPENED
         self._session: aiohttp.ClientSession | None = None
-        # Creates go over a connection of their own, opened for that request: on a pooled
-        # keep-alive connection that the server had silently closed, a create would fail as
-        # "dropped" and look like an unknown outcome (paid or not?) when nothing was sent.
-        self._create_session: aiohttp.ClientSession | None = None
 
     def __repr__(self) -> str:
         return f"Transport(base_url={self._base_url!r}, state={self._state.value})"
@@ -364,16 +433,10 @@ class Transport:
         )
         tls: ssl.SSLContext | bool = self._network.ssl_context or True
         self._session = aiohttp.ClientSession(
-            connector=_MarkingConnector(limit=self._max_connections, ssl=tls),
+            connector=_PoolConnector(limit=self._max_connections, ssl=tls),
             headers={"User-Agent": self._user_agent},
             timeout=timeout,
             # An SDK keeps no cookies: nothing from the API host can follow us elsewhere.
-            cookie_jar=aiohttp.DummyCookieJar(),
-        )
-        self._create_session = aiohttp.ClientSession(
-            connector=_MarkingConnector(limit=self._max_connections, force_close=True, ssl=tls),
-            headers={"User-Agent": self._user_agent},
-            timeout=timeout,
             cookie_jar=aiohttp.DummyCookieJar(),
         )
         self._state = _State.OPENED
@@ -389,12 +452,10 @@ class Transport:
 
     async def aclose(self) -> None:
         """Close the session. Idempotent; the transport cannot be used afterwards."""
-        sessions = (self._session, self._create_session)
-        self._session = self._create_session = None
+        session, self._session = self._session, None
         self._state = _State.CLOSED
-        for session in sessions:
-            if session is not None:
-                await session.close()
+        if session is not None:
+            await session.close()
 
     def _require_open(self) -> aiohttp.ClientSession:
         if self._state is _State.UNOPENED or self._session is None:
@@ -433,9 +494,7 @@ class Transport:
                     total = min(total, max(_MIN_ATTEMPT_SECONDS, remaining))
                 raw: RawResponse | None = None
                 try:
-                    raw = await self._exchange(
-                        session if safe else self._create_session or session, call, total, attempt
-                    )
+                    raw = await self._exchange(session, call, total, attempt, safe=safe)
                     answer = decode(raw)
                 except SoraError as exc:
                     if not _may_retry(exc, safe=safe):
@@ -472,9 +531,20 @@ class Transport:
             raise
 
     async def _exchange(
-        self, session: aiohttp.ClientSession, call: ApiCall, total: float, attempt: int
+        self,
+        session: aiohttp.ClientSession,
+        call: ApiCall,
+        total: float,
+        attempt: int,
+        *,
+        safe: bool,
     ) -> RawResponse:
-        exchange = _Exchange()
+        if safe:
+            exchange = _Exchange()
+        elif call.method in _RESENT_BY_AIOHTTP:
+            exchange = _Exchange(max_idle=0.0)
+        else:
+            exchange = _Exchange(max_idle=self._create_idle)
         marking = _CURRENT_EXCHANGE.set(exchange)
         started = self._clock()
         url = self._base_url + call.path
@@ -511,6 +581,9 @@ class Transport:
                 call.method, call.endpoint, call.path, raw.status, attempt,
                 self._clock() - started,
             )  # fmt: skip
+            hint = raw.headers.get("keep-alive")
+            if hint is not None and hint != self._keepalive_hint:
+                self._learn_keepalive(hint)
             if raw.status == 407 and proxy is not None:
                 # Only a proxy answers 407: the request never reached the API, so a create
                 # was provably not sent (not an unknown outcome that might have been paid).
@@ -528,6 +601,15 @@ class Transport:
             self._clock() - started,
         )  # fmt: skip
         raise error
+
+    def _learn_keepalive(self, hint: str) -> None:
+        # "Keep-Alive: timeout=N" is the server saying when it closes an idle connection: a
+        # create then rides only a connection answered within half of that (never above the
+        # configured bound), so even a server that closes after 1 s cannot catch one in flight.
+        self._keepalive_hint = hint
+        found = _KEEPALIVE_TIMEOUT.search(hint)
+        if found is not None:
+            self._create_idle = min(self._create_reuse_idle, float(found.group(1)) / 2)
 
     def _call_timeout(self, total: float) -> aiohttp.ClientTimeout:
         # One per budget, made once: a call's budget is the endpoint's, or what is left of a

@@ -1,4 +1,4 @@
-"""Connections: polls and downloads share one kept-alive pool; each create has its own.
+"""Connections: creates, polls and downloads share one kept-alive pool.
 
 The mock counts the TCP connections that carried requests (and the endpoint of each one's
 first request), so the witness is the server's side of the socket, not the client's internals.
@@ -39,7 +39,7 @@ async def test_the_mock_counts_connections_not_requests() -> None:
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
-async def test_polls_and_downloads_reuse_a_pool_while_creates_stay_fresh(
+async def test_creates_polls_and_downloads_share_one_kept_alive_pool(
     provider: str, tmp_path: Path
 ) -> None:
     async with running_mock(task_seconds=0.0, file_size=1024) as mock:
@@ -49,7 +49,9 @@ async def test_polls_and_downloads_reuse_a_pool_while_creates_stay_fresh(
         counters = mock.counters
     assert all(r.ok and r.download_error is None for r in results)
     assert counters.requests["download"] == TASKS and counters.requests["status"] >= TASKS
-    # Money safety: a create never rides a pooled connection the server may have dropped.
-    assert counters.connections_by_endpoint["create"] == counters.requests["create"] == TASKS
-    # Everything else: at most one pool's worth, for 2 x TASKS requests or more.
-    assert counters.connections - counters.connections_by_endpoint["create"] <= POOL
+    assert counters.requests["create"] == TASKS
+    # Far fewer connections than requests (3 x TASKS or more): creates ride connections
+    # answered a moment before (tests/test_keepalive_creates.py shows when they may not).
+    # Room for one more pool's worth: a create opens a fresh connection when the freshest
+    # pooled one was answered over a second before, which a loaded machine can make happen.
+    assert counters.connections <= 2 * POOL
