@@ -227,16 +227,25 @@ def test_progress_predicts_the_finish_and_the_poll_lands_just_after_it() -> None
     assert next_poll_delay(EXACT, obs, now=72.0, started_at=0.0, polls=2) == pytest.approx(36.0)
     # 90% after 108 s: the finish lies between what the fastest rate the whole percentages
     # allow says (61 points in the 72 s since the first reading that moved) and what the
-    # slowest says (59 points): less than 2 s apart, so the poll is aimed at the latest, plus
-    # a twentieth of the floor.
+    # slowest says (59 points): 1.6 s apart, more than a third of a base interval, so a poll
+    # a floor (3 s) before the earliest narrows it down first.
     obs.append(Observation(108.0, RUNNING, 90))
     delay = next_poll_delay(EXACT, obs, now=108.0, started_at=0.0, polls=3)
-    assert 108.0 + 9 / (61 / 72) < 108.0 + 10 / (59 / 72) < 108 + 9 / (61 / 72) + 2.0
-    assert delay == pytest.approx(10 / (59 / 72) + 0.15)
+    assert 0.35 * 4.0 < 10 / (59 / 72) - 9 / (61 / 72) < 0.5 * 4.0
+    assert delay == pytest.approx(9 / (61 / 72) - 3.0)
+    # 96% then: the slowest rate (65 points in the 79.6 s since the first reading that moved)
+    # and the fastest (67) are within a third of a base interval, so the poll is aimed at the
+    # latest finish they allow, which is a bound: nothing is added to it.
+    approach = 108.0 + delay
+    obs.append(Observation(approach, RUNNING, 96))
+    delay = next_poll_delay(EXACT, obs, now=approach, started_at=0.0, polls=4)
+    span = approach - 36.0
+    assert 4 / (65 / span) - 3 / (67 / span) < 0.35 * 4.0
+    assert delay == pytest.approx(4 / (65 / span))
+    assert 120.0 <= approach + delay < 120.6
     # Answered 2 s after it was sent, the 90% may be 2 s younger: the finish is known less
-    # closely than half a base interval, so a poll a floor (3 s) before the earliest narrows
-    # it down first.
-    answered = [*obs[:-1], Observation(108.0, RUNNING, 90, answered_at=110.0)]
+    # closely still, and the poll that narrows it down comes a floor before the earliest.
+    answered = [*obs[:2], Observation(108.0, RUNNING, 90, answered_at=110.0)]
     delay = next_poll_delay(EXACT, answered, now=110.0, started_at=0.0, polls=3)
     assert delay == pytest.approx(108.0 + 9 / (61 / 72) - 3.0 - 110.0)
 
