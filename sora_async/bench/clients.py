@@ -19,6 +19,7 @@ import attrs
 from .. import SoraClient, VideoRequest
 from .measures import ideal_makespan, quantile
 from .mockproc import MockProcess, ServerLog
+from .oracle import run as oracle_run
 from .scenarios import Job, Scenario
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "Observed",
     "mock_config",
     "observe_baseline",
+    "observe_oracle",
     "observe_sdk",
     "sdk_client",
 ]
@@ -208,6 +210,23 @@ async def observe_baseline(
             ((job.prompt, job.model) for job in jobs),
             concurrency=scenario.cap,
             poll_interval=scenario.base_interval,
+            on_done=lambda task_id, data: tally.saw(task_id, data.get("status") == "succeeded"),
+        )
+
+    return await _observe(mock, scenario, jobs, seed, drive)
+
+
+async def observe_oracle(
+    mock: MockProcess, scenario: Scenario, jobs: Sequence[Job], seed: int
+) -> Observed:
+    """The client that knows every task's end (:mod:`.oracle`): what is reachable here."""
+
+    async def drive(url: str, tally: _Tally) -> None:
+        await oracle_run(
+            url,
+            KEY,
+            ((job.prompt, job.model, job.seconds) for job in jobs),
+            concurrency=scenario.cap,
             on_done=lambda task_id, data: tally.saw(task_id, data.get("status") == "succeeded"),
         )
 

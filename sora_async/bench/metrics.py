@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
 
+from ..mock import TaskRecord
 from .clients import Observed
 from .measures import ideal_makespan, quantile
 from .scenarios import Job, Scenario
@@ -50,6 +51,13 @@ class ClientMetrics:
     cpu_seconds: float
     #: (created, ended) of every task on the mock, seconds since the client started.
     intervals: list[tuple[float, float]] = attrs.field(repr=False)
+    #: Mean slot time between two tasks on the mock: from a task's end to the create that
+    #: takes its slot again (what makes the makespan longer than the ideal, task by task).
+    idle_mean: float | None = None
+    #: Mean detection lag over the same tasks: the part of ``idle_mean`` spent seeing the end.
+    seeing_mean: float | None = None
+    #: Mean task duration on the mock.
+    task_mean: float | None = None
     #: The client's event loop: how late a short sleep woke, 95th percentile, real seconds.
     loop_late_p95: float | None = None
     #: The mock process's CPU time over this client's run (None where unknown).
@@ -64,6 +72,12 @@ class ClientMetrics:
     @property
     def polls_per_task(self) -> float:
         return self.status_requests / self.tasks
+
+    def share(self, seconds: float | None) -> float | None:
+        """``seconds`` as a fraction of a mean task (None where unknown)."""
+        if seconds is None or not self.task_mean:
+            return None
+        return seconds / self.task_mean
 
     @property
     def lag_p50(self) -> float | None:
@@ -107,7 +121,12 @@ def analyse(
         for record in records
         if record.task_id in observed.seen
     ]
+    idle, seeing = _slot_gaps(records, observed.seen, scenario.cap)
+    durations = [record.terminal_at - record.created_at for record in records]
     return ClientMetrics(
+        idle_mean=idle,
+        seeing_mean=seeing,
+        task_mean=sum(durations) / len(durations) if durations else None,
         client=client,
         tasks=len(jobs),
         succeeded=observed.succeeded,
@@ -131,6 +150,27 @@ def analyse(
             for record in records
         ],
     )
+
+
+def _slot_gaps(
+    records: Sequence[TaskRecord], seen: Mapping[str, float], cap: int
+) -> tuple[float | None, float | None]:
+    """(mean slot time from a task's end to the next create, mean detection lag of the same
+    tasks), on the mock's clock; None without a slot taken twice.
+
+    Which end freed which slot does not matter for the mean: the k-th end in time frees a
+    slot for the (cap + k)-th create, and the sum of the differences is the same whichever
+    way they are paired. The last ``cap`` ends free no slot anyone takes again.
+    """
+    ends = sorted(record.terminal_at for record in records)
+    creates = sorted(record.created_at for record in records)[cap:]
+    if not creates:
+        return None, None
+    freed = ends[: len(creates)]
+    idle = sum(creates) / len(creates) - sum(freed) / len(freed)
+    by_end = sorted(records, key=lambda record: record.terminal_at)[: len(creates)]
+    lags = [seen[r.task_id] - r.terminal_at for r in by_end if r.task_id in seen]
+    return idle, (sum(lags) / len(lags) if lags else None)
 
 
 @attrs.frozen(kw_only=True)

@@ -10,11 +10,12 @@ from typing import Any
 
 from .measures import live_series
 from .metrics import BASELINE, SDK
+from .oracle import ORACLE
 from .runner import BenchReport, ScenarioOutcome
 
 __all__ = ["have_matplotlib", "write_plots"]
 
-_COLOURS = {SDK: "tab:blue", BASELINE: "tab:orange"}
+_COLOURS = {SDK: "tab:blue", BASELINE: "tab:orange", ORACLE: "tab:grey"}
 
 
 def have_matplotlib() -> bool:

@@ -12,6 +12,7 @@ import attrs
 
 from .batch import BATCH_SCRIPT, BATCH_SDK, BatchRun
 from .metrics import BASELINE, SDK, ClientMetrics
+from .oracle import ORACLE
 from .runner import BenchReport, ScenarioOutcome
 from .scale import RAW, RAW_FRESH
 from .scenarios import REAL_POLL_INTERVAL
@@ -43,6 +44,10 @@ class Target:
     measured: str
     #: None: could not be measured in this run.
     met: bool | None
+    #: What this run shows about the target's reach (computed, never written by hand).
+    note: str | None = None
+    #: The run shows that no client could meet it here (the ideal, or the oracle, is beyond).
+    out_of_reach: bool = False
 
 
 def _num(value: float | None, digits: int = 2) -> str:
@@ -61,6 +66,7 @@ def _fanout_targets(outcome: ScenarioOutcome) -> list[Target]:
     sdk, base = outcome.client(SDK), outcome.client(BASELINE)
     if sdk is None:
         return [Target(name, "every fan-out target", outcome.error or "no run", None)]
+    oracle = outcome.client(ORACLE)
     limit = FAULT_MAKESPAN_LIMIT if outcome.scenario.faults else MAKESPAN_LIMIT
     found = [
         Target(
@@ -68,6 +74,7 @@ def _fanout_targets(outcome: ScenarioOutcome) -> list[Target]:
             f"makespan ≤ {limit:g} x ideal",
             f"{_num(sdk.makespan_ratio)} x ideal",
             sdk.makespan_ratio <= limit,
+            *_ideal_reach(sdk, oracle, limit),
         )
     ]
     if outcome.scenario.faults:
@@ -89,6 +96,7 @@ def _fanout_targets(outcome: ScenarioOutcome) -> list[Target]:
             f"makespan ≤ {VERSUS_BASELINE:g} x baseline's",
             f"{_num(ratio)} x baseline's",
             ratio <= VERSUS_BASELINE,
+            *_baseline_reach(sdk, base, oracle),
         ),
         Target(
             name,
@@ -104,6 +112,51 @@ def _fanout_targets(outcome: ScenarioOutcome) -> list[Target]:
         ),
     ]
     return found
+
+
+def _reach(missed: bool, text: str | None, beyond: bool) -> tuple[str | None, bool]:
+    """The note of a target, and whether it was missed where no client could meet it."""
+    if text is None:
+        return None, False
+    out = missed and beyond
+    return (f"out of reach here: {text}" if out else text), out
+
+
+def _ideal_reach(
+    sdk: ClientMetrics, oracle: ClientMetrics | None, limit: float
+) -> tuple[str | None, bool]:
+    """How close to the ideal a client that knows every task's end came in the same run."""
+    if oracle is None:
+        return None, False
+    reach = oracle.makespan_ratio
+    return _reach(
+        sdk.makespan_ratio > limit,
+        f"the oracle (every end known, one poll a task) takes {_num(reach)} x ideal",
+        reach > limit,
+    )
+
+
+def _baseline_reach(
+    sdk: ClientMetrics, base: ClientMetrics, oracle: ClientMetrics | None
+) -> tuple[str | None, bool]:
+    """Why beating the baseline by the margin asked cannot happen, when this run shows it."""
+    missed = sdk.makespan > VERSUS_BASELINE * base.makespan
+    floor = VERSUS_BASELINE * base.makespan_ratio
+    if floor < 1:
+        return _reach(
+            missed,
+            f"the baseline takes {_num(base.makespan_ratio)} x ideal, and {VERSUS_BASELINE:g} "
+            f"x that is {_num(floor)} x ideal, below the ideal itself (no client beats 1.00)",
+            True,
+        )
+    if oracle is None or base.makespan <= 0:
+        return None, False
+    best = oracle.makespan / base.makespan
+    return _reach(
+        missed,
+        f"the oracle (every end known) takes {_num(best)} x the baseline's",
+        best > VERSUS_BASELINE,
+    )
 
 
 def targets(report: BenchReport) -> list[Target]:
@@ -268,8 +321,8 @@ def _fanout_table(report: BenchReport) -> list[str]:
         "| scenario | tasks, cap | makespan / ideal | status polls per task | detection lag p50, "
         "s | lag p95, s | max live tasks | duplicate creates | client CPU ms per task | "
         "mock CPU ms per task | client loop late p95, ms | load average | "
-        "succeeded / failed / unknown |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "succeeded / failed / unknown | oracle: makespan / ideal, lag p50 / p95, s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for o in rows:
 
@@ -298,6 +351,7 @@ def _fanout_table(report: BenchReport) -> list[str]:
                     ),
                     _pair(o, lambda m: _num(m.load_average, 1)),
                     _pair(o, lambda m: f"{m.succeeded}/{m.failed}/{m.unknown}"),
+                    _oracle_cell(o),
                 ]
             )
             + " |"
@@ -308,10 +362,64 @@ def _fanout_table(report: BenchReport) -> list[str]:
         "say how busy the machine was: the mock's CPU per task (in its own process), how late "
         "a 20 ms sleep in the client's loop woke (95th percentile, in real ms: at k = 1/90 "
         "every 10 ms of it is almost a second of lag), and the 1-minute load average at the "
-        "end of the run.",
+        "end of the run. The oracle is a third client, run where no fault is injected: told "
+        "every task's duration, it polls each task once, when it has surely ended, on a "
+        "kept-alive connection; what it loses against the ideal is the cost of the round "
+        "trips on this machine, which no poll schedule wins back.",
         "",
         *lines,
     ]
+
+
+def _oracle_cell(outcome: ScenarioOutcome) -> str:
+    oracle = outcome.client(ORACLE)
+    if oracle is None:
+        return "-"
+    p50, p95 = _real(outcome, oracle.lag_p50), _real(outcome, oracle.lag_p95)
+    return f"{_num(oracle.makespan_ratio)}, {_num(p50, 1)} / {_num(p95, 1)}"
+
+
+def _slot_table(report: BenchReport) -> list[str]:
+    """Where the time beyond the ideal goes, task by task: the slot's idle time between two
+    tasks on the mock, split into seeing the end and the rest (hand-off, the create's trip)."""
+    rows = [o for o in report.outcomes if o.fanout]
+    if not rows:
+        return []
+    clients = [SDK, BASELINE, ORACLE]
+    lines = [
+        f"Slot time between two tasks on the mock, as a share of a mean task (the makespan "
+        f"target {MAKESPAN_LIMIT:g} x ideal leaves about {MAKESPAN_LIMIT - 1:.0%}): from a "
+        "task's end to the create that takes its slot again = seeing the end (end → result "
+        "handed over) + the rest (the slot's hand-off and the next create's trip to the "
+        "server; negative when the next create left before the result was handed over). "
+        "Means over the tasks whose slot was taken again.",
+        "",
+        "| scenario | mean task, s | "
+        + " | ".join(f"{name}: idle = seeing + rest" for name in clients)
+        + " |",
+        "|---|---|" + "---|" * len(clients),
+    ]
+    for o in rows:
+        cells = []
+        task_mean = next((m.task_mean for m in o.fanout if m.task_mean), None)
+        for name in clients:
+            m = o.client(name)
+            if m is None or m.idle_mean is None:
+                cells.append("-")
+                continue
+            seeing = m.seeing_mean
+            rest = None if seeing is None else m.idle_mean - seeing
+            cells.append(
+                f"{_pct(m.share(m.idle_mean))} = {_pct(m.share(seeing))} + {_pct(m.share(rest))}"
+            )
+        lines.append(
+            f"| {o.scenario.name} | {_num(_real(o, task_mean), 1)} | " + " | ".join(cells) + " |"
+        )
+    return lines
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
 
 
 def _generate_table(report: BenchReport) -> list[str]:
@@ -438,10 +546,20 @@ def _targets_table(report: BenchReport) -> list[str]:
     if not found:
         return []
     marks = {True: "met", False: "**missed**", None: "not measured"}
-    lines = ["| scenario | target | measured | |", "|---|---|---|---|"]
-    lines += [f"| {t.scenario} | {t.goal} | {t.measured} | {marks[t.met]} |" for t in found]
+    lines = ["| scenario | target | measured | | what this run shows |", "|---|---|---|---|---|"]
+    lines += [
+        f"| {t.scenario} | {t.goal} | {t.measured} | {marks[t.met]} | {t.note or ''} |"
+        for t in found
+    ]
     met = sum(t.met is True for t in found)
-    return [f"{met} of {len(found)} targets met.", "", *lines]
+    summary = f"{met} of {len(found)} targets met."
+    unreachable = sum(t.met is False and t.out_of_reach for t in found)
+    if unreachable:
+        summary += (
+            f" {unreachable} of the {sum(t.met is False for t in found)} missed are out of "
+            "reach in this run whatever the SDK does (the last column says why)."
+        )
+    return [summary, "", *lines]
 
 
 def headline(report: BenchReport) -> str:
@@ -460,6 +578,7 @@ def to_markdown(report: BenchReport, *, images: dict[str, str] | None = None) ->
     sections: list[list[str]] = [
         [headline(report)],
         _fanout_table(report),
+        _slot_table(report),
         _generate_table(report),
         _memory_table(report),
         _cpu_table(report),

@@ -14,7 +14,7 @@ from typing import Any
 import attrs
 
 from .batch import BatchRun, ResumeRun, measure_batch, measure_resume
-from .clients import BaselineRun, observe_baseline, observe_sdk
+from .clients import BaselineRun, observe_baseline, observe_oracle, observe_sdk
 from .metrics import (
     BASELINE,
     SDK,
@@ -25,6 +25,7 @@ from .metrics import (
     analyse,
 )
 from .mockproc import MockProcess
+from .oracle import ORACLE
 from .scale import measure_cpu, measure_memory
 from .scenarios import Kind, Scenario
 from .single import measure_generate
@@ -139,19 +140,7 @@ async def run_benchmark(
             started = time.monotonic()
             try:
                 if scenario.kind is Kind.FANOUT:
-                    jobs = scenario.jobs(seed)
-                    sdk = analyse(
-                        SDK, await observe_sdk(mock, scenario, jobs, seed), scenario, jobs
-                    )
-                    try:
-                        observed = await observe_baseline(mock, scenario, jobs, seed, plain)
-                    except Exception as exc:
-                        outcome = ScenarioOutcome(
-                            scenario=scenario, fanout=[sdk], error=f"{BASELINE} failed: {exc!r}"
-                        )
-                    else:
-                        base = analyse(BASELINE, observed, scenario, jobs)
-                        outcome = ScenarioOutcome(scenario=scenario, fanout=[sdk, base])
+                    outcome = await _fanout(mock, scenario, seed, plain)
                 elif scenario.kind is Kind.GENERATE:
                     generated = await measure_generate(mock, scenario, seed, baseline)
                     outcome = ScenarioOutcome(scenario=scenario, generate=generated)
@@ -175,6 +164,28 @@ async def run_benchmark(
         wall_seconds=time.monotonic() - began,
         profile=profile_text,
     )
+
+
+async def _fanout(
+    mock: MockProcess, scenario: Scenario, seed: int, plain: BaselineRun
+) -> ScenarioOutcome:
+    """The SDK, the baseline, and (without faults, which it does not survive) the oracle."""
+    jobs = scenario.jobs(seed)
+    runs = [analyse(SDK, await observe_sdk(mock, scenario, jobs, seed), scenario, jobs)]
+    try:
+        observed = await observe_baseline(mock, scenario, jobs, seed, plain)
+    except Exception as exc:
+        return ScenarioOutcome(scenario=scenario, fanout=runs, error=f"{BASELINE} failed: {exc!r}")
+    runs.append(analyse(BASELINE, observed, scenario, jobs))
+    if not scenario.faults:
+        try:
+            observed = await observe_oracle(mock, scenario, jobs, seed)
+        except Exception as exc:
+            return ScenarioOutcome(
+                scenario=scenario, fanout=runs, error=f"{ORACLE} failed: {exc!r}"
+            )
+        runs.append(analyse(ORACLE, observed, scenario, jobs))
+    return ScenarioOutcome(scenario=scenario, fanout=runs)
 
 
 async def _batch(
