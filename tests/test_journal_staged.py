@@ -10,7 +10,6 @@ in a worker thread (Journal.stage_group), without the loop ever waiting for the 
 from __future__ import annotations
 
 import functools
-import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,34 +17,18 @@ from pathlib import Path
 import anyio
 import anyio.lowlevel
 import pytest
+from test_journal import open_journal
+from test_journal_durability import intent
 
-from sora_async.batch.journal import (
-    GroupCommit,
-    ItemState,
-    Journal,
-    default_journal_path,
-    fingerprint_bytes,
-)
+from sora_async.batch.journal import GroupCommit, ItemState, Journal, default_journal_path
 
 pytestmark = pytest.mark.anyio
-
-REQ = json.dumps({"prompt": "p"})
 
 
 @pytest.fixture
 def journal(tmp_path: Path) -> Iterator[Journal]:
-    j = Journal.open(
-        default_journal_path(tmp_path),
-        input_fingerprint=fingerprint_bytes(b"p\n"),
-        provider="freesora",
-        base_url=None,
-    )
-    yield j
-    j.close()
-
-
-def intent(journal: Journal, index: int) -> None:
-    journal.record_intent(index, REQ, f"prompt {index}", 10)
+    with open_journal(default_journal_path(tmp_path)) as opened:
+        yield opened
 
 
 async def test_a_group_waits_for_a_reader_in_a_worker_thread_not_on_the_event_loop(
