@@ -1,6 +1,6 @@
 """PNG plots of a run (matplotlib, the ``bench`` extra): tasks alive on the mock over time,
-and the detection-lag distribution, sora_async against the baseline, one panel per fan-out
-scenario."""
+and the detection-lag distribution, sora_async against the baseline (and the oracle where it
+ran), one panel per fan-out scenario."""
 
 from __future__ import annotations
 
@@ -107,6 +107,6 @@ def write_plots(report: BenchReport, stem: Path) -> dict[str, Path]:
     finally:
         plt.close("all")
     return {
-        "tasks alive on the mock over time, sora_async against the baseline": live,
-        "detection lag distribution, sora_async against the baseline": lag,
+        "tasks alive on the mock over time, sora_async against the baseline and the oracle": live,
+        "detection lag distribution, sora_async against the baseline and the oracle": lag,
     }
