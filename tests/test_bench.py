@@ -230,6 +230,17 @@ async def test_the_oracle_sees_each_task_end_with_one_poll() -> None:
     assert counters.max_live_tasks <= 2
 
 
+def test_the_lag_target_notes_tasks_in_phase_with_the_baselines_polls() -> None:
+    sdk, base = _client(SDK), _client(BASELINE)
+    lag = "detection lag p95 ≤ baseline's"
+    thousand = next(t for t in targets(_report(sdk, base, "thousand")) if t.goal == lag)
+    assert thousand.note is not None and "exactly 4 base intervals" in thousand.note
+    assert not thousand.out_of_reach
+    # Durations spread by 30%: no phase to note.
+    priors = next(t for t in targets(_report(sdk, base, "priors")) if t.goal == lag)
+    assert priors.note is None
+
+
 def test_the_slot_time_between_tasks_is_split_into_seeing_the_end_and_the_rest() -> None:
     @attrs.frozen
     class Record:

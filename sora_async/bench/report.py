@@ -15,7 +15,7 @@ from .metrics import BASELINE, SDK, ClientMetrics
 from .oracle import ORACLE
 from .runner import BenchReport, ScenarioOutcome
 from .scale import RAW, RAW_FRESH
-from .scenarios import REAL_POLL_INTERVAL
+from .scenarios import REAL_POLL_INTERVAL, Scenario
 
 __all__ = ["Target", "targets", "to_markdown"]
 
@@ -35,6 +35,9 @@ BATCH_WALL_LIMIT = 1.5
 BATCH_RSS_FROM = 10_000
 #: Re-opening a big journal and deciding what to do takes seconds, not minutes.
 RESUME_LIMIT = 60.0
+#: Durations within this share of a whole number of base intervals are in phase with a
+#: fixed poller (its polls drift by their own round trips anyway).
+_PHASE_TOLERANCE = 0.01
 
 
 @attrs.frozen
@@ -109,9 +112,26 @@ def _fanout_targets(outcome: ScenarioOutcome) -> list[Target]:
             "detection lag p95 ≤ baseline's",
             f"{_num(p95, 1)} s vs {_num(base_p95, 1)} s",
             None if p95 is None or base_p95 is None else p95 <= base_p95,
+            _in_phase(outcome.scenario),
         ),
     ]
     return found
+
+
+def _in_phase(scenario: Scenario) -> str | None:
+    """A note when every task lasts a whole number of base intervals: a fixed poller's polls,
+    one every base interval from its create, then fall just after each end."""
+    if scenario.jitter or len(scenario.mix) != 1 or scenario.fail_at_once:
+        return None
+    intervals = scenario.mix[0].real_seconds * scenario.scale / scenario.base_interval
+    whole = round(intervals)
+    if whole < 1 or abs(intervals - whole) > _PHASE_TOLERANCE * whole:
+        return None
+    return (
+        f"every task lasts exactly {whole} base intervals, so the baseline's polls, one every "
+        "base interval from its create, fall just after each end; with any spread of "
+        "durations its lag would reach a whole base interval"
+    )
 
 
 def _reach(missed: bool, text: str | None, beyond: bool) -> tuple[str | None, bool]:
