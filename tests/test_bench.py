@@ -352,8 +352,10 @@ def test_quick_smoke_run_writes_json_and_markdown(
         assert len(run["lags"]) == scenario["tasks"]
         assert min(run["lags"]) >= 0.0
         assert run["status_requests"] >= scenario["tasks"]
-        # A result is handed over after its task ended on the mock, never before.
+        # A result is handed over after its task ended on the mock, never before; the first
+        # create comes after the run started, the run ends after the last task did.
         assert run["seeing_mean"] >= 0.0
+        assert run["start_delay"] > 0.0 and run["end_delay"] > 0.0
         # How busy the machine was, beside each client's figures.
         assert run["loop_late_p95"] is not None and run["loop_late_p95"] >= 0.0
         if sys.platform == "linux":

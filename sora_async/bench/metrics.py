@@ -58,6 +58,11 @@ class ClientMetrics:
     seeing_mean: float | None = None
     #: Mean task duration on the mock.
     task_mean: float | None = None
+    #: From the start of the run (the client not yet open) to the first create on the mock.
+    start_delay: float | None = None
+    #: From the last task's end on the mock to the end of the run (its result handed over,
+    #: the client closed).
+    end_delay: float | None = None
     #: The client's event loop: how late a short sleep woke, 95th percentile, real seconds.
     loop_late_p95: float | None = None
     #: The mock process's CPU time over this client's run (None where unknown).
@@ -124,6 +129,8 @@ def analyse(
     idle, seeing = _slot_gaps(records, observed.seen, scenario.cap)
     durations = [record.terminal_at - record.created_at for record in records]
     return ClientMetrics(
+        start_delay=min(r.created_at for r in records) - observed.started if records else None,
+        end_delay=observed.finished - max(r.terminal_at for r in records) if records else None,
         idle_mean=idle,
         seeing_mean=seeing,
         task_mean=sum(durations) / len(durations) if durations else None,

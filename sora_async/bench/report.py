@@ -412,10 +412,12 @@ def _slot_table(report: BenchReport) -> list[str]:
         "task's end to the create that takes its slot again = seeing the end (end → result "
         "handed over) + the rest (the slot's hand-off and the next create's trip to the "
         "server; negative when the next create left before the result was handed over). "
-        "Means over the tasks whose slot was taken again.",
+        "Means over the tasks whose slot was taken again. Then, once per run: from its start "
+        "to the first create on the mock, and from the last end to the run's end (last result "
+        "handed over, client closed).",
         "",
         "| scenario | mean task, s | "
-        + " | ".join(f"{name}: idle = seeing + rest" for name in clients)
+        + " | ".join(f"{name}: idle = seeing + rest; start, finish" for name in clients)
         + " |",
         "|---|---|" + "---|" * len(clients),
     ]
@@ -431,6 +433,7 @@ def _slot_table(report: BenchReport) -> list[str]:
             rest = None if seeing is None else m.idle_mean - seeing
             cells.append(
                 f"{_pct(m.share(m.idle_mean))} = {_pct(m.share(seeing))} + {_pct(m.share(rest))}"
+                f"; {_pct(m.share(m.start_delay))}, {_pct(m.share(m.end_delay))}"
             )
         lines.append(
             f"| {o.scenario.name} | {_num(_real(o, task_mean), 1)} | " + " | ".join(cells) + " |"
