@@ -138,10 +138,11 @@ class _Task:
     final: TaskStatus | None = None
     #: Why following stopped without a terminal status (a 404, an unknown status...).
     error: SoraError | None = None
-    #: Set (and replaced) whenever ``latest`` or the outcome changes; watchers wait on it.
-    #: asyncio's own Event: anyio's costs ten times as much to make and wait on, and one is
-    #: made per status seen (the client runs on asyncio only, aiohttp being asyncio's).
-    changed: asyncio.Event = attrs.field(factory=asyncio.Event)
+    #: Set (and dropped) whenever ``latest`` or the outcome changes; watchers that show each
+    #: status wait on it (see :meth:`change`). Made only when one does: most runs have none.
+    #: asyncio's own Event: anyio's costs ten times as much to make and wait on (the client
+    #: runs on asyncio only, aiohttp being asyncio's).
+    changed: asyncio.Event | None = None
     #: Resolved once the outcome is known: watchers with nobody to show statuses to.
     enders: list[asyncio.Future[None]] = attrs.field(factory=list)
     last_running_at: float | None = None
@@ -157,9 +158,16 @@ class _Task:
     def over(self) -> bool:
         return self.final is not None or self.error is not None
 
+    def change(self) -> asyncio.Event:
+        """The event the next :meth:`publish` sets."""
+        if self.changed is None:
+            self.changed = asyncio.Event()
+        return self.changed
+
     def publish(self) -> None:
-        changed, self.changed = self.changed, asyncio.Event()
-        changed.set()
+        changed, self.changed = self.changed, None
+        if changed is not None:
+            changed.set()
         if self.over:
             enders, self.enders = self.enders, []
             for ender in enders:
@@ -693,7 +701,7 @@ class TaskRuntime:
                 with anyio.move_on_after(timeout if timeout is not None else math.inf):
                     shown: TaskStatus | None = None
                     while True:
-                        changed = task.changed
+                        changed = task.change()
                         if task.latest is not None and task.latest is not shown:
                             status = shown = task.latest
                             if on_progress is not None:
@@ -946,6 +954,14 @@ class TaskRuntime:
         return files
 
 
+async def _waking(request: Awaitable[T], waiter: asyncio.Future[None]) -> T:
+    try:
+        return await request
+    finally:
+        if not waiter.done():
+            waiter.set_result(None)
+
+
 class _CancelHeldBack:
     """Holds back asyncio's own cancellation of a create until its answer is booked.
 
@@ -961,16 +977,27 @@ class _CancelHeldBack:
         self.cancelled = False
 
     async def answer(self, request: Awaitable[T]) -> T:
-        answer = asyncio.ensure_future(request)
-        while True:
-            try:
-                return await asyncio.shield(answer)
-            except asyncio.CancelledError:
-                if answer.cancelled():  # the request itself was cancelled (the loop closing)
-                    raise
-                self.cancelled = True
-                if answer.done():
-                    return answer.result()
+        loop = asyncio.get_running_loop()
+        # The request's task wakes this one itself as it ends: one trip through the loop,
+        # where asyncio.shield takes two (the task's done callback, then the outer future's).
+        waiter: asyncio.Future[None] = loop.create_future()
+        answer = loop.create_task(_waking(request, waiter))
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if answer.cancelled():  # the request itself was cancelled (the loop closing)
+                raise
+            self.cancelled = True
+            # Cancelled once: the rest of the wait by the book (shield wakes on any end of
+            # the task, even one that never ran its first step).
+            while not answer.done():
+                try:
+                    await asyncio.shield(answer)
+                except asyncio.CancelledError:
+                    if answer.cancelled():
+                        raise
+        # Done here: the task set the waiter in its last step, before this one could resume.
+        return answer.result()
 
     def __enter__(self) -> _CancelHeldBack:
         return self

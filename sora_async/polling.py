@@ -820,7 +820,8 @@ async def _sleep_or_wake(
     delay: float, sleep: Callable[[float], Awaitable[object]], wake: WakeSignal | None
 ) -> None:
     if wake is None:
-        await sleep(delay)
+        if delay > 0:  # a poll already due goes now: a sleep(0) costs a trip through the loop
+            await sleep(delay)
         return
     if wake.is_set():
         await anyio.lowlevel.checkpoint()

@@ -213,10 +213,13 @@ class _PoolConnector(aiohttp.TCPConnector):
             exchange.connected = True
         return connection
 
-    async def _get(self, key: Any, *args: Any, **kwargs: Any) -> Any:
+    def _get(self, key: Any, *args: Any, **kwargs: Any) -> Any:
         exchange = _CURRENT_EXCHANGE.get()
         if exchange is None or exchange.max_idle is None:
-            return await super()._get(key, *args, **kwargs)
+            return super()._get(key, *args, **kwargs)  # aiohttp's own choice, at no extra cost
+        return self._get_fresh(key, exchange.max_idle, *args, **kwargs)
+
+    async def _get_fresh(self, key: Any, max_idle: float, *args: Any, **kwargs: Any) -> Any:
         # aiohttp's pool (private, hence the guard): per key, a sequence of (protocol, the
         # time.monotonic() of its release), appended on release, so the newest is last.
         pooled = getattr(self, "_conns", {}).get(key)
@@ -224,7 +227,7 @@ class _PoolConnector(aiohttp.TCPConnector):
             return None
         try:
             protocol, released = pooled[-1]
-            fresh = time.monotonic() - released < exchange.max_idle and protocol.is_connected()
+            fresh = time.monotonic() - released < max_idle and protocol.is_connected()
         except (TypeError, ValueError, AttributeError):
             fresh = False  # a pool shaped otherwise: the safe answer is a fresh connection
         if not fresh:
@@ -546,7 +549,9 @@ class Transport:
         else:
             exchange = _Exchange(max_idle=self._create_idle)
         marking = _CURRENT_EXCHANGE.set(exchange)
-        started = self._clock()
+        # Timed for the debug log only: a clock read a request is not free at this rate.
+        debug = logger.isEnabledFor(logging.DEBUG)
+        started = self._clock() if debug else 0.0
         url = self._base_url + call.path
         proxy = self._api_proxy
         try:
@@ -576,11 +581,12 @@ class Transport:
                 connect_timeout=self._timeouts.connect,
             )
         else:
-            logger.debug(
-                "%s %s %s -> HTTP %d (attempt %d, %.3fs)",
-                call.method, call.endpoint, call.path, raw.status, attempt,
-                self._clock() - started,
-            )  # fmt: skip
+            if debug:
+                logger.debug(
+                    "%s %s %s -> HTTP %d (attempt %d, %.3fs)",
+                    call.method, call.endpoint, call.path, raw.status, attempt,
+                    self._clock() - started,
+                )  # fmt: skip
             hint = raw.headers.get("keep-alive")
             if hint is not None and hint != self._keepalive_hint:
                 self._learn_keepalive(hint)
@@ -595,11 +601,12 @@ class Transport:
             return raw
         finally:
             _CURRENT_EXCHANGE.reset(marking)
-        logger.debug(
-            "%s %s %s -> %s (attempt %d, %.3fs)",
-            call.method, call.endpoint, call.path, _describe(error), attempt,
-            self._clock() - started,
-        )  # fmt: skip
+        if debug:
+            logger.debug(
+                "%s %s %s -> %s (attempt %d, %.3fs)",
+                call.method, call.endpoint, call.path, _describe(error), attempt,
+                self._clock() - started,
+            )  # fmt: skip
         raise error
 
     def _learn_keepalive(self, hint: str) -> None:
