@@ -276,10 +276,16 @@ def _prepare(dest: Path, part: Path, *, resume: bool) -> tuple[str | None, int, 
     is removed: nothing says which file its bytes came from), and the .part's size. A failure
     to remove comes back as a value, the folder's as an exception.
 
-    Run on the event loop: a few metadata calls (usually one mkdir that finds the folder and
-    three lookups that find nothing), which wait on no device; a worker-thread trip for them
-    cost more CPU than they do. The bytes and the fsyncs go to a worker thread."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    Run on the event loop: a few metadata calls (usually two lookups: the folder is there, the
+    .part is not), which wait on no device; a worker-thread trip for them cost more CPU than
+    they do. The bytes and the fsyncs go to a worker thread."""
+    name = os.fspath(part)
+    if not os.path.isdir(os.path.dirname(name)):
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    if not os.path.lexists(name):
+        # Nothing to resume. A marker left without its .part is replaced, or removed, with the
+        # first bytes (see _append), as the answer that begins the file has its own ETag.
+        return None, 0, None
     etag = _read_etag(_etag_path(part)) if resume else None
     if etag is None:
         try:
