@@ -33,9 +33,11 @@ import re
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import aiohttp
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 import attrs
 from yarl import URL
@@ -57,6 +59,8 @@ __all__ = [
     "video_filename",
 ]
 
+T = TypeVar("T")
+
 #: A generated clip is tens of megabytes; 2 GiB is far above any real one and still bounds
 #: what a misrouted URL (a disk image, an endless stream) can write to the user's disk.
 DEFAULT_MAX_DOWNLOAD_BYTES = 2 * 1024**3
@@ -77,6 +81,14 @@ _HASH_BLOCK = 1024 * 1024
 #: Received bytes go to the disk in batches of about this much, one worker-thread trip each:
 #: a trip per chunk (open, each write, close) cost more CPU than a small file's whole transfer.
 _FLUSH_BYTES = 1024 * 1024
+#: Worker threads the downloads of one event loop write with at once. Each thread costs a
+#: stack and, under glibc, soon a malloc arena of its own that keeps what it once held: twenty
+#: downloads writing at once made twenty threads and a peak RSS that crept with the run's
+#: length. A small file's write and fsync take a fraction of its transfer, so a few are enough.
+DISK_THREADS = 4
+_DISK_LIMITER: anyio.lowlevel.RunVar[anyio.CapacityLimiter] = anyio.lowlevel.RunVar(
+    "sora_async.download.disk"
+)
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 _SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,10}$")
@@ -194,6 +206,16 @@ class _Progress:
     total: int | None = None
     #: The HTTP status of the last answer (after redirects), for the request's span.
     status: int | None = None
+
+
+async def _on_disk(func: Callable[..., T], *args: object) -> T:
+    """``func(*args)`` in a worker thread, at most DISK_THREADS of them at once per loop."""
+    try:
+        limiter = _DISK_LIMITER.get()
+    except LookupError:
+        limiter = anyio.CapacityLimiter(DISK_THREADS)
+        _DISK_LIMITER.set(limiter)
+    return await anyio.to_thread.run_sync(func, *args, limiter=limiter)
 
 
 def _parse_content_range(value: str | None) -> tuple[int, int, int | None] | None:
@@ -481,7 +503,7 @@ async def _fetch_once(
             etag = (progress.etag,)
         elif progress.hashed != start:
             # A .part from an earlier run: hash what is already there before appending.
-            progress.hasher = await anyio.to_thread.run_sync(_hash_prefix, part, start)
+            progress.hasher = await _on_disk(_hash_prefix, part, start)
             progress.hashed = start
         writer = _Writer(
             part, start=start, mode="ab" if start else "wb", etag=etag, on_progress=on_progress
@@ -548,7 +570,7 @@ class _Writer:
         nothing pending); the .part's size afterwards. ``commit``: see :func:`_append`."""
         if self._chunks or self._mode == "wb" or self._etag is not None or commit is not None:
             chunks, self._chunks, self._pending = self._chunks, [], 0
-            self._size, self.committed = await anyio.to_thread.run_sync(
+            self._size, self.committed = await _on_disk(
                 partial(
                     _append, self._part, chunks, mode=self._mode, etag=self._etag, commit=commit
                 )
@@ -648,7 +670,7 @@ async def download_file(
             else:
                 outcome = _Retry(f"short body: got {size} of {outcome.expected} bytes")
         failures += 1
-        on_disk = await anyio.to_thread.run_sync(_file_size, part)
+        on_disk = await _on_disk(_file_size, part)
         if on_disk > high_water:
             # The file grew past anything seen before: a slow or flaky transfer, not a dead
             # one. (Bytes that only refill a restarted .part do not count, so a server that
@@ -732,8 +754,8 @@ def _etag_path(part: Path) -> Path:
 
 
 async def _discard(part: Path, progress: _Progress) -> None:
-    await anyio.to_thread.run_sync(partial(part.unlink, missing_ok=True))
-    await anyio.to_thread.run_sync(partial(_etag_path(part).unlink, missing_ok=True))
+    await _on_disk(partial(part.unlink, missing_ok=True))
+    await _on_disk(partial(_etag_path(part).unlink, missing_ok=True))
     progress.hasher, progress.hashed = hashlib.sha256(), 0
     progress.etag = progress.total = None
 
@@ -747,7 +769,7 @@ async def _finish(
             path=dest, size=size, sha256=progress.hasher.hexdigest(), resumed=resumed
         )
     if progress.hashed != size:  # never expected; re-read rather than report a wrong digest
-        progress.hasher = await anyio.to_thread.run_sync(_hash_prefix, part, size)
+        progress.hasher = await _on_disk(_hash_prefix, part, size)
     digest = progress.hasher.hexdigest()
-    await anyio.to_thread.run_sync(_commit, part, dest)
+    await _on_disk(_commit, part, dest)
     return DownloadedFile(path=dest, size=size, sha256=digest, resumed=resumed)
