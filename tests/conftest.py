@@ -62,3 +62,74 @@ def no_backoff_waits() -> Iterator[None]:
         yield
     finally:
         waits.set_testing(False)
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """``-n auto``: half as many workers again as cores.
+
+    About a third of the suite's time is waiting (fresh interpreters starting, sockets, a mock
+    task's seconds), during which one worker per core leaves its core idle; a third worker on
+    two cores fills those gaps. PYTEST_XDIST_AUTO_NUM_WORKERS still decides when set.
+    """
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None  # xdist's own hook reads it
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) * 3 // 2)
+
+
+#: Tests that take one to fifteen seconds each, longest first. Each worker starts with its
+#: share of them: xdist's worksteal hands worker k the k-th contiguous block of the collection,
+#: and stealing moves only tests not yet started, so a long test begun when the others are
+#: about to finish makes the whole run wait for it.
+LONGEST_FIRST = (
+    "test_bench_batch.py::test_quick_batch_smoke",
+    "test_governor_redis_workers.py::",
+    "test_journal.py::TestJournalStateMachine",
+    "test_bench.py::test_quick_smoke",
+    "test_reliability_command.py::test_the_fuzzing",
+    "test_cli.py::test_demo_runs",
+    "test_batch_json_log.py::test_a_faulty_batch",
+    "test_providers_fuzz.py::test_any_answer",
+    "test_fanout.py::test_200_tasks",
+    "test_fanout.py::test_a_second_client",
+    "test_batch_group_commit.py::",
+    "test_cli_live.py::test_generate_on_a_terminal",
+    "test_crash_matrix.py::test_a_kill_then",
+    "test_batch_hundred.py::",
+    "test_soak.py::test_a_hundred_tasks",
+    "test_callbacks_e2e.py::",
+)
+
+
+def _rank(item: pytest.Item) -> int:
+    name = item.nodeid.rpartition("/")[2]
+    for rank, prefix in enumerate(LONGEST_FIRST):
+        if name.startswith(prefix):
+            return rank
+    return len(LONGEST_FIRST)
+
+
+def _block_starts(total: int, workers: int) -> list[int]:
+    """Where each worker's first block begins (xdist's WorkStealingScheduling split)."""
+    starts, left = [], total
+    for remaining in range(workers, 0, -1):
+        starts.append(total - left)
+        left -= left // remaining
+    return starts
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Every worker computes the same order from the same collection, as xdist requires.
+    workers = getattr(config, "workerinput", {}).get("workercount", 1)
+    ranked = sorted(range(len(items)), key=lambda i: _rank(items[i]))
+    long = [items[i] for i in ranked if _rank(items[i]) < len(LONGEST_FIRST)]
+    rest = [items[i] for i in sorted(ranked[len(long) :])]
+    # Dealt round robin, longest first, to the front of each worker's block.
+    dealt: list[list[pytest.Item]] = [long[k::workers] for k in range(workers)]
+    starts = [*_block_starts(len(items), workers), len(items)]
+    ordered: list[pytest.Item] = []
+    for k in range(workers):
+        take = max(0, starts[k + 1] - starts[k] - len(dealt[k]))
+        ordered += dealt[k] + rest[:take]
+        del rest[:take]
+    items[:] = ordered + rest
