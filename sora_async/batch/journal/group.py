@@ -7,10 +7,7 @@ loop. :class:`GroupCommit` is the one writer of a run: callers queue a write and
 acknowledgement; the writer takes everything queued, runs it in one transaction
 (:meth:`Journal.run_group`) in a worker thread, and wakes every caller once that transaction is
 on disk. While it commits, new writes queue for the next group, so twenty tasks answered at
-once cost one fsync, not twenty, and the event loop never waits on the disk. The group's
-statements run on the event loop and only its COMMIT in the worker thread: there, each
-statement waited for the GIL behind the busy loop, and a commit took tens of milliseconds of
-which the fsync was a fraction (see :meth:`Journal.stage_group`).
+once cost one fsync, not twenty, and the event loop never waits on the disk.
 
 Not every write needs its own fsync. A write that says a create is about to be sent or what it
 made (``fsync=True``, the default) is on disk, power cut included, before its caller goes on:
@@ -140,14 +137,7 @@ class GroupCommit:
                 writes, self._writes = self._writes, []
                 reads, self._reads = self._reads, []
                 # Not abandoned on cancellation: the callers learn how their group ended.
-                with anyio.CancelScope(shield=True):
-                    staged = await self._commit(writes)
-                    if staged is None:
-                        outcomes = await anyio.to_thread.run_sync(self._flush, writes, reads)
-                    elif reads:
-                        outcomes = staged + await anyio.to_thread.run_sync(self._flush, [], reads)
-                    else:
-                        outcomes = staged
+                outcomes = await anyio.to_thread.run_sync(self._flush, writes, reads)
                 for pending, (ok, value) in zip([*writes, *reads], outcomes, strict=True):
                     pending.settle(ok, value)
         finally:
@@ -155,26 +145,6 @@ class GroupCommit:
             stopped = JournalError(f"the journal {self.journal.path} is no longer written")
             for pending in [*self._writes, *self._reads]:
                 pending.settle(False, stopped)
-
-    async def _commit(self, writes: list[_Call]) -> list[tuple[bool, Any]] | None:
-        """The group's statements on the event loop, its COMMIT (the fsync) in a worker
-        thread; None, with nothing done, when a reader holds the journal (see
-        :meth:`Journal.stage_group`)."""
-        if not writes:
-            return []
-        calls = [pending.call for pending in writes]
-        fsync = any(pending.fsync for pending in writes)
-        staged = self.journal.stage_group(calls, fsync=fsync)
-        if staged is None:
-            return None
-        try:
-            failed = await anyio.to_thread.run_sync(self.journal.commit_staged)
-        finally:
-            self.journal.end_staged()
-        self.groups += 1
-        if failed is not None:
-            return [(False, failed) for _ in calls]
-        return staged
 
     def _flush(self, writes: list[_Call], reads: list[_Call]) -> list[tuple[bool, Any]]:
         outcomes: list[tuple[bool, Any]] = []

@@ -194,10 +194,6 @@ class Journal:
         self._want_full = True
         # A group was committed without an fsync since the last one.
         self._unsynced = False
-        # Set while no staged group waits for its COMMIT (see stage_group): the event loop
-        # holds the lock then, and its own other uses of the journal must wait for the COMMIT.
-        self._not_staged = threading.Event()
-        self._not_staged.set()
         self.path = path
         #: The meta table as opened (schema version, input fingerprint, provider, base URL...).
         self.meta = {k: v for k, v in meta.items() if k != _PREVIOUS_INPUT}
@@ -389,7 +385,6 @@ class Journal:
     def close(self) -> None:
         """Close the connection (idempotent). Nothing is lost by not calling it."""
         with self._lock:
-            self._not_staged.wait()
             if self._conn is not None:
                 conn, self._conn = self._conn, None
                 conn.close()
@@ -411,9 +406,6 @@ class Journal:
     # -- plumbing -----------------------------------------------------------------------------
 
     def _require_conn(self) -> sqlite3.Connection:
-        # Only the thread holding the lock gets here: another of its uses while its staged
-        # group is being committed elsewhere waits for that COMMIT.
-        self._not_staged.wait()
         if self._conn is None:
             raise JournalError(f"the journal {self.path} is closed")
         return self._conn
@@ -437,26 +429,26 @@ class Journal:
                 finally:
                     self._in_savepoint = False
                 return
-            self._begin(conn)
+            try:
+                if self._want_full is not self._full:
+                    # Only between transactions: inside one, SQLite refuses the change.
+                    conn.execute(f"PRAGMA synchronous={'FULL' if self._want_full else 'NORMAL'}")
+                    self._full = self._want_full
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise JournalError(f"journal write failed: {exc}") from None
             try:
                 yield conn
                 self._commit(conn)
+                if self._full:
+                    self.fsyncs += 1
+                self._unsynced = not self._full
             except BaseException as exc:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
                 if isinstance(exc, sqlite3.Error):
                     raise JournalError(f"journal write failed: {exc}") from None
                 raise
-
-    def _begin(self, conn: sqlite3.Connection) -> None:
-        try:
-            if self._want_full is not self._full:
-                # Only between transactions: inside one, SQLite refuses the change.
-                conn.execute(f"PRAGMA synchronous={'FULL' if self._want_full else 'NORMAL'}")
-                self._full = self._want_full
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise JournalError(f"journal write failed: {exc}") from None
 
     @staticmethod
     @contextlib.contextmanager
@@ -487,9 +479,6 @@ class Journal:
     def _commit(self, conn: sqlite3.Connection) -> None:
         conn.execute("COMMIT")
         self.commits += 1
-        if self._full:
-            self.fsyncs += 1
-        self._unsynced = not self._full
 
     def run_group(
         self, calls: Sequence[Callable[[], Any]], *, fsync: bool = True
@@ -529,78 +518,6 @@ class Journal:
             finally:
                 self._want_full = True
         return outcomes
-
-    def stage_group(
-        self, calls: Sequence[Callable[[], Any]], *, fsync: bool = True
-    ) -> list[tuple[bool, Any]] | None:
-        """The first half of :meth:`run_group`, on the calling thread (the event loop): the
-        calls run in a transaction left open, and the journal stays held by this thread until
-        :meth:`end_staged`; :meth:`commit_staged` (in a worker thread) commits it, with
-        ``fsync``, in between. The outcomes are as :meth:`run_group`'s, before the COMMIT:
-        the caller fails every call when the COMMIT fails.
-
-        Why: run in a worker thread, each of a group's statements (about 50) takes the GIL
-        back from a busy event loop when it returns; on the loop they cost their CPU only, and
-        the worker thread takes the GIL twice, around the COMMIT.
-
-        None, with nothing done, when another thread holds the journal (a reader, such as a
-        manifest being written): the caller runs :meth:`run_group` in a worker thread then,
-        so the event loop never waits for the lock.
-        """
-        if not self._lock.acquire(blocking=False):
-            return None
-        try:
-            conn = self._require_conn()
-            self._want_full = fsync
-            self._begin(conn)
-        except JournalError as exc:
-            self._want_full = True
-            self._lock.release()
-            return [(False, exc) for _ in calls]
-        except BaseException:
-            self._want_full = True
-            self._lock.release()
-            raise
-        self._in_group = True
-        try:
-            outcomes = self._group_at_once(conn, calls)
-            if outcomes is None:
-                outcomes = [self._one_call(call) for call in calls]
-        except BaseException as exc:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            self._want_full = True
-            self._lock.release()
-            if isinstance(exc, JournalError):
-                return [(False, exc) for _ in calls]
-            raise
-        finally:
-            self._in_group = False
-        self._not_staged.clear()
-        return outcomes
-
-    def commit_staged(self) -> JournalError | None:
-        """Commit the group :meth:`stage_group` left open (in a worker thread: with ``fsync``,
-        this waits on the disk); the JournalError that undid it, if its COMMIT failed."""
-        conn = self._conn
-        assert conn is not None and not self._not_staged.is_set()
-        try:
-            self._commit(conn)
-        except (sqlite3.Error, JournalError) as exc:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            if isinstance(exc, JournalError):
-                return exc
-            return JournalError(f"journal write failed: {exc}")
-        finally:
-            # Here, not in end_staged: the staging thread may be waiting for it.
-            self._not_staged.set()
-        return None
-
-    def end_staged(self) -> None:
-        """Give the journal back after :meth:`commit_staged` (on the thread that staged)."""
-        self._want_full = True
-        self._lock.release()
 
     def _group_at_once(
         self, conn: sqlite3.Connection, calls: Sequence[Callable[[], Any]]
