@@ -1,5 +1,5 @@
 """``python -m sora_async``: the same as the ``sora-async`` console script."""
 
-from .cli import main
+from .cli import run
 
-raise SystemExit(main())
+run()

@@ -32,8 +32,9 @@ from ..models import AspectRatio, Model, Quality, TaskResult, TaskStatus, VideoR
 from ..providers import PROVIDER_NAMES
 from .bench_options import add_arguments as add_bench_arguments
 from .live import status_line
+from .shutdown import leave
 
-__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "main"]
+__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "main", "run"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -544,6 +545,12 @@ def _wants_json(argv: Sequence[str]) -> bool:
         elif word.startswith("--log-format="):
             chosen = word.partition("=")[2]
     return chosen == "json"
+
+
+def run() -> NoReturn:
+    """The ``sora-async`` console script and ``python -m sora_async``: main(), then exit."""
+    status = main()
+    leave(status, interrupted=status == EXIT_INTERRUPTED)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
