@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import os
@@ -279,13 +280,26 @@ def _ssl_context(
     else:
         return None  # aiohttp's default: the system trust store, verified
     try:
-        return _ssl.create_default_context(cafile=cafile)
+        found = os.stat(cafile)
+        return _loaded_ca_bundle(cafile, (found.st_ino, found.st_size, found.st_mtime_ns))
     except (OSError, _ssl.SSLError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
         raise ConfigurationError(
             f"{setting}: cannot load the CA bundle {cafile!r} ({reason}); "
             "give a PEM file of trusted certificates"
         ) from None
+
+
+@functools.lru_cache(maxsize=8)
+def _loaded_ca_bundle(cafile: str, stamp: tuple[int, int, int]) -> _ssl.SSLContext:
+    """One context per bundle file as it is now (``stamp``: inode, size, mtime).
+
+    Parsing a system-sized bundle costs about 60 ms of CPU, and a service that makes a client
+    per request with ``SSL_CERT_FILE`` set paid it every time. A context is safe to share
+    between sessions; a rewritten or replaced file has a new stamp and is read again.
+    """
+    del stamp  # part of the cache's key only
+    return _ssl.create_default_context(cafile=cafile)
 
 
 def check_api_key(key: Secret, source: str = "argument") -> None:

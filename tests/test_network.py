@@ -118,6 +118,28 @@ async def test_https_through_a_connect_tunnel_with_a_custom_ca(
     assert not any("/api" in line or "/files" in line for line in proxy.log)
 
 
+async def test_a_ca_bundle_is_read_once_until_the_file_changes(
+    certificate: tuple[Path, Path], tmp_path: Path
+) -> None:
+    cert, key = certificate
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(cert.read_bytes())
+    env = {"SSL_CERT_FILE": str(bundle)}
+    # Read once: a service making a client per request no longer parses it each time.
+    first = resolve_network(env=env).ssl_context
+    assert first is not None and resolve_network(env=env).ssl_context is first
+    # Replaced by a bundle that does not hold our server's CA: trust follows the file.
+    (tmp_path / "other").mkdir()
+    other, _ = self_signed_certificate(tmp_path / "other")
+    bundle.write_bytes(other.read_bytes())
+    assert resolve_network(env=env).ssl_context is not first
+    config = MockConfig(task_seconds=0.2, jitter=0.0)
+    server = MockServer(config, ssl_context=server_context(cert, key))
+    async with server as mock, client_for(mock, "sora2api", env=env) as client:
+        with pytest.raises(ConnectError, match="TLS failure"):
+            await client.status("task_unknown_0000")
+
+
 async def test_the_ca_bundle_decides_trust(certificate: tuple[Path, Path]) -> None:
     cert, key = certificate
     config = MockConfig(task_seconds=0.2, jitter=0.0)
