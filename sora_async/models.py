@@ -254,7 +254,7 @@ def _to_timestamps(field: str, value: Any) -> str:
             raise ValidationError(field, value, _TIMESTAMPS_FORM)
         try:
             number = float(bound.strip() if isinstance(bound, str) else bound)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ValidationError(field, value, _TIMESTAMPS_FORM) from None
         numbers.append(number)
     if len(numbers) != 2 or not all(math.isfinite(n) and n >= 0 for n in numbers):

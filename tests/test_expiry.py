@@ -89,6 +89,9 @@ def test_a_failed_task_has_no_expiry() -> None:
         (-5, None),
         (float("nan"), None),
         (10**30, None),
+        # Past a float's range (JSON numbers have any length): found by the decoder fuzzing.
+        (10**400, None),
+        (-(10**400), None),
     ],
 )
 def test_wire_times(value: object, expected: dt.datetime | None) -> None:

@@ -66,6 +66,8 @@ def test_every_character_form_reads_the_same(characters: Any) -> None:
          "characters[0].timestamps", "start,end"),
         ({"characters": [{"url": "https://x/a", "timestamps": True}]},
          "characters[0].timestamps", "start,end"),
+        ({"characters": [{"url": "https://x/a", "timestamps": [0, 10**400]}]},
+         "characters[0].timestamps", "start,end"),
         ({"characters": [{"url": "https://x/a", "timestamps": "0,3", "name": "x"}]},
          "characters[0]", "url and timestamps"),
     ],

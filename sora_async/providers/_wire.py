@@ -112,7 +112,10 @@ def _structure_int(value: Any, _: Any) -> int:
 
 def _structure_float(value: Any, _: Any) -> float:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an int past a float's range: JSON numbers have any length
+            raise WireTypeError("expected a number, got one beyond a float's range") from None
     raise _expect("a number", value)
 
 
@@ -309,10 +312,11 @@ def parse_wire_time(value: object) -> dt.datetime | None:
     if isinstance(value, str) and _EPOCH_TEXT.fullmatch(value.strip()):
         value = float(value.strip())
     if isinstance(value, (int, float)):
-        if not math.isfinite(value) or value <= 0:
-            return None
-        seconds = value / 1000 if value > _EPOCH_MS_ABOVE else value
+        # An int past a float's range (JSON allows any length) overflows in isfinite itself.
         try:
+            if not math.isfinite(value) or value <= 0:
+                return None
+            seconds = value / 1000 if value > _EPOCH_MS_ABOVE else value
             return dt.datetime.fromtimestamp(seconds, tz=dt.timezone.utc)
         except (OverflowError, OSError, ValueError):
             return None
