@@ -5,7 +5,9 @@ keeps the account's task slots full and never over-full, polling that notices co
 without hammering the server, and a bulk CLI that never pays twice for a prompt.
 """
 
-from .callbacks import CallbackReceiver
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__ as __version__
 from .client import SoraClient
 from .config import Secret, Settings
 from .download import DownloadedFile
@@ -115,4 +117,16 @@ __all__ = [
     "WaitTimeoutError",
 ]
 
-__version__ = "0.1.0"
+if TYPE_CHECKING:
+    from .callbacks import CallbackReceiver
+
+
+def __getattr__(name: str) -> Any:
+    # The callback receiver is an aiohttp web server: its module is imported when it is asked
+    # for, so that a client (and every CLI run) that never listens does not pay for importing
+    # aiohttp.web at start-up.
+    if name == "CallbackReceiver":
+        from .callbacks import CallbackReceiver
+
+        return CallbackReceiver
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

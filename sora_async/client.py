@@ -14,12 +14,11 @@ import ssl as _ssl
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
 
-from .callbacks import CallbackReceiver
 from .config import Secret, Settings
 from .download import DEFAULT_MAX_DOWNLOAD_BYTES
 from .durable import check_writable_dir
@@ -50,6 +49,9 @@ from .providers import PreparedImage
 from .retry import RetryPolicy
 from .tracing import SpanHook, resolve_tracer, traced_requests
 from .transport import CallTimeouts
+
+if TYPE_CHECKING:
+    from .callbacks import CallbackReceiver
 
 __all__ = ["DEFAULT_MAX_DOWNLOADS", "DEFAULT_WAIT_TIMEOUT", "SoraClient"]
 

@@ -32,14 +32,13 @@ from collections.abc import Awaitable, Callable, Iterator
 from functools import partial
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import anyio.abc
 import attrs
 
 from . import requestspans
-from .callbacks import CallbackReceiver
 from .calls import Endpoint
 from .download import DEFAULT_MAX_DOWNLOAD_BYTES, DownloadedFile, download_file, video_filename
 from .errors import (
@@ -75,6 +74,9 @@ from .polling import PollPlanner, poll_until_terminal
 from .providers import PreparedImage, Provider
 from .retry import RetryPolicy
 from .transport import Transport
+
+if TYPE_CHECKING:
+    from .callbacks import CallbackReceiver
 
 __all__ = ["Attempt", "SendingStop", "TaskRuntime"]
 

@@ -17,8 +17,14 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 
-from .callbacks import CallbackReceiver, receiver_from_settings
-from .config import Secret, Settings, resolve_network, resolve_settings
+from .config import (
+    ENV_CALLBACK_LISTEN,
+    ENV_CALLBACK_PUBLIC_URL,
+    Secret,
+    Settings,
+    resolve_network,
+    resolve_settings,
+)
 from .errors import ConfigurationError
 from .governor import Governor, LocalGovernor
 from .lifecycle import TaskRuntime
@@ -28,6 +34,7 @@ from .retry import RetryPolicy
 from .transport import CallTimeouts, Transport
 
 if TYPE_CHECKING:
+    from .callbacks import CallbackReceiver
     from .governor_redis import RedisGovernor
 
 __all__ = ["ClientParts", "build_parts"]
@@ -125,7 +132,7 @@ def build_parts(
         )
     the_provider = get_provider(settings.provider)
     _check_options(max_downloads, download_max_bytes, wait_timeout, expected_duration)
-    receiver = receiver_from_settings(callback_receiver, environ)
+    receiver = _receiver(callback_receiver, environ)
     if receiver is not None and not the_provider.supports_callbacks:
         raise ConfigurationError(
             f"callback_receiver: {the_provider.name} offers no completion callbacks"
@@ -194,3 +201,21 @@ def _check_options(
             f"expected_duration must be a positive number of seconds or None, "
             f"got {expected_duration!r}"
         )
+
+
+def _receiver(
+    option: bool | CallbackReceiver | None, environ: Mapping[str, str]
+) -> CallbackReceiver | None:
+    """The callback receiver asked for, if any. The receiver is an aiohttp web server: its
+    module is imported only when one is asked for, so a client (and every CLI run) that never
+    listens does not pay for importing aiohttp.web at start-up."""
+    asked = option is not None and option is not False
+    if not asked and (option is False or not _callback_env(environ)):
+        return None
+    from .callbacks import receiver_from_settings
+
+    return receiver_from_settings(option, environ)
+
+
+def _callback_env(environ: Mapping[str, str]) -> bool:
+    return bool(environ.get(ENV_CALLBACK_LISTEN) or environ.get(ENV_CALLBACK_PUBLIC_URL))

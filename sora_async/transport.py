@@ -30,7 +30,6 @@ import re
 import ssl
 import time
 from collections.abc import Awaitable, Callable
-from importlib import metadata
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -39,6 +38,7 @@ import attrs
 from aiohttp.connector import Connection
 
 from . import requestspans, waits
+from ._version import __version__
 from .calls import ApiCall, Endpoint, RawResponse
 from .config import Network, Secret
 from .errors import (
@@ -72,14 +72,7 @@ T = TypeVar("T")
 _TransportT = TypeVar("_TransportT", bound="Transport")
 
 
-def _version() -> str:
-    try:
-        return metadata.version("sora_async")
-    except metadata.PackageNotFoundError:  # running from a source tree that is not installed
-        return "0"
-
-
-DEFAULT_USER_AGENT = f"sora-async/{_version()}"
+DEFAULT_USER_AGENT = f"sora-async/{__version__}"
 
 #: An API answer is a small JSON envelope; anything bigger is a misrouted request (an HTML page,
 #: a file) and is refused instead of being buffered whole in memory.
