@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from sora_async.bench import catalogue
-from sora_async.bench.batch import BATCH_SCRIPT, BATCH_SDK, BatchRun, ResumeRun
+from sora_async.bench.batch import BATCH_CORE, BATCH_SCRIPT, BATCH_SDK, BatchRun, ResumeRun
 from sora_async.bench.publish import BATCH_BLOCK, README_END, README_START, publish, write_run
 from sora_async.bench.report import targets, to_markdown
 from sora_async.bench.runner import BenchReport, ScenarioOutcome, environment
@@ -82,6 +82,23 @@ def test_batch_targets_are_ratios_to_the_script_at_each_size() -> None:
     assert "50,010 of them done" in text
 
 
+def test_the_core_client_splits_the_batch_cost_per_size() -> None:
+    runs = [
+        _run(BATCH_SDK, 1000, cpu_seconds=4.5),
+        _run(BATCH_SCRIPT, 1000, cpu_seconds=1.5),
+        _run(BATCH_CORE, 1000, cpu_seconds=3.0),
+        # A size without the core client has no row in the split.
+        _run(BATCH_SDK, 10_000, cpu_seconds=40.0),
+        _run(BATCH_SCRIPT, 10_000, cpu_seconds=15.0),
+    ]
+    text = to_markdown(_report(runs))
+    assert "| 1,000 | 1.50 | 3.00 (2.00 x) | 4.50 | +1.50 | +1.50 |" in text
+    assert "| 10,000 | 15.00 |" not in text
+    # The targets stay the batch against the plain script.
+    goals = {t.goal: t.measured for t in targets(_report(runs))}
+    assert goals["1,000: CPU per task ≤ 2 x the plain script's"].startswith("3.00 x")
+
+
 def test_one_size_does_not_measure_rss_flatness() -> None:
     runs = [_run(BATCH_SDK, 1000), _run(BATCH_SCRIPT, 1000)]
     verdicts = {t.goal: t.met for t in targets(_report(runs))}
@@ -113,7 +130,7 @@ def test_quick_batch_smoke_runs_both_processes_and_a_resume(
     (json_path,) = tmp_path.glob("run-*-quick.json")
     batch = json.loads(json_path.read_text())["scenarios"]["batch"]
     runs = {run["client"]: run for run in batch["batch"]}
-    assert set(runs) == {BATCH_SDK, BATCH_SCRIPT}
+    assert set(runs) == {BATCH_SDK, BATCH_SCRIPT, BATCH_CORE}
     for run in runs.values():
         assert (run["exit_code"], run["succeeded"], run["downloads"]) == (0, 12, 12)
         assert run["cpu_seconds"] > 0 and run["peak_rss"] > 0

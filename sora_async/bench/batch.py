@@ -1,7 +1,9 @@
 """The ``batch`` scenario: ``sora-async batch`` run the way users run it (a process of its own)
 against a plain batch script (``benchmarks/batch_script.py``), each over the same
 zero-duration prompts with 1 KB files, the same cap and the same base poll interval, each
-against a fresh mock in the mock's own process.
+against a fresh mock in the mock's own process. A third client, the SDK's ``generate_many``
+with ``download_to`` and no journal (``benchmarks/batch_core.py``, beside the script), splits
+the batch's cost into the client's and the journal's.
 
 CPU time and peak RSS are the client process's own, read from the kernel when it is reaped
 (``os.wait4``), so nothing of the harness or the mock is counted. The resume measure builds a
@@ -34,6 +36,7 @@ from .mockproc import MockProcess
 from .scenarios import Scenario
 
 __all__ = [
+    "BATCH_CORE",
     "BATCH_FILE_SIZE",
     "BATCH_SCRIPT",
     "BATCH_SDK",
@@ -46,6 +49,9 @@ __all__ = [
 BATCH_SDK: Final = "sora-async batch"
 BATCH_SCRIPT: Final = "plain script"
 BATCH_FILE_SIZE: Final = 1024
+BATCH_CORE: Final = "generate_many + download_to"
+#: The core client's file, beside the plain script's.
+CORE_SCRIPT_NAME: Final = "batch_core.py"
 #: Prompts appended before the resumed run: new items behind the journal's half.
 _ADDED: Final = 1_000
 #: How often the harness looks at the mock's counters while a run goes on.
@@ -196,7 +202,7 @@ async def _one_run(
             argv = (
                 _sdk_argv(scenario, url, source, out)
                 if client == BATCH_SDK
-                else _script_argv(scenario, url, source, out, script)
+                else _script_argv(scenario, url, source, out, _script_of(client, script))
             )
             process, started = _spawn(argv)
             reaped = await anyio.to_thread.run_sync(_reap, process, started)
@@ -220,6 +226,10 @@ async def _one_run(
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _script_of(client: str, script: Path) -> Path:
+    return script.with_name(CORE_SCRIPT_NAME) if client == BATCH_CORE else script
+
+
 async def measure_batch(
     mock: MockProcess,
     scenario: Scenario,
@@ -229,10 +239,14 @@ async def measure_batch(
     sizes: Sequence[int],
     progress: Callable[[str], object] = lambda _: None,
 ) -> list[BatchRun]:
-    """At each size, ``sora-async batch`` then the plain script."""
+    """At each size, ``sora-async batch``, the plain script, then the SDK's core client (when
+    its file is beside the script)."""
+    clients = [BATCH_SDK, BATCH_SCRIPT]
+    if script.with_name(CORE_SCRIPT_NAME).is_file():
+        clients.append(BATCH_CORE)
     runs = []
     for size in sizes:
-        for client in (BATCH_SDK, BATCH_SCRIPT):
+        for client in clients:
             run = await _one_run(mock, scenario, seed, client=client, prompts=size, script=script)
             progress(
                 f"batch: {client} x {size:,}: {run.wall:.1f} s wall, "

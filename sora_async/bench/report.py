@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import attrs
 
-from .batch import BATCH_SCRIPT, BATCH_SDK, BatchRun
+from .batch import BATCH_CORE, BATCH_SCRIPT, BATCH_SDK, BatchRun
 from .metrics import BASELINE, SDK, ClientMetrics
 from .oracle import ORACLE
 from .runner import BenchReport, ScenarioOutcome
@@ -524,6 +524,7 @@ def _batch_table(report: BenchReport) -> list[str]:
                 ]
 
             lines.append(_batch_row(size, sdk, script))
+        lines += _batch_split(o)
         resume = o.resume
         if resume is not None:
             took = (
@@ -538,6 +539,37 @@ def _batch_table(report: BenchReport) -> list[str]:
                 f"{resume.added:,} prompts appended, the same command again: {took}.",
             ]
     return lines
+
+
+def _batch_split(outcome: ScenarioOutcome) -> list[str]:
+    """Where the batch's CPU goes, per size: the plain script, the SDK's core client (the
+    client and its downloads, no journal) and the batch, each in ms per task."""
+    rows = []
+    for size, sdk, script in _batch_pairs(outcome):
+        core = next(
+            (r for r in outcome.batch if r.prompts == size and r.client == BATCH_CORE), None
+        )
+        if core is None or sdk is None or script is None:
+            continue
+        client = core.cpu_ms_per_task - script.cpu_ms_per_task
+        journal = sdk.cpu_ms_per_task - core.cpu_ms_per_task
+        rows.append(
+            f"| {size:,} | {script.cpu_ms_per_task:.2f} | {core.cpu_ms_per_task:.2f} "
+            f"({_ratio(core.cpu_ms_per_task, script.cpu_ms_per_task):.2f} x) | "
+            f"{sdk.cpu_ms_per_task:.2f} | {client:+.2f} | {journal:+.2f} |"
+        )
+    if not rows:
+        return []
+    return [
+        "",
+        f"Where the batch's CPU goes (ms per task): {BATCH_CORE} is the SDK's client with its "
+        "downloads and no journal ([`benchmarks/batch_core.py`](benchmarks/batch_core.py)).",
+        "",
+        f"| prompts | {BATCH_SCRIPT} | {BATCH_CORE} | {BATCH_SDK} | the client adds | "
+        "the journal and bookkeeping add |",
+        "|---|---|---|---|---|---|",
+        *rows,
+    ]
 
 
 def _batch_row(size: int, sdk: BatchRun | None, script: BatchRun | None) -> str:
