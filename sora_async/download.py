@@ -36,15 +36,12 @@ from pathlib import Path
 from typing import TypeVar
 
 import aiohttp
-import anyio
-import anyio.lowlevel
-import anyio.to_thread
 import attrs
 from yarl import URL
 
 from . import waits
 from .calls import Endpoint, parse_retry_after
-from .durable import fsync_directory
+from .diskthread import disk_thread, sync_directory_later
 from .errors import ConfigurationError, DownloadError, SoraError
 from .requestspans import RequestSpan
 from .retry import SAFE_CALLS, RetryPolicy, next_retry_delay
@@ -78,17 +75,9 @@ _MEDIA_TYPE = re.compile(r"^[a-z0-9!#$&^_.+-]{1,64}/[a-z0-9!#$&^_.+-]{1,64}$")
 #: How an HTML page, a JSON or XML document starts; no video container starts like this.
 _DOCUMENT_STARTS = (b"<!doctype", b"<html", b"<?xml", b"<head", b"<body", b"{", b"[")
 _HASH_BLOCK = 1024 * 1024
-#: Received bytes go to the disk in batches of about this much, one worker-thread trip each:
+#: Received bytes go to the disk in batches of about this much, one disk-thread job each:
 #: a trip per chunk (open, each write, close) cost more CPU than a small file's whole transfer.
 _FLUSH_BYTES = 1024 * 1024
-#: Worker threads the downloads of one event loop write with at once. Each thread costs a
-#: stack and, under glibc, soon a malloc arena of its own that keeps what it once held: twenty
-#: downloads writing at once made twenty threads and a peak RSS that crept with the run's
-#: length. A small file's write and fsync take a fraction of its transfer, so a few are enough.
-DISK_THREADS = 4
-_DISK_LIMITER: anyio.lowlevel.RunVar[anyio.CapacityLimiter] = anyio.lowlevel.RunVar(
-    "sora_async.download.disk"
-)
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 _SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,10}$")
@@ -209,13 +198,8 @@ class _Progress:
 
 
 async def _on_disk(func: Callable[..., T], *args: object) -> T:
-    """``func(*args)`` in a worker thread, at most DISK_THREADS of them at once per loop."""
-    try:
-        limiter = _DISK_LIMITER.get()
-    except LookupError:
-        limiter = anyio.CapacityLimiter(DISK_THREADS)
-        _DISK_LIMITER.set(limiter)
-    return await anyio.to_thread.run_sync(func, *args, limiter=limiter)
+    """``func(*args)`` on the event loop's disk thread (see :mod:`sora_async.diskthread`)."""
+    return await disk_thread().run(func, *args)
 
 
 def _parse_content_range(value: str | None) -> tuple[int, int, int | None] | None:
@@ -255,10 +239,11 @@ def _commit(part: Path, dest: Path) -> None:
 
 
 def _replace(part: Path, dest: Path) -> None:
-    """Put the durable .part in place of ``dest`` (atomic), and make the new name durable."""
+    """Put the durable .part in place of ``dest`` (atomic); the new name is durable before
+    the job is reported done (one folder fsync for all the files of the disk thread's batch)."""
     os.replace(part, dest)
     _etag_path(part).unlink(missing_ok=True)
-    fsync_directory(dest.parent)
+    sync_directory_later(dest.parent)
 
 
 def _is_retryable_status(status: int) -> bool:
@@ -299,8 +284,8 @@ def _prepare(dest: Path, part: Path, *, resume: bool) -> tuple[str | None, int, 
     to remove comes back as a value, the folder's as an exception.
 
     Run on the event loop: a few metadata calls (usually two lookups: the folder is there, the
-    .part is not), which wait on no device; a worker-thread trip for them cost more CPU than
-    they do. The bytes and the fsyncs go to a worker thread."""
+    .part is not), which wait on no device; a disk-thread job for them cost more CPU than
+    they do. The bytes and the fsyncs go to the disk thread."""
     name = os.fspath(part)
     if not os.path.isdir(os.path.dirname(name)):
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -535,7 +520,7 @@ async def _fetch_once(
 
 
 class _Writer:
-    """Batches received chunks into few trips to a worker thread (see _FLUSH_BYTES)."""
+    """Batches received chunks into few disk-thread jobs (see _FLUSH_BYTES)."""
 
     def __init__(
         self,

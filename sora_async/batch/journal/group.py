@@ -5,7 +5,8 @@ intent before the create is sent, the task id before the first poll, the end bef
 manifest says so). Written one by one, each costs a transaction and an fsync, on the event
 loop. :class:`GroupCommit` is the one writer of a run: callers queue a write and await its
 acknowledgement; the writer takes everything queued, runs it in one transaction
-(:meth:`Journal.run_group`) in a worker thread, and wakes every caller once that transaction is
+(:meth:`Journal.run_group`) on the event loop's disk thread (:mod:`sora_async.diskthread`,
+which the downloads' writes share), and wakes every caller once that transaction is
 on disk. While it commits, new writes queue for the next group, so twenty tasks answered at
 once cost one fsync, not twenty, and the event loop never waits on the disk.
 
@@ -31,8 +32,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import anyio
-import anyio.to_thread
 
+from ...diskthread import disk_thread
 from .store import Journal
 from .types import JournalError
 
@@ -130,6 +131,7 @@ class GroupCommit:
 
     async def run(self) -> None:
         """Commit groups until cancelled; on the way out, what is still queued fails."""
+        disk = disk_thread()
         try:
             while True:
                 await self._wake.wait()
@@ -137,7 +139,8 @@ class GroupCommit:
                 writes, self._writes = self._writes, []
                 reads, self._reads = self._reads, []
                 # Not abandoned on cancellation: the callers learn how their group ended.
-                outcomes = await anyio.to_thread.run_sync(self._flush, writes, reads)
+                with anyio.CancelScope(shield=True):
+                    outcomes = await disk.run(self._flush, writes, reads)
                 for pending, (ok, value) in zip([*writes, *reads], outcomes, strict=True):
                     pending.settle(ok, value)
         finally:

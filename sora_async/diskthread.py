@@ -1,0 +1,204 @@
+"""One thread per event loop for blocking disk work, run in batches.
+
+A worker-thread trip per file (anyio's ``to_thread``) cost more than the file: a thread woken
+and the loop woken for each job, and each thread taking the GIL from the busy event loop at
+every system call it returns from. Here a caller queues a job (a list append) and awaits a
+future; the one thread takes everything queued, runs it, makes the new names the batch made
+durable with one fsync per folder (:func:`sync_directory_later`), and only then wakes the loop,
+once, to report every job of the batch.
+
+- A job that raises fails alone; a folder whose fsync fails fails the jobs that renamed into it.
+- A caller cancelled while it waits leaves its job to run; the result is dropped. Whoever needs
+  the outcome whatever happens shields the wait (as GroupCommit does for its commits).
+- The thread ends soon after its event loop is closed, after a while with nothing to do, and
+  when the interpreter exits (it finishes the batch it holds first). It is not a daemon: a
+  commit or a rename in flight is finished, not cut (an interrupted CLI gives it
+  ``cli.shutdown.THREADS_GRACE``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import queue
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import anyio.lowlevel
+
+from .durable import fsync_directory
+
+__all__ = ["DiskThread", "disk_thread", "set_disk_thread", "sync_directory_later"]
+
+T = TypeVar("T")
+
+#: How often an idle thread looks whether its loop is closed (the loop tells it nothing).
+_IDLE_CHECK = 0.1
+#: An idle thread this long ends (a new one starts with the next job).
+_IDLE_END = 10.0
+
+_CURRENT: anyio.lowlevel.RunVar[DiskThread] = anyio.lowlevel.RunVar("sora_async.diskthread")
+_local = threading.local()
+
+
+def disk_thread() -> DiskThread:
+    """The running event loop's disk thread (made on first use)."""
+    try:
+        return _CURRENT.get()
+    except LookupError:
+        thread = DiskThread(asyncio.get_running_loop())
+        _CURRENT.set(thread)
+        return thread
+
+
+def set_disk_thread(thread: DiskThread) -> None:
+    """Make ``thread`` the running event loop's disk thread (a test's, recording its fsyncs)."""
+    _CURRENT.set(thread)
+
+
+def sync_directory_later(directory: str | os.PathLike[str]) -> None:
+    """Make a new or renamed entry of ``directory`` durable before the running job is reported
+    done: on a disk thread, once for every job of the batch that asks; elsewhere, at once."""
+    folders: dict[str, list[int]] | None = getattr(_local, "folders", None)
+    if folders is None:
+        fsync_directory(directory)
+    else:
+        folders.setdefault(os.fspath(directory), []).append(_local.job)
+
+
+class _Job:
+    __slots__ = ("args", "call", "future")
+
+    def __init__(
+        self, call: Callable[..., Any], args: tuple[Any, ...], future: asyncio.Future[Any]
+    ) -> None:
+        self.call = call
+        self.args = args
+        self.future = future
+
+
+class DiskThread:
+    """Runs blocking calls for one event loop in one thread; see the module docstring.
+
+    ``sync_directory`` makes a folder's new entries durable (tests pass one that records);
+    ``idle_end``: seconds without a job after which the thread ends.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        sync_directory: Callable[[str], None] = fsync_directory,
+        idle_end: float = _IDLE_END,
+    ) -> None:
+        self._loop = loop
+        self._idle_end = idle_end
+        self._sync_directory = sync_directory
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        #: Held while a job is queued and while the thread decides to end, so that no job is
+        #: queued for a thread that is leaving.
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        #: Batches run: for tests and measurements.
+        self.batches = 0
+
+    async def run(self, call: Callable[..., T], *args: Any) -> T:
+        """``call(*args)`` on the disk thread; its result or exception, once any folder it
+        renamed into is durable."""
+        future: asyncio.Future[T] = self._loop.create_future()
+        job = _Job(call, args, future)
+        with self._lock:
+            self._jobs.put(job)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._serve, name="sora-async disk", daemon=False
+                )
+                self._thread.start()
+                _at_exit.add(self)
+        return await future
+
+    def stop(self) -> None:
+        """End the thread once it has run what is queued (idempotent, any thread)."""
+        with self._lock:
+            if self._thread is not None:
+                self._jobs.put(None)
+
+    def _serve(self) -> None:
+        idle = 0.0
+        while True:
+            try:
+                first = self._jobs.get(timeout=_IDLE_CHECK)
+            except queue.Empty:
+                idle += _IDLE_CHECK
+                if (idle >= self._idle_end or self._loop.is_closed()) and self._leave():
+                    return
+                continue
+            idle = 0.0
+            batch = [first]
+            while True:
+                try:
+                    batch.append(self._jobs.get_nowait())
+                except queue.Empty:
+                    break
+            jobs = [job for job in batch if job is not None]
+            if jobs:
+                self._run(jobs)
+            if None in batch and self._leave():
+                return
+
+    def _leave(self) -> bool:
+        with self._lock:
+            if not self._jobs.empty():
+                return False
+            self._thread = None
+            return True
+
+    def _run(self, jobs: list[_Job]) -> None:
+        self.batches += 1
+        outcomes: list[tuple[bool, Any]] = []
+        folders: dict[str, list[int]] = {}
+        _local.folders = folders
+        try:
+            for index, job in enumerate(jobs):
+                _local.job = index
+                try:
+                    outcomes.append((True, job.call(*job.args)))
+                except StopIteration as exc:  # a future cannot hold one
+                    outcomes.append((False, RuntimeError(f"{job.call!r} raised {exc!r}")))
+                except BaseException as exc:  # the caller gets it, not the thread
+                    outcomes.append((False, exc))
+        finally:
+            del _local.folders
+        for folder, asked in folders.items():
+            try:
+                self._sync_directory(folder)
+            except BaseException as exc:  # a name that is not durable is no success
+                for index in asked:
+                    outcomes[index] = (False, exc)
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            self._loop.call_soon_threadsafe(_report, jobs, outcomes)
+
+
+def _report(jobs: list[_Job], outcomes: list[tuple[bool, Any]]) -> None:
+    for job, (ok, value) in zip(jobs, outcomes, strict=True):
+        if job.future.done():  # its caller was cancelled
+            continue
+        if ok:
+            job.future.set_result(value)
+        else:
+            job.future.set_exception(value)
+
+
+def _stop_all() -> None:
+    for thread in list(_at_exit):
+        thread.stop()
+
+
+#: Stopped when the interpreter exits, before it joins the threads left: an idle disk thread
+#: would otherwise hold the exit until it sees that its loop is closed. (concurrent.futures'
+#: threads end by the same hook.)
+_at_exit: weakref.WeakSet[DiskThread] = weakref.WeakSet()
+threading._register_atexit(_stop_all)  # type: ignore[attr-defined]
