@@ -1,9 +1,9 @@
-"""One thread per event loop for blocking disk work, run in batches.
+"""A thread for blocking disk work that runs it in batches: one per event loop for files.
 
 A worker-thread trip per file (anyio's ``to_thread``) cost more than the file: a thread woken
 and the loop woken for each job, and each thread taking the GIL from the busy event loop at
 every system call it returns from. Here a caller queues a job (a list append) and awaits a
-future; the one thread takes everything queued, runs it, makes the new names the batch made
+future; the thread takes everything queued, runs it, makes the new names the batch made
 durable with one fsync per folder (:func:`sync_directory_later`), and only then wakes the loop,
 once, to report every job of the batch.
 
@@ -45,7 +45,7 @@ _local = threading.local()
 
 
 def disk_thread() -> DiskThread:
-    """The running event loop's disk thread (made on first use)."""
+    """The running event loop's disk thread for files (made on first use)."""
     try:
         return _CURRENT.get()
     except LookupError:
@@ -84,7 +84,7 @@ class DiskThread:
     """Runs blocking calls for one event loop in one thread; see the module docstring.
 
     ``sync_directory`` makes a folder's new entries durable (tests pass one that records);
-    ``idle_end``: seconds without a job after which the thread ends.
+    ``idle_end``: seconds without a job after which the thread ends; ``name``: the thread's.
     """
 
     def __init__(
@@ -93,7 +93,9 @@ class DiskThread:
         *,
         sync_directory: Callable[[str], None] = fsync_directory,
         idle_end: float = _IDLE_END,
+        name: str = "sora-async disk",
     ) -> None:
+        self._name = name
         self._loop = loop
         self._idle_end = idle_end
         self._sync_directory = sync_directory
@@ -102,6 +104,7 @@ class DiskThread:
         #: queued for a thread that is leaving.
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._stopping = False
         #: Batches run: for tests and measurements.
         self.batches = 0
 
@@ -113,9 +116,7 @@ class DiskThread:
         with self._lock:
             self._jobs.put(job)
             if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._serve, name="sora-async disk", daemon=False
-                )
+                self._thread = threading.Thread(target=self._serve, name=self._name, daemon=False)
                 self._thread.start()
                 _at_exit.add(self)
         return await future
@@ -123,6 +124,7 @@ class DiskThread:
     def stop(self) -> None:
         """End the thread once it has run what is queued (idempotent, any thread)."""
         with self._lock:
+            self._stopping = True
             if self._thread is not None:
                 self._jobs.put(None)
 
@@ -133,7 +135,8 @@ class DiskThread:
                 first = self._jobs.get(timeout=_IDLE_CHECK)
             except queue.Empty:
                 idle += _IDLE_CHECK
-                if (idle >= self._idle_end or self._loop.is_closed()) and self._leave():
+                ending = self._stopping or idle >= self._idle_end or self._loop.is_closed()
+                if ending and self._leave():
                     return
                 continue
             idle = 0.0

@@ -27,6 +27,7 @@ and a ``.part`` without one (its origin unknown) is started again.
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import os
 import re
@@ -75,6 +76,14 @@ _MEDIA_TYPE = re.compile(r"^[a-z0-9!#$&^_.+-]{1,64}/[a-z0-9!#$&^_.+-]{1,64}$")
 #: How an HTML page, a JSON or XML document starts; no video container starts like this.
 _DOCUMENT_STARTS = (b"<!doctype", b"<html", b"<?xml", b"<head", b"<body", b"{", b"[")
 _HASH_BLOCK = 1024 * 1024
+_OPEN_FLAGS = {
+    mode: flags
+    | os.O_WRONLY
+    | os.O_CREAT
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_BINARY", 0)
+    for mode, flags in (("wb", os.O_TRUNC), ("ab", os.O_APPEND))
+}
 #: Received bytes go to the disk in batches of about this much, one disk-thread job each:
 #: a trip per chunk (open, each write, close) cost more CPU than a small file's whole transfer.
 _FLUSH_BYTES = 1024 * 1024
@@ -278,17 +287,15 @@ def _write_text(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
-def _prepare(dest: Path, part: Path, *, resume: bool) -> tuple[str | None, int, OSError | None]:
-    """Before the first request: make the folder, read the .part's ETag (a .part without one
-    is removed: nothing says which file its bytes came from), and the .part's size. A failure
-    to remove comes back as a value, the folder's as an exception.
+def _prepare(part: Path, *, resume: bool) -> tuple[str | None, int, OSError | None]:
+    """Before the first request: read the .part's ETag (a .part without one is removed:
+    nothing says which file its bytes came from), and the .part's size. A failure to remove
+    comes back as a value.
 
-    Run on the event loop: a few metadata calls (usually two lookups: the folder is there, the
-    .part is not), which wait on no device; a disk-thread job for them cost more CPU than
-    they do. The bytes and the fsyncs go to the disk thread."""
+    Run on the event loop: usually one lookup (no .part), which waits on no device; a
+    disk-thread job for it would cost more CPU than it does. A missing folder is made with
+    the first bytes (see _append), on the disk thread."""
     name = os.fspath(part)
-    if not os.path.isdir(os.path.dirname(name)):
-        dest.parent.mkdir(parents=True, exist_ok=True)
     if not os.path.lexists(name):
         # Nothing to resume. A marker left without its .part is replaced, or removed, with the
         # first bytes (see _append), as the answer that begins the file has its own ETag.
@@ -320,15 +327,38 @@ def _append(
     ``dest`` in this same trip to the disk (one trip a file, not two). The marker, which only a
     .part left behind needs, is then written only if the .part stays.
     """
+    try:
+        return _write_part(part, chunks, mode=mode, etag=etag, commit=commit)
+    except FileNotFoundError:
+        if mode != "wb" or os.path.isdir(part.parent):
+            raise
+    # The folder is made here, not before the request: looking for it each time on the event
+    # loop cost more than making it the few times it is missing.
+    part.parent.mkdir(parents=True, exist_ok=True)
+    return _write_part(part, chunks, mode=mode, etag=etag, commit=commit)
+
+
+def _write_part(
+    part: Path,
+    chunks: list[bytes],
+    *,
+    mode: str,
+    etag: tuple[str | None] | None,
+    commit: tuple[Path, int] | None,
+) -> tuple[int, bool]:
     if etag is not None and commit is None:
         _mark(part, etag)
-    with part.open(mode) as handle:
-        handle.writelines(chunks)
-        handle.flush()
-        size = os.fstat(handle.fileno()).st_size
+    # os-level calls, not open(): each call releases the GIL and takes it back from the busy
+    # event loop, and a buffered file adds a stat, a tty check and a flush of its own.
+    fd = os.open(part, _OPEN_FLAGS[mode], 0o666)
+    try:
+        _write_all(fd, chunks)
+        size = os.fstat(fd).st_size
         whole = commit is not None and size == commit[1]
         if whole:
-            os.fsync(handle.fileno())
+            os.fsync(fd)
+    finally:
+        os.close(fd)
     if whole:
         assert commit is not None
         _replace(part, commit[0])
@@ -336,6 +366,15 @@ def _append(
     if etag is not None and commit is not None:
         _mark(part, etag)
     return size, False
+
+
+def _write_all(fd: int, chunks: list[bytes]) -> None:
+    data = memoryview(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+    while data:
+        written = os.write(fd, data)
+        if not written:
+            raise OSError(errno.EIO, "the file took no more bytes")
+        data = data[written:]
 
 
 def _mark(part: Path, etag: tuple[str | None]) -> None:
@@ -602,7 +641,7 @@ async def download_file(
         raise ValueError(f"max_bytes must be an int >= 1 or None, got {max_bytes!r}")
     dest = Path(dest)
     part = dest.with_name(dest.name + _PART_SUFFIX)
-    etag, on_disk, unremovable = _prepare(dest, part, resume=resume)
+    etag, on_disk, unremovable = _prepare(part, resume=resume)
     if unremovable is not None:
         reason = unremovable.strerror or type(unremovable).__name__
         raise _failed(where, f"cannot write {part}: {reason}") from None

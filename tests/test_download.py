@@ -498,3 +498,23 @@ def test_video_filename_is_always_a_plain_safe_name(
 def test_video_filename_refuses_bad_arguments(index: int, count: int, suffix: str) -> None:
     with pytest.raises(ValueError):
         video_filename("abc", index, count, suffix=suffix)
+
+
+@pytest.mark.anyio
+async def test_a_missing_folder_is_made_with_the_first_bytes(
+    mock: MockServer, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    task_id = new_task(mock)
+    dest = tmp_path / "new" / "deeper" / "clip.mp4"
+    result = await download_file(session, file_url(mock, task_id), dest)
+    assert_whole(result, dest, mock.file_bytes(task_id))
+
+
+@pytest.mark.anyio
+async def test_a_folder_that_cannot_be_made_is_a_download_error(
+    mock: MockServer, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    task_id = new_task(mock)
+    (tmp_path / "taken").write_text("a file where the folder should be")
+    with pytest.raises(DownloadError, match="cannot write"):
+        await download_file(session, file_url(mock, task_id), tmp_path / "taken" / "clip.mp4")
