@@ -974,22 +974,28 @@ class TestJournalStateMachineShard3(JournalMachine.TestCase):
 
 # -- a real crash ---------------------------------------------------------------------------
 
+# Each line is one write: with PYTHONUNBUFFERED, print("intent", i) writes its pieces one by
+# one, and a kill between them left a line "intent" without its number.
 CHILD = """
 import sys
 from sora_async.batch.journal import Journal
 
+def say(line):
+    sys.stdout.write(line + "\\n")
+    sys.stdout.flush()
+
 path, n = sys.argv[1], int(sys.argv[2])
 j = Journal.open(path, input_fingerprint="fp", provider="freesora", base_url=None)
 j.add_items((i, f"prompt {i}", "{}") for i in range(n))
-print("ready", flush=True)
+say("ready")
 for i in range(n):
     j.record_intent(i, "{}", f"prompt {i}", 100)
-    print("intent", i, flush=True)
+    say(f"intent {i}")
     j.record_created(i, f"task-{i}")
-    print("created", i, flush=True)
+    say(f"created {i}")
     j.record_status(i, "running", 50)
-    print("running", i, flush=True)
-print("finished", flush=True)
+    say(f"running {i}")
+say("finished")
 """
 
 
