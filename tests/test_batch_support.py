@@ -154,7 +154,10 @@ class Running:
     async def _collect(self, stream: Any, into: bytearray) -> None:
         if stream is None:
             return
-        with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError):
+        # ClosedResourceError: started() closed the pipe on leaving, while this still read it.
+        with contextlib.suppress(
+            anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError
+        ):
             async for chunk in stream:
                 into.extend(chunk)
 
