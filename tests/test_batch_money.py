@@ -139,7 +139,7 @@ async def test_a_journal_failure_after_a_create_still_writes_the_manifest(
     async with batch_mock() as mock:
         argv = batch_argv(mock, source, out, concurrency=1)
 
-        broken = await run_cli(with_faulty_journal(argv, "record_download:dead"))
+        broken = await run_cli(with_faulty_journal(argv, "record_finished:dead"))
 
         assert broken.returncode == 1
         assert "unexpected" not in broken.stderr

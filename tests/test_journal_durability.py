@@ -175,7 +175,27 @@ def test_a_refused_call_of_a_group_is_undone_alone(journal: Journal) -> None:
     one, two = journal.get(1), journal.get(2)
     assert one is not None and one.state is ItemState.CREATING and one.task_id is None
     assert two is not None and two.state is ItemState.CREATED and two.task_id == "task-2"
-    # The refused call left nothing behind, its event row included; the others' are kept.
-    logged = [e.event for e in history(journal, 1)]
-    assert "created" not in logged and "intent" in logged
-    assert len(history(journal, 0)) + len(history(journal, 1)) > events_before
+    # Nothing of the refused call is left, and nothing of the others was undone.
+    assert journal.get(0).task_id == "task-0"  # type: ignore[union-attr]
+    assert len(history(journal, 0)) + len(history(journal, 1)) == events_before
+
+
+def test_a_refused_call_of_a_group_leaves_none_of_its_writes(journal: Journal) -> None:
+    for index in (0, 1):
+        intent(journal, index)
+        journal.record_created(index, f"task-{index}")
+    two = ["https://files.example/a.mp4", "https://files.example/b.mp4"]
+    outcomes = journal.run_group(
+        [
+            # A file written, then "succeeded" refused (one of two files): the file goes too.
+            functools.partial(journal.record_finished, 0, two, [("v0a.mp4", 1, SHA)]),
+            functools.partial(journal.record_unknown, 1, "refused: item 1 has a task"),
+            functools.partial(ends, journal, 1),
+        ]
+    )
+
+    assert [ok for ok, _ in outcomes] == [False, False, True]
+    zero, one = journal.get(0), journal.get(1)
+    assert zero is not None and zero.state is ItemState.CREATED and zero.files == ()
+    assert one is not None and one.state is ItemState.SUCCEEDED and len(one.files) == 1
+    assert history(journal, 0) == [] and history(journal, 1) == []

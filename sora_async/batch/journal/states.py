@@ -13,7 +13,7 @@ import attrs
 
 from .types import ItemState, JournalTransitionError
 
-__all__ = ["TRANSITIONS", "Transition", "check"]
+__all__ = ["TRANSITIONS", "UNLOGGED", "Transition", "check", "logged"]
 
 _S = ItemState
 
@@ -50,6 +50,30 @@ TRANSITIONS: Mapping[str, Transition] = {
     "file": _t({_S.DOWNLOADING}, {_S.DOWNLOADING}),
     "done": _t({_S.DOWNLOADING}, {_S.SUCCEEDED}),
 }
+
+
+#: The usual path's transitions, ``(event, from, to)``: no event row is written for them. The
+#: item's own row holds their times (added_at, intent_at, task_created_at, finished_at,
+#: done_at; a file's recorded_at), so a row each would only repeat it, at five statements a
+#: task; nothing reads the event log but people and tests. Every other transition is logged:
+#: a refused or doubtful create, a resubmit or retry (which keeps the released task id), a
+#: task id learnt for an unknown item, a failed task, a progress change.
+UNLOGGED: frozenset[tuple[str, ItemState | None, ItemState]] = frozenset(
+    {
+        ("added", None, _S.PENDING),
+        ("intent", _S.PENDING, _S.CREATING),
+        ("created", _S.CREATING, _S.CREATED),
+        ("terminal", _S.CREATED, _S.DOWNLOADING),
+        ("terminal", _S.RUNNING, _S.DOWNLOADING),
+        ("file", _S.DOWNLOADING, _S.DOWNLOADING),
+        ("done", _S.DOWNLOADING, _S.SUCCEEDED),
+    }
+)
+
+
+def logged(event: str, old: ItemState | None, new: ItemState) -> bool:
+    """Whether ``old -> new`` by ``event`` gets a row in the event log (see UNLOGGED)."""
+    return (event, old, new) not in UNLOGGED
 
 
 def check(index: int, event: str, old: ItemState, new: ItemState) -> None:

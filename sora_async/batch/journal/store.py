@@ -18,7 +18,7 @@ from typing import Any
 
 from ...durable import fsync_directory
 from ...models import TaskState
-from .states import TRANSITIONS
+from .states import TRANSITIONS, UNLOGGED, logged
 from .states import check as check_transition
 from .types import (
     CreateOutcome,
@@ -174,6 +174,18 @@ def _check_sha256(value: str) -> str:
     return text
 
 
+def _check_file(relpath: str | os.PathLike[str], size: int, sha256: str) -> tuple[str, int, str]:
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise ValueError(f"size must be a non-negative int, got {size!r}")
+    return _clean_relpath(relpath), size, _check_sha256(sha256)
+
+
+def _check_urls(video_urls: Sequence[str]) -> list[str]:
+    if isinstance(video_urls, str):
+        raise ValueError("video_urls must be a sequence of URLs, not one string")
+    return [_check_text("video url", url) for url in video_urls]
+
+
 class Journal:
     """The SQLite journal of one batch. Build it with :meth:`Journal.open`."""
 
@@ -184,6 +196,8 @@ class Journal:
         # each write is then one savepoint of it.
         self._in_group = False
         self._in_savepoint = False
+        # run_group's time: every write of a group is stamped with it (one clock read a group).
+        self._group_time: str | None = None
         #: Transactions committed since opening: for tests and measurements.
         self.commits = 0
         #: Of those, the ones committed with synchronous=FULL (each one an fsync of the WAL).
@@ -405,6 +419,9 @@ class Journal:
 
     # -- plumbing -----------------------------------------------------------------------------
 
+    def _now(self) -> str:
+        return self._group_time or utc_now()
+
     def _require_conn(self) -> sqlite3.Connection:
         if self._conn is None:
             raise JournalError(f"the journal {self.path} is closed")
@@ -504,6 +521,7 @@ class Journal:
         """
         with self._lock:
             self._want_full = fsync
+            self._group_time = utc_now()
             try:
                 with self._write() as conn:
                     self._in_group = True
@@ -517,6 +535,7 @@ class Journal:
                 return [(False, exc) for _ in calls]
             finally:
                 self._want_full = True
+                self._group_time = None
         return outcomes
 
     def _group_at_once(
@@ -590,16 +609,42 @@ class Journal:
         *,
         old: ItemState,
         new: ItemState,
+        now: str | None = None,
         columns: Mapping[str, Any] | None = None,
         task_id: str | None = None,
         detail: str | None = None,
     ) -> ItemState:
         check_transition(index, event, old, new)
-        now = utc_now()
+        now = now or utc_now()
         _update(conn, index, new, now, columns)
-        if old is not new or event != "status":
+        if (old is not new or event != "status") and logged(event, old, new):
             _log(conn, index, now, event, old=old, new=new, task_id=task_id, detail=detail)
         return new
+
+    @staticmethod
+    def _shift(
+        conn: sqlite3.Connection,
+        index: int,
+        event: str,
+        *,
+        old: tuple[ItemState, ...],
+        new: ItemState,
+        now: str,
+        columns: Mapping[str, Any],
+        when: str = "",
+        when_params: Sequence[Any] = (),
+    ) -> bool:
+        """A usual-path state change (one the event log does not record) in one statement,
+        without reading the item first: the row is updated only in one of the states ``old``
+        and only if ``when`` holds. False, with nothing written, when it is not so: the caller
+        then reads the item and says why, or sees a harmless repeat."""
+        for source in old:
+            check_transition(index, event, source, new)
+            assert (event, source, new) in UNLOGGED, (event, source, new)
+        changed = _update(
+            conn, index, new, now, columns, sources=old, when=when, params=when_params
+        )
+        return changed == 1
 
     @staticmethod
     def _advance(
@@ -608,12 +653,13 @@ class Journal:
         event: str,
         *,
         new: ItemState,
+        now: str,
         columns: Mapping[str, Any],
         task_id: str | object | None = None,
         detail: str | None = None,
         when: str = "",
     ) -> bool:
-        """The usual case of a state change, without reading the item first: the event is
+        """A logged state change, without reading the item first: the event is
         logged from the item's own row (``INSERT ... SELECT``, which finds the row only in a
         state the table lets ``event`` start from, and only ``when`` holds), then the row is
         updated. False, with nothing written, when the row is not found so: the caller then
@@ -623,12 +669,11 @@ class Journal:
         sources = sorted(TRANSITIONS[event].sources)
         for old in sources:
             check_transition(index, event, old, new)
-        now = utc_now()
-        logged = "task_id" if task_id is _ROW_TASK_ID else "?"
+        row_id = "task_id" if task_id is _ROW_TASK_ID else "?"
         params = [now, event, new.value] + ([] if task_id is _ROW_TASK_ID else [task_id])
         cursor = conn.execute(
             "INSERT INTO events (idx, at, event, from_state, to_state, task_id, detail)"  # noqa: S608
-            f" SELECT idx, ?, ?, state, ?, {logged}, ? FROM items WHERE idx = ?"
+            f" SELECT idx, ?, ?, state, ?, {row_id}, ? FROM items WHERE idx = ?"
             f" AND state IN ({', '.join('?' * len(sources))}){when}",
             (*params, detail, index, *(old.value for old in sources)),
         )
@@ -650,26 +695,22 @@ class Journal:
             for index, prompt, request in items
         ]
         with self._write() as conn:
-            now = utc_now()
-            added = 0
-            for index, prompt, request in rows:
-                cursor = conn.execute(
-                    "INSERT OR IGNORE INTO items (idx, prompt, request, state, added_at,"
-                    " updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    (index, prompt, request, _S.PENDING.value, now, now),
-                )
-                if cursor.rowcount:
-                    added += 1
-                    _log(conn, index, now, "added", old=None, new=_S.PENDING)
-            return added
+            now = self._now()
+            # No "added" row in the event log: the item's added_at says it (see UNLOGGED).
+            cursor = conn.executemany(
+                "INSERT OR IGNORE INTO items (idx, prompt, request, state, added_at,"
+                " updated_at) VALUES (?, ?, ?, 'pending', ?, ?)",
+                [(index, prompt, request, now, now) for index, prompt, request in rows],
+            )
+            return max(cursor.rowcount, 0)
 
     # -- creates (write-ahead) ----------------------------------------------------------------
 
     def record_intent(
         self,
         index: int,
-        request_json: str,
-        prompt: str,
+        request_json: str | None,
+        prompt: str | None,
         estimated_credits: int | None = None,
     ) -> ItemState:
         """Commit "about to create" BEFORE the create request is sent: -> ``creating``.
@@ -677,38 +718,50 @@ class Journal:
         Allowed only for an item never sent (``pending``, or absent: it is added) or known not
         created (``not_created``). Anything else raises :class:`JournalTransitionError`, most
         importantly an item with a task id or an ``unknown`` one: creating it would pay twice.
+        ``request_json`` and ``prompt`` None keep the ones the item was registered with (what
+        a batch run sends: it made its request from them), and refuse an absent item.
         """
         _check_index(index)
-        request = _check_request_json(request_json)
-        _check_text("prompt", prompt)
+        if (request_json is None) is not (prompt is None):
+            raise ValueError("request_json and prompt are given together or not at all")
+        request = None if request_json is None else _check_request_json(request_json)
+        if prompt is not None:
+            _check_text("prompt", prompt)
         if estimated_credits is not None and (
             isinstance(estimated_credits, bool) or not isinstance(estimated_credits, int)
         ):
             raise ValueError(f"estimated_credits must be an int, got {estimated_credits!r}")
         with self._write() as conn:
-            now = utc_now()
-            columns = {
-                "prompt": prompt,
-                "request": request,
+            now = self._now()
+            columns: dict[str, Any] = {
                 "estimated_credits": estimated_credits,
                 "error": None,
                 "intent_at": now,
                 "create_attempts": _INCREMENT,
             }
-            if self._advance(conn, index, "intent", new=_S.CREATING, columns=columns):
+            if request is not None:
+                columns.update(prompt=prompt, request=request)
+            if self._shift(
+                conn, index, "intent", old=(_S.PENDING,), new=_S.CREATING, now=now, columns=columns
+            ):
                 return _S.CREATING
             state, task_id = self._state_of(conn, index)
             if state is None:
+                if request is None:
+                    raise JournalTransitionError(
+                        index, None, "not registered, and no request given to create"
+                    )
                 conn.execute(
                     "INSERT INTO items (idx, prompt, request, state, added_at, updated_at)"
                     " VALUES (?, ?, ?, ?, ?, ?)",
                     (index, prompt, request, _S.PENDING.value, now, now),
                 )
-                _log(conn, index, now, "added", old=None, new=_S.PENDING)
                 state = _S.PENDING
             if state not in _SENDABLE:
                 raise JournalTransitionError(index, state, _refuse_create(state, task_id))
-            return self._move(conn, index, "intent", old=state, new=_S.CREATING, columns=columns)
+            return self._move(
+                conn, index, "intent", old=state, new=_S.CREATING, now=now, columns=columns
+            )
 
     def record_created(self, index: int, task_id: str) -> ItemState:
         """Commit the task id right after the create answer: -> ``created``.
@@ -719,15 +772,17 @@ class Journal:
         _check_index(index)
         _check_text("task_id", task_id)
         with self._write() as conn:
-            columns = {"task_id": task_id, "error": None, "task_created_at": utc_now()}
+            now = self._now()
+            columns = {"task_id": task_id, "error": None, "task_created_at": now}
             try:
-                if self._advance(
+                if self._shift(
                     conn,
                     index,
                     "created",
+                    old=(_S.CREATING,),
                     new=_S.CREATED,
+                    now=now,
                     columns=columns,
-                    task_id=task_id,
                     when=" AND task_id IS NULL",
                 ):
                     return _S.CREATED
@@ -759,7 +814,14 @@ class Journal:
                     index, state, f"task {task_id!r} already belongs to item {owner[0]}"
                 )
             return self._move(
-                conn, index, "created", old=state, new=_S.CREATED, columns=columns, task_id=task_id
+                conn,
+                index,
+                "created",
+                old=state,
+                new=_S.CREATED,
+                now=now,
+                columns=columns,
+                task_id=task_id,
             )
 
     def record_not_created(
@@ -786,8 +848,11 @@ class Journal:
                     index, state, f"no create in flight (state {_name(state)})"
                 )
             event = "rejected" if terminal else "not_created"
-            columns = {"error": text, "finished_at": utc_now() if terminal else None}
-            return self._move(conn, index, event, old=state, new=new, columns=columns, detail=text)
+            now = self._now()
+            columns = {"error": text, "finished_at": now if terminal else None}
+            return self._move(
+                conn, index, event, old=state, new=new, now=now, columns=columns, detail=text
+            )
 
     def record_unknown(self, index: int, cause: BaseException | str) -> ItemState:
         """The create may have happened but no task id is known: -> ``unknown``.
@@ -804,7 +869,14 @@ class Journal:
                 )
             columns = {"error": text}
             return self._move(
-                conn, index, "unknown", old=state, new=_S.UNKNOWN, columns=columns, detail=text
+                conn,
+                index,
+                "unknown",
+                old=state,
+                new=_S.UNKNOWN,
+                now=self._now(),
+                columns=columns,
+                detail=text,
             )
 
     def record_create_error(self, index: int, exc: BaseException) -> ItemState:
@@ -832,6 +904,7 @@ class Journal:
                 "resubmitted",
                 old=state,
                 new=_S.PENDING,
+                now=self._now(),
                 columns=columns,
                 detail=previous[0],
             )
@@ -849,7 +922,9 @@ class Journal:
                     f"(state {_name(state)}, task {task_id!r})",
                 )
             columns = {"error": None, "finished_at": None}
-            return self._move(conn, index, "requeued", old=state, new=_S.PENDING, columns=columns)
+            return self._move(
+                conn, index, "requeued", old=state, new=_S.PENDING, now=self._now(), columns=columns
+            )
 
     def retry_failed(self, index: int) -> ItemState:
         """Send a failed item again (``--retry-failed``, a new payment): ``failed`` -> ``pending``.
@@ -880,6 +955,7 @@ class Journal:
                 "retried",
                 old=state,
                 new=_S.PENDING,
+                now=self._now(),
                 columns=columns,
                 task_id=task_id,
                 detail=previous[0],
@@ -920,7 +996,13 @@ class Journal:
             if new is current and progress == old_progress:
                 return current
             return self._move(
-                conn, index, "status", old=current, new=new, columns={"progress": progress}
+                conn,
+                index,
+                "status",
+                old=current,
+                new=new,
+                now=self._now(),
+                columns={"progress": progress},
             )
 
     def record_terminal(
@@ -940,28 +1022,42 @@ class Journal:
         task_state = TaskState(state)
         if not task_state.is_terminal:
             raise ValueError("record_terminal takes succeeded or failed")
-        if isinstance(video_urls, str):
-            raise ValueError("video_urls must be a sequence of URLs, not one string")
-        urls = [_check_text("video url", u) for u in video_urls]
+        urls = _check_urls(video_urls)
         succeeded = task_state is TaskState.SUCCEEDED
+        new = _S.DOWNLOADING if succeeded else _S.FAILED
         with self._write() as conn:
+            now = self._now()
             columns = {
                 "error": error,
                 "refunded": None if refunded is None else int(bool(refunded)),
                 "video_urls": canonical_json(urls),
-                "finished_at": utc_now(),
+                "finished_at": now,
             }
-            if self._advance(
-                conn,
-                index,
-                "terminal",
-                new=_S.DOWNLOADING if succeeded else _S.FAILED,
-                columns=columns,
-                task_id=_ROW_TASK_ID,
-                detail=error,
-                when=" AND task_id IS NOT NULL",
-            ):
-                return _S.DOWNLOADING if succeeded else _S.FAILED
+            if succeeded:
+                moved = self._shift(
+                    conn,
+                    index,
+                    "terminal",
+                    old=(_S.CREATED, _S.RUNNING),
+                    new=new,
+                    now=now,
+                    columns=columns,
+                    when=" AND task_id IS NOT NULL",
+                )
+            else:
+                moved = self._advance(
+                    conn,
+                    index,
+                    "terminal",
+                    new=new,
+                    now=now,
+                    columns=columns,
+                    task_id=_ROW_TASK_ID,
+                    detail=error,
+                    when=" AND task_id IS NOT NULL",
+                )
+            if moved:
+                return new
             current, task_id = self._state_of(conn, index)
             if current is None or task_id is None:
                 raise JournalTransitionError(
@@ -971,7 +1067,7 @@ class Journal:
                 if urls and current is _S.DOWNLOADING:
                     conn.execute(
                         "UPDATE items SET video_urls = ?, updated_at = ? WHERE idx = ?",
-                        (canonical_json(urls), utc_now(), index),
+                        (canonical_json(urls), now, index),
                     )
                 return current
             if current is _S.FAILED and not succeeded:
@@ -980,13 +1076,13 @@ class Journal:
                 raise JournalTransitionError(
                     index, current, f"already ended as {current.value}, cannot become {task_state}"
                 )
-            new = _S.DOWNLOADING if succeeded else _S.FAILED
             return self._move(
                 conn,
                 index,
                 "terminal",
                 old=current,
                 new=new,
+                now=now,
                 columns=columns,
                 task_id=task_id,
                 detail=error,
@@ -1003,12 +1099,9 @@ class Journal:
         belongs to another item is refused: two items must never share a file.
         """
         _check_index(index)
-        path = _clean_relpath(relpath)
-        digest = _check_sha256(sha256)
-        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-            raise ValueError(f"size must be a non-negative int, got {size!r}")
+        path, size, digest = _check_file(relpath, size, sha256)
         with self._write() as conn:
-            if self._record_file(conn, index, path, size, digest):
+            if self._record_file(conn, index, (path, size, digest), self._now()):
                 return _S.DOWNLOADING
             current, _ = self._state_of(conn, index)
             known = conn.execute(
@@ -1020,38 +1113,26 @@ class Journal:
                 )
             if current is _S.SUCCEEDED and known is not None and tuple(known[1:]) == (size, digest):
                 return current
-            if current is not _S.DOWNLOADING:
-                raise JournalTransitionError(
-                    index, current, f"not downloading (state {_name(current)})"
-                )
-            check_transition(index, "file", current, current)
-            now = utc_now()
-            conn.execute(
-                "INSERT INTO files (idx, path, size, sha256, recorded_at) VALUES (?, ?, ?, ?, ?)"
-                " ON CONFLICT (idx, path) DO UPDATE SET size = excluded.size,"
-                " sha256 = excluded.sha256, recorded_at = excluded.recorded_at",
-                (index, path, size, digest, now),
+            # _record_file writes the file of any item downloading.
+            raise JournalTransitionError(
+                index, current, f"not downloading (state {_name(current)})"
             )
-            conn.execute("UPDATE items SET updated_at = ? WHERE idx = ?", (now, index))
-            _log(
-                conn, index, now, "file", old=current, new=current, detail=f"{path} {size} {digest}"
-            )
-            return current
 
+    @staticmethod
     def _record_file(
-        self, conn: sqlite3.Connection, index: int, path: str, size: int, digest: str
+        conn: sqlite3.Connection, index: int, file: tuple[str, int, str], now: str
     ) -> bool:
         """record_download's usual case (the item downloading, the path its own or new)
-        without reading first; False, nothing written, otherwise."""
-        detail = f"{path} {size} {digest}"
-        if not self._advance(conn, index, "file", new=_S.DOWNLOADING, columns={}, detail=detail):
-            return False
+        in one statement, without reading first; False, nothing written, otherwise."""
+        path, size, digest = file
+        check_transition(index, "file", _S.DOWNLOADING, _S.DOWNLOADING)
         try:
-            conn.execute(
-                "INSERT INTO files (idx, path, size, sha256, recorded_at) VALUES (?, ?, ?, ?, ?)"
+            cursor = conn.execute(
+                "INSERT INTO files (idx, path, size, sha256, recorded_at)"
+                " SELECT idx, ?, ?, ?, ? FROM items WHERE idx = ? AND state = ?"
                 " ON CONFLICT (idx, path) DO UPDATE SET size = excluded.size,"
                 " sha256 = excluded.sha256, recorded_at = excluded.recorded_at",
-                (index, path, size, digest, utc_now()),
+                (path, size, digest, now, index, _S.DOWNLOADING.value),
             )
         except sqlite3.IntegrityError:
             # The path is another item's (UNIQUE): refused, and this call's writes undone.
@@ -1061,16 +1142,7 @@ class Journal:
                 _S.DOWNLOADING,
                 f"file {path!r} is already recorded for item {owner[0] if owner else None}",
             ) from None
-        return True
-
-    def _done(self, conn: sqlite3.Connection, index: int, urls: int) -> bool:
-        """mark_done's usual case, for an item known to be downloading ``urls`` videos:
-        False, nothing written, unless every file is recorded."""
-        count = conn.execute("SELECT count(*) FROM files WHERE idx = ?", (index,)).fetchone()[0]
-        if count < urls:
-            return False
-        columns = {"done_at": utc_now()}
-        return self._advance(conn, index, "done", new=_S.SUCCEEDED, columns=columns)
+        return cursor.rowcount == 1
 
     def mark_done(self, index: int) -> ItemState:
         """Every file of a succeeded task is whole: -> ``succeeded``.
@@ -1094,8 +1166,15 @@ class Journal:
                 raise JournalTransitionError(
                     index, current, f"only {count[0]} of {len(urls)} files recorded"
                 )
+            now = self._now()
             return self._move(
-                conn, index, "done", old=current, new=_S.SUCCEEDED, columns={"done_at": utc_now()}
+                conn,
+                index,
+                "done",
+                old=current,
+                new=_S.SUCCEEDED,
+                now=now,
+                columns={"done_at": now},
             )
 
     def record_finished(
@@ -1111,26 +1190,43 @@ class Journal:
         ``done`` is False: the download failed; the item stays ``downloading`` with the files
         it has).
 
-        The same events as record_terminal, record_download and mark_done called in turn.
+        The same as record_terminal, record_download and mark_done called in turn.
         """
+        _check_index(index)
+        urls = _check_urls(video_urls)
+        checked = [_check_file(relpath, size, sha256) for relpath, size, sha256 in files]
         with self._write() as conn:
-            row = conn.execute(
-                "SELECT state, video_urls FROM items WHERE idx = ?", (index,)
-            ).fetchone()
-            downloading = row is not None and row[0] == _S.DOWNLOADING.value
+            now = self._now()
+            # The usual case, one statement a file and one for "succeeded", nothing read: the
+            # end is recorded with these URLs (posted as the download began), and with these
+            # files every URL has one.
+            recorded = all(self._record_file(conn, index, file, now) for file in checked)
+            if recorded and not done and checked:
+                return _S.DOWNLOADING
+            if recorded and done:
+                when = " AND video_urls = ? AND (SELECT count(*) FROM files WHERE idx = ?) >= ?"
+                if self._shift(
+                    conn,
+                    index,
+                    "done",
+                    old=(_S.DOWNLOADING,),
+                    new=_S.SUCCEEDED,
+                    now=now,
+                    columns={"done_at": now},
+                    when=when,
+                    when_params=(canonical_json(urls), index, len(urls)),
+                ):
+                    return _S.SUCCEEDED
+            # Otherwise each step as its own call says (a file written above again: the same).
+            current, _ = self._state_of(conn, index)
             state = (
-                _S.DOWNLOADING
-                if downloading
-                else self.record_terminal(index, TaskState.SUCCEEDED, video_urls=video_urls)
+                current
+                if current is _S.DOWNLOADING
+                else self.record_terminal(index, TaskState.SUCCEEDED, video_urls=urls)
             )
-            for relpath, size, sha256 in files:
-                state = self.record_download(index, relpath, size, sha256)
-            if not done:
-                return state
-            # The usual case: downloading before this call, its URLs read above.
-            if downloading and self._done(conn, index, len(json.loads(row[1]))):
-                return _S.SUCCEEDED
-            return self.mark_done(index)
+            for path, size, digest in checked:
+                state = self.record_download(index, path, size, digest)
+            return self.mark_done(index) if done else state
 
     # -- queries ------------------------------------------------------------------------------
 
@@ -1341,18 +1437,30 @@ def _update(
     new: ItemState,
     now: str,
     columns: Mapping[str, Any] | None,
-) -> None:
+    *,
+    sources: Sequence[ItemState] = (),
+    when: str = "",
+    params: Sequence[Any] = (),
+) -> int:
+    """Set the item's state and ``columns`` (only in one of ``sources``, if given, and only
+    where ``when``, with ``params``, holds); how many rows changed."""
     values = {"state": new.value, "updated_at": now, **(columns or {})}
     parts: list[str] = []
-    params: list[Any] = []
+    values_in: list[Any] = []
     for name, value in values.items():
         # Column names are literals of this module, never callers' data.
         if value is _INCREMENT:
             parts.append(f"{name} = {name} + 1")
         else:
             parts.append(f"{name} = ?")
-            params.append(value)
-    conn.execute(f"UPDATE items SET {', '.join(parts)} WHERE idx = ?", (*params, index))  # noqa: S608
+            values_in.append(value)
+    where = "idx = ?"
+    values_in.append(index)
+    if sources:
+        where += f" AND state IN ({', '.join('?' * len(sources))})"
+        values_in.extend(source.value for source in sources)
+    sql = f"UPDATE items SET {', '.join(parts)} WHERE {where}{when}"  # noqa: S608
+    return conn.execute(sql, (*values_in, *params)).rowcount
 
 
 def _log(
