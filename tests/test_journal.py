@@ -529,6 +529,36 @@ def test_files_are_recorded_one_by_one_until_done(journal: Journal) -> None:
         j.mark_done(5)
 
 
+@pytest.mark.parametrize("given", [["u1", "u2"], ["u1"]], ids=["same URLs", "fewer URLs"])
+def test_a_finish_with_a_file_missing_is_refused_whole(journal: Journal, given: list[str]) -> None:
+    # The end recorded with two URLs (as a run posts it when the download starts): one file
+    # is not "succeeded", whatever URLs the finish names, and the refused call keeps nothing.
+    created(journal, 0)
+    journal.record_terminal(0, "succeeded", video_urls=["u1", "u2"])
+    with pytest.raises(JournalTransitionError, match="1 of 2"):
+        journal.record_finished(0, given, [("v/0-a.mp4", 10, SHA)])
+    item = journal.get(0)
+    assert item is not None and item.state is ItemState.DOWNLOADING and item.files == ()
+
+    files = [("v/0-a.mp4", 10, SHA), ("v/0-b.mp4", 11, SHA)]
+    assert journal.record_finished(0, ["u1", "u2"], files) is ItemState.SUCCEEDED
+    assert journal.record_finished(0, ["u1", "u2"], files) is ItemState.SUCCEEDED
+    item = journal.get(0)
+    assert item is not None and len(item.files) == 2 and item.done_at is not None
+
+
+def test_a_finish_records_the_end_when_it_was_not(journal: Journal) -> None:
+    created(journal, 0)
+    assert journal.record_finished(0, ["u"], [("v/0.mp4", 1, SHA)], done=False) is (
+        ItemState.DOWNLOADING
+    )
+    assert journal.record_finished(0, ["u"], []) is ItemState.SUCCEEDED
+    item = journal.get(0)
+    assert item is not None and item.video_urls == ("u",) and len(item.files) == 1
+    with pytest.raises(JournalTransitionError, match="no task to end"):
+        journal.record_finished(3, ["u"], [("v/3.mp4", 1, SHA)])
+
+
 # -- resume, manifest -----------------------------------------------------------------------
 
 

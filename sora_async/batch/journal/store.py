@@ -196,6 +196,9 @@ class Journal:
         # each write is then one savepoint of it.
         self._in_group = False
         self._in_savepoint = False
+        # True while a call's own transaction is open: a call it makes (record_finished's)
+        # writes into it, and a refusal undoes both.
+        self._in_call = False
         # run_group's time: every write of a group is stamped with it (one clock read a group).
         self._group_time: str | None = None
         #: Transactions committed since opening: for tests and measurements.
@@ -433,9 +436,9 @@ class Journal:
         :meth:`run_group`, one savepoint of the group's transaction instead."""
         with self._lock:
             conn = self._require_conn()
-            if self._in_group and self._in_savepoint:
-                # A call made by another call of the group (record_finished's): the outer
-                # savepoint undoes both.
+            if (self._in_group and self._in_savepoint) or (self._in_call and not self._in_group):
+                # A call made by another call (record_finished's): the outer savepoint or
+                # transaction undoes both.
                 yield conn
                 return
             if self._in_group:
@@ -455,7 +458,11 @@ class Journal:
             except sqlite3.Error as exc:
                 raise JournalError(f"journal write failed: {exc}") from None
             try:
-                yield conn
+                self._in_call = True
+                try:
+                    yield conn
+                finally:
+                    self._in_call = False
                 self._commit(conn)
                 if self._full:
                     self.fsyncs += 1
