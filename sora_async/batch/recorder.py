@@ -29,7 +29,6 @@ from .journal import (
     Journal,
     JournalError,
     JournalTransitionError,
-    request_to_json,
 )
 from .progress import Phase, Tracker
 
@@ -153,8 +152,7 @@ class Recorder:
         journal = self.journal
         again = self.second_payments.pop(index, None)
         resubmit, retry = again is _S.UNKNOWN, again is _S.FAILED
-        request = event.request
-        request_json, price = request_to_json(request), self.price(request)
+        price = self.price(event.request)
 
         def intent() -> None:
             # One savepoint: an explicit second payment and its intent are written together.
@@ -162,7 +160,8 @@ class Recorder:
                 journal.resubmit_unknown(index)
             if retry:
                 journal.retry_failed(index)
-            journal.record_intent(index, request_json, request.prompt, price)
+            # The request as registered: the run's jobs are made from the journal's rows.
+            journal.record_intent(index, None, None, price)
 
         await self._write(intent)
         self.intents.add(index)

@@ -274,26 +274,35 @@ def fingerprint_bytes(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+# Sorted once: a batch turns a request into JSON for each prompt it registers.
+_REQUEST_FIELDS = tuple(sorted(field.name for field in attrs.fields(VideoRequest)))
+# Values JSON takes as they are (exact types: a str enum is an Enum first).
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def request_to_json(request: VideoRequest) -> str:
     """The request's fields as canonical JSON for :meth:`Journal.record_intent`.
 
     Image bytes are stored as their size and hash, not the bytes; a path is stored as text.
     """
     fields: dict[str, Any] = {}
-    for field in attrs.fields(VideoRequest):
-        value = getattr(request, field.name)
-        if isinstance(value, enum.Enum):
+    for name in _REQUEST_FIELDS:
+        value = getattr(request, name)
+        if type(value) in _PLAIN:
+            pass
+        elif isinstance(value, enum.Enum):
             value = value.value
         elif isinstance(value, (bytes, bytearray)):
             value = {"bytes": len(value), "sha256": hashlib.sha256(value).hexdigest()}
         elif isinstance(value, os.PathLike):
             value = os.fspath(value)
-        fields[field.name] = value
-    return canonical_json(fields)
+        fields[name] = value
+    return _CANONICAL.encode(fields)
 
 
 def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _CANONICAL.encode(value)
 
 
 def utc_now() -> str:
