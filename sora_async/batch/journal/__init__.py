@@ -6,7 +6,8 @@ reported as done survives a crash or ``kill -9``. Called directly, each call is 
 with ``synchronous=FULL`` (an fsync). A run calls them through :class:`GroupCommit` instead: the
 writes that arrive while one commit is in flight share the next transaction (one fsync for many
 tasks), and each caller awaits the commit of its own write. A batch task costs four writes over
-its life (intent, task id, success, files with "succeeded").
+its life (intent, task id, success, files with "succeeded"): six SQL statements with its
+registration, one more for each further file.
 
 Durability by kind of write. A power cut, unlike ``kill -9``, also loses what the OS had not
 written out; what it may lose without harm decides which groups are fsync'd:
@@ -63,8 +64,18 @@ the same end, a late status of an ended task, a done item marked done), which ch
 - ``downloading`` means the task succeeded and its files are being fetched; ``succeeded`` means
   every file is recorded whole (:meth:`Journal.mark_done`), so the manifest's ``succeeded`` is
   the user's "I have the video".
-- A task id is write-once: once an item has one it is never replaced or cleared, and every task
-  id ever recorded is also kept in an append-only event log.
+- A task id is write-once: once an item has one it is never replaced or cleared (a trigger
+  refuses it), except by an explicit retry of a failed task, whose released id is kept in the
+  append-only event log.
+- The event log (table ``events``) has a row for each transition off the usual path (a refused
+  or doubtful create, an interruption, a resubmit, requeue or retry, a task id learnt for an
+  unknown item, a failed task, a progress change), not for the usual steps (added, intent,
+  created, the success, each file, done): the item's row holds their times (``added_at``,
+  ``intent_at``, ``task_created_at``, ``finished_at``, ``done_at``, each file's
+  ``recorded_at``). Journals written before kept a row for every step; they open unchanged.
+- Each usual step is one statement that finds the item only in the state it starts from (an
+  UPDATE, or a file's INSERT ... SELECT); only when it finds nothing is the item read, for a
+  harmless repeat or the refusal's message. Writes of one group share one timestamp.
 
 Threading: the journal is synchronous. :class:`GroupCommit` runs its groups (and the run's
 reads) in a worker thread, so the event loop never waits for a disk; the connection is opened
