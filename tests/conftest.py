@@ -40,8 +40,14 @@ def _no_machine_ca_bundle() -> None:
     spent on a trust store that no test uses (every test talks to 127.0.0.1; the TLS tests of
     test_network.py give their own CA, ``SSL_CERT_FILE`` included). Without it the tests also
     see the same environment on a machine that sets it and on one that does not.
+
+    It is set empty rather than removed: OpenSSL then loads no file for its default trust
+    store, where without it the system's bundle is parsed by every interpreter that imports
+    aiohttp (its verified context is made at import: 0.1 CPU-s, in the xdist workers, the fork
+    servers and the twenty-odd fresh interpreters the suite starts), and the SDK reads an
+    empty ``SSL_CERT_FILE`` as unset.
     """
-    os.environ.pop("SSL_CERT_FILE", None)
+    os.environ["SSL_CERT_FILE"] = ""
 
 
 #: Where the scratch files go when the machine has it and TMPDIR does not say otherwise.
