@@ -39,7 +39,7 @@ import anyio.abc
 import attrs
 
 from . import requestspans
-from .calls import Endpoint
+from .calls import ApiCall, Endpoint
 from .download import DEFAULT_MAX_DOWNLOAD_BYTES, DownloadedFile, download_file, video_filename
 from .errors import (
     AuthenticationError,
@@ -147,6 +147,9 @@ class _Task:
     changed: asyncio.Event | None = None
     #: Resolved once the outcome is known: watchers with nobody to show statuses to.
     enders: list[asyncio.Future[None]] = attrs.field(factory=list)
+    #: Resolved at the next :meth:`publish`, once: a job whose create's task follows it, and
+    #: that shows each status, starts watching there (see TaskRuntime._launch).
+    woken: asyncio.Future[None] | None = None
     last_running_at: float | None = None
     #: The last poll's error, while polls fail (transient errors the follower rides out).
     last_error: SoraError | None = None
@@ -155,6 +158,8 @@ class _Task:
     #: stop: the end was seen by another poll, or nobody watches someone else's id any more.
     follower: asyncio.Task[None] | None = None
     stopping: bool = False
+    #: When the create's answer was booked (the clock its job's watch timeout starts on).
+    answered_at: float | None = None
 
     @property
     def over(self) -> bool:
@@ -170,6 +175,9 @@ class _Task:
         changed, self.changed = self.changed, None
         if changed is not None:
             changed.set()
+        woken, self.woken = self.woken, None
+        if woken is not None:
+            _wake(woken)
         if self.over:
             enders, self.enders = self.enders, []
             for ender in enders:
@@ -288,6 +296,9 @@ class TaskRuntime:
         self._clock = clock
         self._tasks: dict[str, _Task] = {}
         self._followers: set[asyncio.Task[None]] = set()
+        #: Launches' tasks not following yet (their create or CREATED hook under way): waited
+        #: for at close, never cancelled.
+        self._launching: set[asyncio.Task[None]] = set()
         self._closing = False
 
     # -- what is followed --------------------------------------------------------------------
@@ -404,6 +415,11 @@ class TaskRuntime:
     async def stop_followers(self) -> None:
         """Cancel every follower and wait until they are gone (the client is closing)."""
         self._closing = True
+        if self._launching:
+            # Nothing cuts off a create in flight: they end within their own timeout, then
+            # see the client closing and follow nothing.
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait(list(self._launching))
         followers = list(self._followers)
         for follower in followers:
             follower.cancel()
@@ -546,11 +562,33 @@ class TaskRuntime:
         may_send: Callable[[], bool] | None = None,
         stop: SendingStop | None = None,
     ) -> str:
-        """Create ``job``'s task under a slot and start following it; return its id.
+        """Create ``job``'s task under a slot and start following it; return its id."""
+        task = await self._create(job, hook, may_send, stop, watch=None, timeout=None)
+        return task.task_id
+
+    async def _create(
+        self,
+        job: Job,
+        hook: EventHook | None,
+        may_send: Callable[[], bool] | None,
+        stop: SendingStop | None,
+        *,
+        watch: bool | None,
+        timeout: float | None,  # noqa: ASYNC109 - see wait()
+        attempt: Attempt | None = None,
+    ) -> _Task:
+        """:meth:`create`, the task followed.
 
         ``may_send()`` is asked right before each attempt: False (a run draining after Ctrl-C)
         gives the slot back and raises CreateSkipped. ``stop`` (stopped when ``may_send()`` turns
         False) cuts short the wait for a slot and a 429's pause.
+
+        ``watch`` (a job's whole life, run_job's): the create goes out from a task that goes on
+        to emit CREATED and follow the task (:meth:`_launch`), and this returns only when the
+        task has news for a watcher: its outcome, or with ``watch=True`` (statuses shown) its
+        first status, or ``timeout`` seconds after the answer (the watch's own timeout starts
+        there; see :attr:`_Task.answered_at`). One task and two trips through the loop a job
+        fewer than a create that returns at its answer, then a follower of its own.
         """
         if not isinstance(job.request, VideoRequest):
             raise ValidationError("request", job.request, "a VideoRequest")
@@ -567,16 +605,27 @@ class TaskRuntime:
                 # Shielded from the intent record to the task id record: a cancellation can
                 # neither fall between the two nor lose the answer of a request that left
                 # (asyncio's own, which passes anyio's shield, is held back until the end).
-                with anyio.CancelScope(shield=True), _CancelHeldBack() as held:
+                # A launched create is waited for unshielded (the wait lasts the task's life),
+                # its answer held back by _CancelHeldBack.launched alone.
+                with anyio.CancelScope(shield=watch is None), _CancelHeldBack() as held:
                     if hook is not None:
-                        await emit(hook, TaskEvent(EventKind.CREATING, job.key, job.request))
+                        with anyio.CancelScope(shield=True):
+                            await emit(hook, TaskEvent(EventKind.CREATING, job.key, job.request))
                     # The task exists from somewhere between send and answer: dating it from
                     # the send puts the first poll no later than one base interval after it.
                     sent_at = self._clock()
+                    launch: _Launch | None = None
                     try:
-                        task_id = await held.answer(
-                            self.transport.call(call, self.provider.decode_create, safe=False)
-                        )
+                        if watch is None:
+                            task_id: str = await held.answer(
+                                self.transport.call(call, self.provider.decode_create, safe=False)
+                            )
+                        else:
+                            launch = self._launch(
+                                job, hook, call, slot, callback_expected, sent_at, shows=watch
+                            )
+                            launch.timeout = timeout
+                            launched = await held.launched(launch)
                     except RateLimitError as exc:
                         rate_limited = exc
                     except SoraError as exc:
@@ -588,6 +637,15 @@ class TaskRuntime:
                             f"{type(exc).__name__}: {exc}", request=job.request
                         ) from exc
                     else:
+                        if launch is not None:
+                            slot = None  # the task owns it now (registered by the launch)
+                            if attempt is not None:  # told even when this raises a cancellation
+                                attempt.task_id = launched.task_id
+                            if launch.hook_error is not None:
+                                raise HookFailedAfterCreate(
+                                    launched.task_id, launch.hook_error
+                                ) from launch.hook_error
+                            return launched
                         self.governor.on_create_succeeded(slot, task_id)
                         task = self._register(
                             task_id,
@@ -610,14 +668,17 @@ class TaskRuntime:
                         finally:
                             # Followed whatever the hook did: only that frees the slot.
                             self._start_follower(task)
-                        return task_id
+                        return task
                     # Definitely not created: a journal records that before any pause. A hook
                     # that fails here only loses a note; the create is retried regardless.
                     assert rate_limited is not None
-                    await _Observer(hook, "the event hook")(
-                        TaskEvent(EventKind.RATE_LIMITED, job.key, job.request, error=rate_limited),
-                        job.key,
-                    )
+                    with anyio.CancelScope(shield=True):
+                        await _Observer(hook, "the event hook")(
+                            TaskEvent(
+                                EventKind.RATE_LIMITED, job.key, job.request, error=rate_limited
+                            ),
+                            job.key,
+                        )
                 assert rate_limited is not None and slot is not None
                 logger.info(
                     "create refused with 429 (account full or rate limited); retrying in %s",
@@ -633,6 +694,99 @@ class TaskRuntime:
             if slot is not None:
                 # The create definitely did not happen (or was never sent).
                 self.governor.release(slot)
+
+    def _launch(
+        self,
+        job: Job,
+        hook: EventHook | None,
+        call: ApiCall,
+        slot: Slot,
+        callback_expected: bool,
+        sent_at: float,
+        *,
+        shows: bool,
+    ) -> _Launch:
+        """Send ``call`` from a task of its own that, once created, follows the task."""
+        if self._closing:
+            raise RuntimeError("the client is closing")
+        loop = asyncio.get_running_loop()
+        launch = _Launch(loop.create_future(), loop.create_future())
+        sender = loop.create_task(
+            self._launched(launch, job, hook, call, slot, callback_expected, sent_at, shows)
+        )
+        self._launching.add(sender)
+        return launch
+
+    async def _launched(
+        self,
+        launch: _Launch,
+        job: Job,
+        hook: EventHook | None,
+        call: ApiCall,
+        slot: Slot,
+        callback_expected: bool,
+        sent_at: float,
+        shows: bool,
+    ) -> None:
+        """The launch's task: the create, CREATED, then the task's follower (see create()).
+
+        Nobody cancels it before it follows (only a closing loop does): a create is never cut
+        off mid-flight, nor its CREATED hook.
+        """
+        sender = asyncio.current_task()
+        assert sender is not None
+        timer: asyncio.TimerHandle | None = None
+        try:
+            task_id = await self.transport.call(call, self.provider.decode_create, safe=False)
+            self.governor.on_create_succeeded(slot, task_id)
+            task = self._register(
+                task_id,
+                job.request,
+                slot,
+                created_here=True,
+                callback_expected=callback_expected,
+                follow=False,
+                created_at=sent_at,
+            )
+            task.answered_at = self._clock()
+            launch.answered.set_result(task)
+            if launch.timeout is not None:
+                timer = asyncio.get_running_loop().call_later(launch.timeout, _wake, launch.woken)
+            try:
+                # Before anything else happens to the task (its first poll included), a
+                # journal makes its id durable.
+                await emit(hook, TaskEvent(EventKind.CREATED, job.key, job.request, task_id))
+            except Exception as exc:
+                launch.hook_error = exc
+                _wake(launch.woken)  # the job fails now; the task is followed all the same
+            if not launch.woken.done():
+                if task.over:  # seen ended by someone's status() during the hook
+                    _wake(launch.woken)
+                elif shows:
+                    task.woken = launch.woken
+                else:
+                    task.enders.append(launch.woken)
+            # Followed whatever the hook did: only that frees the slot.
+            if self._closing or task.stopping or task.over:
+                return
+            task.follower = sender
+            self._followers.add(sender)
+            self._launching.discard(sender)
+            await self._following(task)
+        except BaseException as exc:
+            if launch.answered.done():
+                raise
+            # No answer: the create's error (not made, unknown, a 429) is the caller's to sort.
+            if isinstance(exc, asyncio.CancelledError):  # the loop closing
+                launch.answered.cancel()
+                raise
+            launch.answered.set_exception(exc)
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self._launching.discard(sender)
+            # Whatever happened, the job's caller is never left waiting.
+            _wake(launch.woken)
 
     async def _acquire(self, stop: SendingStop | None) -> Slot:
         """A slot for a create, unless the run stops creating first (CreateSkipped)."""
@@ -687,6 +841,21 @@ class TaskRuntime:
         task = self._tasks.get(task_id)
         if task is None:
             task = self._register(task_id, job.request, None, created_here=False)
+        return await self._watch(job, task, timeout, on_progress, hook)
+
+    async def _watch(
+        self,
+        job: Job,
+        task: _Task,
+        timeout: float | None,  # noqa: ASYNC109 - see wait()
+        on_progress: ProgressHook | None,
+        hook: EventHook | None,
+        waited: float = 0.0,
+    ) -> TaskResult:
+        """:meth:`wait` for a task of ours, followed or over, ``waited`` seconds into
+        ``timeout`` already."""
+        task_id = task.task_id
+        left = timeout - waited if timeout is not None else None
         request = job.request if job.request is not None else task.request
         progress = _Observer(on_progress, "on_progress")
         events = _Observer(hook, "the event hook")
@@ -696,11 +865,11 @@ class TaskRuntime:
         task.watchers += 1
         try:
             if not shows:
-                if await _outcome_within(task, timeout):
+                if await _outcome_within(task, left):
                     return _result_of(task, request, job.key)
             else:
                 # The hooks are inside the timeout too: a hook that hangs does not hang the wait.
-                with anyio.move_on_after(timeout if timeout is not None else math.inf):
+                with anyio.move_on_after(left if left is not None else math.inf):
                     shown: TaskStatus | None = None
                     while True:
                         changed = task.change()
@@ -836,12 +1005,20 @@ class TaskRuntime:
                 )
             if job.task_id is None:
                 try:
-                    attempt.task_id = await self.create(job, hook, may_send, stop)
+                    # With nobody to show statuses to, the job's task is next woken at its end.
+                    shows = on_progress is not None or hook is not None
+                    task = await self._create(
+                        job, hook, may_send, stop, watch=shows, timeout=timeout, attempt=attempt
+                    )
+                    attempt.task_id = task.task_id
                 except HookFailedAfterCreate as exc:
                     # Alive and paid for: its id stays in the result, the log and the list.
                     attempt.task_id = exc.task_id
                     logger.error("job %r: %s; it is alive on the server", job.key, exc)
                     raise
+                # Not wait(): the task may be over and no longer listed.
+                waited = self._clock() - task.answered_at if task.answered_at is not None else 0.0
+                result = await self._watch(job, task, timeout, on_progress, hook, waited)
             else:
                 attempt.task_id = job.task_id
                 if isinstance(hook, requestspans.TaskSpans):
@@ -849,13 +1026,13 @@ class TaskRuntime:
                     # context: the task's span starts here, or its polls would be no one's.
                     hook.adopting(job.key, job.task_id)
                 await self.adopt(job.task_id, job.request)
-            result = await self.wait(
-                job,
-                task_id=attempt.task_id,
-                timeout=timeout,
-                on_progress=on_progress,
-                hook=hook,
-            )
+                result = await self.wait(
+                    job,
+                    task_id=attempt.task_id,
+                    timeout=timeout,
+                    on_progress=on_progress,
+                    hook=hook,
+                )
             attempt.result = result
             if result.ok and download_to is not None:
                 result = await self.fetch_files(
@@ -972,11 +1149,12 @@ class _CancelHeldBack:
     for, with no id, and its slot given back (the account over-filled). So :meth:`answer` runs
     the request in a task of its own and awaits it to the end (bounded by the request's own
     timeout) whatever cancels the caller; leaving the block re-raises the cancellation, after
-    the task is registered and followed, or the slot disposed of.
+    the task is registered and followed, or the slot disposed of. :meth:`launched` does the
+    same for a create sent by a launch, for either kind of cancellation.
     """
 
     def __init__(self) -> None:
-        self.cancelled = False
+        self.cancelled: asyncio.CancelledError | None = None
 
     async def answer(self, request: Awaitable[T]) -> T:
         loop = asyncio.get_running_loop()
@@ -986,20 +1164,27 @@ class _CancelHeldBack:
         answer = loop.create_task(_waking(request, waiter))
         try:
             await waiter
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             if answer.cancelled():  # the request itself was cancelled (the loop closing)
                 raise
-            self.cancelled = True
-            # Cancelled once: the rest of the wait by the book (shield wakes on any end of
-            # the task, even one that never ran its first step).
-            while not answer.done():
-                try:
-                    await asyncio.shield(answer)
-                except asyncio.CancelledError:
-                    if answer.cancelled():
-                        raise
+            self.cancelled = exc
+            await _answer_of(answer)
         # Done here: the task set the waiter in its last step, before this one could resume.
         return answer.result()
+
+    async def launched(self, launch: _Launch) -> _Task:
+        """The launch's task once the task has news (see TaskRuntime.create), or at once
+        when cancelled: the create's answer is awaited first, shielded from anyio too."""
+        try:
+            await launch.woken
+        except asyncio.CancelledError as exc:
+            if launch.answered.cancelled():
+                raise
+            self.cancelled = exc
+            if not launch.answered.done():
+                with anyio.CancelScope(shield=True):
+                    await _answer_of(launch.answered)
+        return launch.answered.result()
 
     def __enter__(self) -> _CancelHeldBack:
         return self
@@ -1010,5 +1195,31 @@ class _CancelHeldBack:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if self.cancelled:
-            raise asyncio.CancelledError() from error
+        if self.cancelled is not None:
+            # The very exception caught: anyio's cancel scope knows its own by its message.
+            raise self.cancelled from error
+
+
+async def _answer_of(answer: asyncio.Future[Any]) -> None:
+    """Wait until ``answer`` is done, whatever cancels the waiter meanwhile (shield wakes on
+    any end of a task, even one that never ran its first step)."""
+    while not answer.done():
+        try:
+            await asyncio.shield(answer)
+        except asyncio.CancelledError:
+            if answer.cancelled():
+                raise
+
+
+@attrs.define(eq=False)
+class _Launch:
+    """What a launch's task tells its job's caller (see TaskRuntime.create)."""
+
+    #: The create's answer: the task (registered, holding the slot), or the create's error.
+    answered: asyncio.Future[_Task]
+    #: The caller's wake: the task has news (its outcome or first status), or the job failed.
+    woken: asyncio.Future[None]
+    #: The CREATED hook raised (the job fails; the task is followed all the same).
+    hook_error: Exception | None = None
+    #: The job's watch timeout: the caller is woken this long after the answer at the latest.
+    timeout: float | None = None
