@@ -621,10 +621,10 @@ class TaskRuntime:
                                 self.transport.call(call, self.provider.decode_create, safe=False)
                             )
                         else:
-                            launch = self._launch(
-                                job, hook, call, slot, callback_expected, sent_at, shows=watch
+                            launch = _Launch(
+                                job, hook, call, slot, callback_expected, sent_at, watch, timeout
                             )
-                            launch.timeout = timeout
+                            self._launch(launch)
                             launched = await held.launched(launch)
                     except RateLimitError as exc:
                         rate_limited = exc
@@ -637,37 +637,12 @@ class TaskRuntime:
                             f"{type(exc).__name__}: {exc}", request=job.request
                         ) from exc
                     else:
+                        # The task owns the slot from here (booked with no await between).
+                        owner, slot = slot, None
                         if launch is not None:
-                            slot = None  # the task owns it now (registered by the launch)
-                            if attempt is not None:  # told even when this raises a cancellation
-                                attempt.task_id = launched.task_id
-                            if launch.hook_error is not None:
-                                raise HookFailedAfterCreate(
-                                    launched.task_id, launch.hook_error
-                                ) from launch.hook_error
-                            return launched
-                        self.governor.on_create_succeeded(slot, task_id)
-                        task = self._register(
-                            task_id,
-                            job.request,
-                            slot,
-                            created_here=True,
-                            callback_expected=callback_expected,
-                            follow=False,
-                            created_at=sent_at,
-                        )
-                        slot = None  # the task owns it now
-                        try:
-                            # Before anything else happens to the task (its first poll
-                            # included), a journal makes its id durable.
-                            await emit(
-                                hook, TaskEvent(EventKind.CREATED, job.key, job.request, task_id)
-                            )
-                        except Exception as exc:
-                            raise HookFailedAfterCreate(task_id, exc) from exc
-                        finally:
-                            # Followed whatever the hook did: only that frees the slot.
-                            self._start_follower(task)
+                            return _launched_task(launch, launched, attempt)
+                        task = self._book(job, owner, task_id, callback_expected, sent_at)
+                        await self._created(task, job, hook)
                         return task
                     # Definitely not created: a journal records that before any pause. A hook
                     # that fails here only loses a note; the create is retried regardless.
@@ -680,54 +655,61 @@ class TaskRuntime:
                             job.key,
                         )
                 assert rate_limited is not None and slot is not None
-                logger.info(
-                    "create refused with 429 (account full or rate limited); retrying in %s",
-                    f"{rate_limited.retry_after:g}s" if rate_limited.retry_after else "a while",
-                )
-                # Cut short by a drain: the loop's may_send() then skips the create, and the
-                # slot, held or not after the cancelled wait, is released below.
-                with stop.waiting() if stop is not None else contextlib.nullcontext():
-                    await self.governor.on_rate_limited(
-                        slot, rate_limited.retry_after, message=rate_limited.message
-                    )
+                await self._sit_out(slot, rate_limited, stop)
         finally:
             if slot is not None:
                 # The create definitely did not happen (or was never sent).
                 self.governor.release(slot)
 
-    def _launch(
-        self,
-        job: Job,
-        hook: EventHook | None,
-        call: ApiCall,
-        slot: Slot,
-        callback_expected: bool,
-        sent_at: float,
-        *,
-        shows: bool,
-    ) -> _Launch:
-        """Send ``call`` from a task of its own that, once created, follows the task."""
+    async def _sit_out(
+        self, slot: Slot, rate_limited: RateLimitError, stop: SendingStop | None
+    ) -> None:
+        """The pause a 429 on the create made with ``slot`` asks for."""
+        logger.info(
+            "create refused with 429 (account full or rate limited); retrying in %s",
+            f"{rate_limited.retry_after:g}s" if rate_limited.retry_after else "a while",
+        )
+        # Cut short by a drain: the create loop's may_send() then skips the create, and the
+        # slot, held or not after the cancelled wait, is released there.
+        with stop.waiting() if stop is not None else contextlib.nullcontext():
+            await self.governor.on_rate_limited(
+                slot, rate_limited.retry_after, message=rate_limited.message
+            )
+
+    def _book(
+        self, job: Job, slot: Slot, task_id: str, callback_expected: bool, sent_at: float
+    ) -> _Task:
+        """The create made with ``slot`` answered ``task_id``: the task holds the slot now."""
+        self.governor.on_create_succeeded(slot, task_id)
+        return self._register(
+            task_id,
+            job.request,
+            slot,
+            created_here=True,
+            callback_expected=callback_expected,
+            follow=False,
+            created_at=sent_at,
+        )
+
+    async def _created(self, task: _Task, job: Job, hook: EventHook | None) -> None:
+        """CREATED, then the task's follower, for a create answered in the caller's task."""
+        try:
+            # Before anything else happens to the task (its first poll included), a journal
+            # makes its id durable.
+            await emit(hook, TaskEvent(EventKind.CREATED, job.key, job.request, task.task_id))
+        except Exception as exc:
+            raise HookFailedAfterCreate(task.task_id, exc) from exc
+        finally:
+            # Followed whatever the hook did: only that frees the slot.
+            self._start_follower(task)
+
+    def _launch(self, launch: _Launch) -> None:
+        """Send the launch's create from a task of its own that goes on to follow the task."""
         if self._closing:
             raise RuntimeError("the client is closing")
-        loop = asyncio.get_running_loop()
-        launch = _Launch(loop.create_future(), loop.create_future())
-        sender = loop.create_task(
-            self._launched(launch, job, hook, call, slot, callback_expected, sent_at, shows)
-        )
-        self._launching.add(sender)
-        return launch
+        self._launching.add(asyncio.get_running_loop().create_task(self._launched(launch)))
 
-    async def _launched(
-        self,
-        launch: _Launch,
-        job: Job,
-        hook: EventHook | None,
-        call: ApiCall,
-        slot: Slot,
-        callback_expected: bool,
-        sent_at: float,
-        shows: bool,
-    ) -> None:
+    async def _launched(self, launch: _Launch) -> None:
         """The launch's task: the create, CREATED, then the task's follower (see create()).
 
         Nobody cancels it before it follows (only a closing loop does): a create is never cut
@@ -735,19 +717,13 @@ class TaskRuntime:
         """
         sender = asyncio.current_task()
         assert sender is not None
+        job = launch.job
         timer: asyncio.TimerHandle | None = None
         try:
-            task_id = await self.transport.call(call, self.provider.decode_create, safe=False)
-            self.governor.on_create_succeeded(slot, task_id)
-            task = self._register(
-                task_id,
-                job.request,
-                slot,
-                created_here=True,
-                callback_expected=callback_expected,
-                follow=False,
-                created_at=sent_at,
+            task_id = await self.transport.call(
+                launch.call, self.provider.decode_create, safe=False
             )
+            task = self._book(job, launch.slot, task_id, launch.callback_expected, launch.sent_at)
             task.answered_at = self._clock()
             launch.answered.set_result(task)
             if launch.timeout is not None:
@@ -755,14 +731,14 @@ class TaskRuntime:
             try:
                 # Before anything else happens to the task (its first poll included), a
                 # journal makes its id durable.
-                await emit(hook, TaskEvent(EventKind.CREATED, job.key, job.request, task_id))
+                await emit(launch.hook, TaskEvent(EventKind.CREATED, job.key, job.request, task_id))
             except Exception as exc:
                 launch.hook_error = exc
                 _wake(launch.woken)  # the job fails now; the task is followed all the same
             if not launch.woken.done():
                 if task.over:  # seen ended by someone's status() during the hook
                     _wake(launch.woken)
-                elif shows:
+                elif launch.shows:
                     task.woken = launch.woken
                 else:
                     task.enders.append(launch.woken)
@@ -850,6 +826,7 @@ class TaskRuntime:
         timeout: float | None,  # noqa: ASYNC109 - see wait()
         on_progress: ProgressHook | None,
         hook: EventHook | None,
+        *,
         waited: float = 0.0,
     ) -> TaskResult:
         """:meth:`wait` for a task of ours, followed or over, ``waited`` seconds into
@@ -1018,7 +995,7 @@ class TaskRuntime:
                     raise
                 # Not wait(): the task may be over and no longer listed.
                 waited = self._clock() - task.answered_at if task.answered_at is not None else 0.0
-                result = await self._watch(job, task, timeout, on_progress, hook, waited)
+                result = await self._watch(job, task, timeout, on_progress, hook, waited=waited)
             else:
                 attempt.task_id = job.task_id
                 if isinstance(hook, requestspans.TaskSpans):
@@ -1211,15 +1188,38 @@ async def _answer_of(answer: asyncio.Future[Any]) -> None:
                 raise
 
 
+def _launched_task(launch: _Launch, task: _Task, attempt: Attempt | None) -> _Task:
+    """A launch's booked task, for its caller: its id in ``attempt`` even when the caller
+    leaves by a cancellation, and HookFailedAfterCreate when the CREATED hook raised."""
+    if attempt is not None:
+        attempt.task_id = task.task_id
+    if launch.hook_error is not None:
+        raise HookFailedAfterCreate(task.task_id, launch.hook_error) from launch.hook_error
+    return task
+
+
+def _future() -> asyncio.Future[Any]:
+    return asyncio.get_running_loop().create_future()
+
+
 @attrs.define(eq=False)
 class _Launch:
-    """What a launch's task tells its job's caller (see TaskRuntime.create)."""
+    """One create sent from a task that goes on to follow its task (see TaskRuntime.create),
+    and what that task tells the job's caller."""
 
+    job: Job
+    hook: EventHook | None
+    call: ApiCall
+    slot: Slot
+    callback_expected: bool
+    sent_at: float
+    #: The caller shows each status (woken at the first), or only the outcome.
+    shows: bool
+    #: The job's watch timeout: the caller is woken this long after the answer at the latest.
+    timeout: float | None
     #: The create's answer: the task (registered, holding the slot), or the create's error.
-    answered: asyncio.Future[_Task]
+    answered: asyncio.Future[_Task] = attrs.field(factory=_future)
     #: The caller's wake: the task has news (its outcome or first status), or the job failed.
-    woken: asyncio.Future[None]
+    woken: asyncio.Future[None] = attrs.field(factory=_future)
     #: The CREATED hook raised (the job fails; the task is followed all the same).
     hook_error: Exception | None = None
-    #: The job's watch timeout: the caller is woken this long after the answer at the latest.
-    timeout: float | None = None
