@@ -719,26 +719,29 @@ class TaskRuntime:
         assert sender is not None
         job = launch.job
         timer: asyncio.TimerHandle | None = None
+        task: _Task | None = None
         try:
             task_id = await self.transport.call(
                 launch.call, self.provider.decode_create, safe=False
             )
             task = self._book(job, launch.slot, task_id, launch.callback_expected, launch.sent_at)
-            task.answered_at = self._clock()
-            launch.answered.set_result(task)
-            if launch.timeout is not None:
-                timer = asyncio.get_running_loop().call_later(launch.timeout, _wake, launch.woken)
             try:
                 # Before anything else happens to the task (its first poll included), a
                 # journal makes its id durable.
                 await emit(launch.hook, TaskEvent(EventKind.CREATED, job.key, job.request, task_id))
             except Exception as exc:
                 launch.hook_error = exc
-                _wake(launch.woken)  # the job fails now; the task is followed all the same
-            if not launch.woken.done():
-                if task.over:  # seen ended by someone's status() during the hook
-                    _wake(launch.woken)
-                elif launch.shows:
+            # Answered only now: a caller that is cancelled waits for the CREATED record too.
+            task.answered_at = self._clock()
+            launch.answered.set_result(task)
+            if launch.hook_error is not None or task.over:  # over: seen by someone's status()
+                _wake(launch.woken)  # a failed hook fails the job; the task is followed anyway
+            else:
+                if launch.timeout is not None:
+                    timer = asyncio.get_running_loop().call_later(
+                        launch.timeout, _wake, launch.woken
+                    )
+                if launch.shows:
                     task.woken = launch.woken
                 else:
                     task.enders.append(launch.woken)
@@ -750,13 +753,15 @@ class TaskRuntime:
             self._launching.discard(sender)
             await self._following(task)
         except BaseException as exc:
-            if launch.answered.done():
-                raise
-            # No answer: the create's error (not made, unknown, a 429) is the caller's to sort.
-            if isinstance(exc, asyncio.CancelledError):  # the loop closing
-                launch.answered.cancel()
-                raise
-            launch.answered.set_exception(exc)
+            if not launch.answered.done():
+                if task is not None:  # booked: the slot is the task's whatever happens now
+                    launch.answered.set_result(task)
+                elif isinstance(exc, asyncio.CancelledError):  # the loop closing
+                    launch.answered.cancel()
+                else:  # the create's error (not made, unknown, a 429): the caller's to sort
+                    launch.answered.set_exception(exc)
+                    return
+            raise
         finally:
             if timer is not None:
                 timer.cancel()
@@ -1217,7 +1222,8 @@ class _Launch:
     shows: bool
     #: The job's watch timeout: the caller is woken this long after the answer at the latest.
     timeout: float | None
-    #: The create's answer: the task (registered, holding the slot), or the create's error.
+    #: The create's answer: the task (registered, holding the slot, its CREATED emitted), or
+    #: the create's error.
     answered: asyncio.Future[_Task] = attrs.field(factory=_future)
     #: The caller's wake: the task has news (its outcome or first status), or the job failed.
     woken: asyncio.Future[None] = attrs.field(factory=_future)
