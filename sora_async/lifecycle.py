@@ -296,8 +296,9 @@ class TaskRuntime:
         self._clock = clock
         self._tasks: dict[str, _Task] = {}
         self._followers: set[asyncio.Task[None]] = set()
-        #: Launches' tasks not following yet (their create or CREATED hook under way): waited
-        #: for at close, never cancelled.
+        #: Launches' tasks not following yet (their create or CREATED hook under way), held
+        #: here because the loop keeps only weak references; never cancelled. Their callers
+        #: wait for them when cancelled, so a closing client's task group waits too.
         self._launching: set[asyncio.Task[None]] = set()
         self._closing = False
 
@@ -415,11 +416,6 @@ class TaskRuntime:
     async def stop_followers(self) -> None:
         """Cancel every follower and wait until they are gone (the client is closing)."""
         self._closing = True
-        if self._launching:
-            # Nothing cuts off a create in flight: they end within their own timeout, then
-            # see the client closing and follow nothing.
-            with anyio.CancelScope(shield=True):
-                await asyncio.wait(list(self._launching))
         followers = list(self._followers)
         for follower in followers:
             follower.cancel()
