@@ -3,7 +3,9 @@
 A task is followed by exactly one coroutine, its *follower*, from the moment its id is known
 (a create answered, or an id adopted) until it is seen terminal. The follower runs in a task
 of the runtime's own (stopped when the client closes), not in the caller's frame, so no caller
-can take the task's slot with it:
+can take the task's slot with it. A job of ``generate_many`` sends its create from that very
+task, which emits CREATED and then follows (a *launch*, see :meth:`TaskRuntime.create`): one
+task a job, its caller woken once the task has news.
 
 * the slot is taken before the create and given back only when the task is seen terminal, or
   when the create provably made no task (:func:`~sora_async.errors.create_was_not_made`);
