@@ -23,7 +23,13 @@ import anyio.to_thread
 import pytest
 
 from sora_async.config import Secret
-from sora_async.diskthread import DiskThread, disk_thread, set_disk_thread, sync_directory_later
+from sora_async.diskthread import (
+    FILE_THREADS,
+    DiskThread,
+    disk_thread,
+    set_disk_thread,
+    sync_directory_later,
+)
 from sora_async.download import download_file
 from sora_async.mock import MockConfig, MockServer
 from sora_async.transport import Transport
@@ -162,6 +168,15 @@ async def test_the_loops_thread_is_one_and_serves_downloads(tmp_path: Path) -> N
     assert folders.synced == [str(dest.parent)]
 
 
+async def test_the_files_threads_write_side_by_side() -> None:
+    # Two jobs that each wait for the other: they finish only if two threads run them at once
+    # (fsyncs issued together are committed together).
+    assert FILE_THREADS >= 2
+    both = threading.Barrier(2, timeout=30)
+    jobs = [asyncio.create_task(disk_thread().run(both.wait)) for _ in range(2)]
+    assert sorted(await asyncio.gather(*jobs)) == [0, 1]
+
+
 def loop_thread() -> threading.Thread:
     async def one() -> threading.Thread:
         # Never idle long enough to end on its own: only the closed loop can end it.
@@ -186,7 +201,7 @@ import asyncio, sys, threading
 from sora_async.diskthread import DiskThread
 
 loop = asyncio.new_event_loop()
-thread = DiskThread(loop, idle_end=float("inf"))
+thread = DiskThread(loop, idle_end=float("inf"), threads=2)
 print(loop.run_until_complete(thread.run(lambda: "done")))
 # The loop is never closed: only the interpreter's exit can end the thread.
 """
