@@ -90,6 +90,14 @@ def no_backoff_waits() -> Iterator[None]:
         waits.set_testing(False)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # The xdist controller, before its workers start: one fork server for them all.
+    if not hasattr(config, "workerinput") and getattr(config.option, "tx", None):
+        import zygote  # here only: a worker or -n 0 run starts its own on first use
+
+        zygote.start_shared()
+
+
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     """``-n auto``: half as many workers again as cores.
 

@@ -1,8 +1,9 @@
 """Start ``python -m ...`` programs the tests kill, without paying interpreter start-up each time.
 
 :func:`open_process` and :func:`run_process` take the same arguments as anyio's. A command
-``[sys.executable, "-m" | "-c" | SCRIPT, ...]`` is forked by this worker's fork server
-(zygote_server.py, started on first use, one per xdist worker), which has already imported
+``[sys.executable, "-m" | "-c" | SCRIPT, ...]`` is forked by the run's fork server
+(zygote_server.py: one for a whole xdist run, started by the controller and shared by its
+workers; under ``-n 0`` one started on first use), which has already imported
 sora_async, aiohttp and the batch; the test gets a real process (its own pid, killable with
 SIGKILL or SIGINT, its exit status as subprocess reports it) whose streams are the pipes or
 files the test gave. Any other command, and every command when ``SORA_ASYNC_TESTS_SUBPROCESS=1``
@@ -10,7 +11,7 @@ or in the slow run (helpers.SLOW), is a plain subprocess: the same test then che
 started interpreter. The pytest worker itself never forks: execnet runs threads in it.
 
 What a forked child does not share with a fresh interpreter: modules already imported (their
-import-time code ran in the fork server, under the worker's environment), the hash seed, and
+import-time code ran in the fork server, under the pytest environment), the hash seed, and
 stdin, which is always /dev/null. A test whose point is what a fresh interpreter imports runs
 a plain subprocess (anyio.run_process) instead.
 """
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -46,8 +48,50 @@ _HEADER = struct.Struct("!I")
 Stream = int | IO[Any] | None
 
 
+#: Set by the xdist controller (:func:`start_shared`): the socket of the fork server that its
+#: workers share, inherited by each of them.
+SHARED = "SORA_ASYNC_TESTS_FORK_SERVER"
+#: How long a worker waits for the shared server to be listening before it starts its own.
+_SHARED_GUARD = 30.0
+
+
+def _launch(stdout: int) -> tuple[subprocess.Popen[bytes], str, str]:
+    folder = tempfile.mkdtemp(prefix="sora-zygote-")
+    path = os.path.join(folder, "socket")
+    process = subprocess.Popen(
+        [sys.executable, str(SERVER), path],
+        stdin=subprocess.PIPE,  # its end of file tells the server its owner is gone
+        stdout=stdout,
+    )
+    return process, folder, path
+
+
+def start_shared() -> None:
+    """Start the one fork server of an xdist run, before the workers start.
+
+    Its imports (about 1 CPU-s) are paid once for the run, not once a worker. It is not waited
+    for here: its socket appears once it is listening, and a worker waits for that on its
+    first use (long after collection, as a rule).
+    """
+    if not ENABLED:
+        return
+    process, folder, path = _launch(subprocess.DEVNULL)
+    atexit.register(_Server._stop, process, folder)
+    os.environ[SHARED] = path
+
+
+def _listening(path: str) -> bool:
+    deadline = time.monotonic() + _SHARED_GUARD
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 class _Server:
-    """This worker's fork server, started on first use and ended with the worker."""
+    """The fork server this process asks: the run's shared one (:func:`start_shared`), or,
+    without one (``-n 0``), its own, started on first use and ended with this process."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -56,18 +100,15 @@ class _Server:
 
     def ensure(self) -> str:
         with self._lock:
+            shared = os.environ.get(SHARED)
+            if self._process is None and shared and _listening(shared):
+                return shared
             if self._process is None or self._process.poll() is not None:
                 self._start()
             return self.path
 
     def _start(self) -> None:
-        folder = tempfile.mkdtemp(prefix="sora-zygote-")
-        self.path = os.path.join(folder, "socket")
-        process = subprocess.Popen(
-            [sys.executable, str(SERVER), self.path],
-            stdin=subprocess.PIPE,  # its end of file tells the server this worker is gone
-            stdout=subprocess.PIPE,
-        )
+        process, folder, self.path = _launch(subprocess.PIPE)
         assert process.stdout is not None
         line = process.stdout.readline()
         process.stdout.close()

@@ -1,15 +1,17 @@
 """The suite's fork server ("zygote"): ``python tests/zygote_server.py SOCKET``.
 
 A test that must kill -9 (or interrupt) a real ``python -m sora_async ...`` pays about 0.8 CPU-s
-of interpreter, aiohttp and sora_async start-up for each one. This process pays it once per
-xdist worker: it imports what those programs import, then forks one child per request. The
+of interpreter, aiohttp and sora_async start-up for each one. This process pays it once for
+the run (the xdist workers share it): it imports what those programs import, then forks one
+child per request, served one connection at a time. The
 child becomes the program a fresh ``python`` would have run (argv, environment, working
 directory, the std streams the test handed over, ``__main__``) and ends as an interpreter
 ends; the test gets its real pid to kill and its exit status as ``subprocess`` reports it.
 
 It stays single-threaded (a fork copies only the calling thread, so a thread holding a lock at
 that moment would leave the child stuck): no event loop, no threads, blocking calls only.
-The test worker holds its stdin; end of file there means the worker is gone, and so is this.
+The pytest process that started it holds its stdin; end of file there means that process is
+gone, and so is this.
 
 Protocol, one Unix socket connection per child: the request is a 4-byte length and a JSON
 object ``{"argv": [...], "env": {...}, "cwd": "..."}`` (argv is what follows the interpreter:
@@ -109,8 +111,11 @@ def _answer(conn: socket.socket, value: int) -> None:
 class Server:
     def __init__(self, path: str) -> None:
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(path)
+        # Bound under another name and renamed once listening: a client that waits for the
+        # path to appear never finds it refusing connections.
+        self.listener.bind(f"{path}.new")
         self.listener.listen(64)
+        os.rename(f"{path}.new", path)
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
