@@ -282,6 +282,25 @@ def test_intent_for_an_unregistered_item_adds_it(journal: Journal) -> None:
     assert journal.get(8) is None
 
 
+def test_an_intent_without_a_request_keeps_the_registered_one(journal: Journal) -> None:
+    registered = json.dumps({"prompt": "a kite", "duration": 15})
+    journal.add_items([(0, "a kite", registered)])
+    assert journal.record_intent(0, None, None, 150) == ItemState.CREATING
+    item = journal.get(0)
+    assert item is not None
+    assert (item.prompt, item.request, item.estimated_credits) == (
+        "a kite",
+        {"prompt": "a kite", "duration": 15},
+        150,
+    )
+    # Never registered: nothing to send, nothing written.
+    with pytest.raises(JournalTransitionError, match="not registered"):
+        journal.record_intent(7, None, None)
+    assert journal.get(7) is None
+    with pytest.raises(ValueError, match="together"):
+        journal.record_intent(1, REQ, None)
+
+
 def test_an_item_with_a_task_is_never_created_again(journal: Journal) -> None:
     j = journal
     created(j, 0)
