@@ -52,6 +52,9 @@ BATCH_FILE_SIZE: Final = 1024
 BATCH_CORE: Final = "generate_many + download_to"
 #: The core client's file, beside the plain script's.
 CORE_SCRIPT_NAME: Final = "batch_core.py"
+#: The core client runs up to this size: the split it shows holds from a thousand prompts on,
+#: and a run at 100,000 would add minutes to the scenario.
+CORE_UP_TO: Final = 10_000
 #: Prompts appended before the resumed run: new items behind the journal's half.
 _ADDED: Final = 1_000
 #: How often the harness looks at the mock's counters while a run goes on.
@@ -239,14 +242,13 @@ async def measure_batch(
     sizes: Sequence[int],
     progress: Callable[[str], object] = lambda _: None,
 ) -> list[BatchRun]:
-    """At each size, ``sora-async batch``, the plain script, then the SDK's core client (when
-    its file is beside the script)."""
-    clients = [BATCH_SDK, BATCH_SCRIPT]
-    if script.with_name(CORE_SCRIPT_NAME).is_file():
-        clients.append(BATCH_CORE)
+    """At each size, ``sora-async batch``, the plain script, then (up to CORE_UP_TO, when its
+    file is beside the script) the SDK's core client."""
+    has_core = script.with_name(CORE_SCRIPT_NAME).is_file()
     runs = []
     for size in sizes:
-        for client in clients:
+        core = [BATCH_CORE] if has_core and size <= CORE_UP_TO else []
+        for client in (BATCH_SDK, BATCH_SCRIPT, *core):
             run = await _one_run(mock, scenario, seed, client=client, prompts=size, script=script)
             progress(
                 f"batch: {client} x {size:,}: {run.wall:.1f} s wall, "
