@@ -169,12 +169,20 @@ async def test_the_loops_thread_is_one_and_serves_downloads(tmp_path: Path) -> N
 
 
 async def test_the_files_threads_write_side_by_side() -> None:
-    # Two jobs that each wait for the other: they finish only if two threads run them at once
-    # (fsyncs issued together are committed together).
+    # A job that waits for the next one to run: it finishes only if another thread runs that
+    # one meanwhile (fsyncs issued together are committed together).
     assert FILE_THREADS >= 2
     both = threading.Barrier(2, timeout=30)
-    jobs = [asyncio.create_task(disk_thread().run(both.wait)) for _ in range(2)]
-    assert sorted(await asyncio.gather(*jobs)) == [0, 1]
+    running = threading.Event()
+
+    def first() -> int:
+        running.set()
+        return both.wait()
+
+    waiting = asyncio.create_task(disk_thread().run(first))
+    await anyio.to_thread.run_sync(running.wait, 30)
+    second = await disk_thread().run(both.wait)
+    assert sorted([await waiting, second]) == [0, 1]
 
 
 def loop_thread() -> threading.Thread:
