@@ -16,12 +16,16 @@ from sora_async import SoraClient
 
 
 async def main(a: argparse.Namespace, prompts: IO[str], manifest: IO[str]) -> None:
+    # The pool and download settings `sora-async batch` opens its client with: as many
+    # downloads at once as tasks may run, and room in the pool for every task's polls.
     async with SoraClient(
         "freesora",
         a.api_key,
         base_url=a.base_url,
         max_concurrent_tasks=a.concurrency,
         poll_interval=a.poll_interval,
+        max_downloads=a.concurrency,
+        max_connections=2 * a.concurrency + 4,
     ) as client:
         lines = (line.strip() for line in prompts)
         async for result in client.generate_many(lines, download_to=a.out):
