@@ -209,8 +209,7 @@ def _receiver(
     """The callback receiver asked for, if any. The receiver is an aiohttp web server: its
     module is imported only when one is asked for, so a client (and every CLI run) that never
     listens does not pay for importing aiohttp.web at start-up."""
-    asked = option is not None and option is not False
-    if not asked and (option is False or not _callback_env(environ)):
+    if option is False or (option is None and not _callback_env(environ)):
         return None
     from .callbacks import receiver_from_settings
 
