@@ -42,6 +42,8 @@ from helpers import SLOW
 SERVER = Path(__file__).with_name("zygote_server.py")
 ENABLED = not SLOW and os.environ.get("SORA_ASYNC_TESTS_SUBPROCESS", "") in ("", "0")
 _HEADER = struct.Struct("!I")
+#: How long a hung child is given to write its threads' stacks before it is killed.
+_DUMP_GRACE = 1.0
 
 #: What anyio.open_process accepts for a stream: PIPE, DEVNULL, STDOUT (stderr only), a file
 #: object, a file descriptor or None (this process's own).
@@ -358,8 +360,14 @@ async def run_process(
     cwd: str | os.PathLike[str] | None = None,
     check: bool = False,
     stdin: Stream = subprocess.DEVNULL,
+    hang_guard: float = 45.0,
 ) -> subprocess.CompletedProcess[bytes]:
-    """anyio.run_process, forked by the fork server when it can run ``command``."""
+    """anyio.run_process, forked by the fork server when it can run ``command``.
+
+    A forked child still running after ``hang_guard`` seconds is asked for the stacks of its
+    threads (SIGUSR2: faulthandler, see zygote_server.py), then killed, and the test fails
+    with those stacks: a hang in CI says where it hung, not only that the test timed out.
+    """
     if not forkable(command):
         return await anyio.run_process(list(command), env=env, cwd=cwd, check=check, stdin=stdin)
     process = await open_process(command, env=env, cwd=cwd)
@@ -374,6 +382,18 @@ async def run_process(
         async with anyio.create_task_group() as group:
             group.start_soon(drain, process.stdout, output["stdout"])
             group.start_soon(drain, process.stderr, output["stderr"])
+            with anyio.move_on_after(hang_guard) as guard:
+                await process.wait()
+            if guard.cancelled_caught:
+                process.send_signal(signal.SIGUSR2)
+                await anyio.sleep(_DUMP_GRACE)
+                process.kill()
+        if guard.cancelled_caught:
+            stderr = output["stderr"][-20_000:].decode(errors="replace")
+            raise TimeoutError(
+                f"{list(command)[1:4]} still running after {hang_guard} s; its threads and "
+                f"the end of its stderr:\n{stderr}"
+            )
         code = await process.wait()
     finally:
         if process.returncode is None:

@@ -22,6 +22,7 @@ stdout, stderr) attached; the answers are two lines, the child's pid and then it
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import gc
 import importlib
 import json
@@ -64,6 +65,8 @@ class Job:
         self.cwd = cwd
 
     def run(self) -> None:
+        # The test that waited too long asks for every thread's stack (zygote.run_process).
+        faulthandler.register(signal.SIGUSR2, all_threads=True)
         os.chdir(self.cwd)
         os.environ.clear()
         os.environ.update(self.env)
