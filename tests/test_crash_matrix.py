@@ -32,7 +32,9 @@ CI_POINTS = draw_points(CI_SEED, 6, MatrixSettings().items)
 
 @pytest.mark.parametrize("point", CI_POINTS, ids=[p.label() for p in CI_POINTS])
 async def test_a_kill_then_a_rerun_loses_nothing_and_pays_once(point, tmp_path: Path) -> None:
-    result = await run_point(point, tmp_path, open_process=zygote.open_process)
+    # Under the suite's 60 s timeout, so that a hung CLI fails with its threads' stacks.
+    settings = MatrixSettings(hang_guard=45.0)
+    result = await run_point(point, tmp_path, settings, open_process=zygote.open_process)
 
     details = json.dumps(result.as_dict(), indent=1)
     assert result.killed, details

@@ -31,6 +31,8 @@ KEY = "sk-crash-matrix-0123456789"
 _PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent
 #: The exit statuses of a finished re-run: every item done, or some left (unknown) to report.
 _RERUN_EXITS = (0, 1)
+#: How long a hung CLI is given to write its threads' stacks before it is killed.
+_DUMP_GRACE = 1.0
 
 
 @attrs.frozen(kw_only=True)
@@ -105,9 +107,21 @@ class _Killer:
     def __init__(self) -> None:
         self.pid: int | None = None
         self.fired = False
+        self.wanted = False
+
+    def started(self, pid: int) -> None:
+        """The process to kill is ``pid``; a trip that came before this is acted on now."""
+        self.pid = pid
+        if self.wanted:
+            self.kill()
 
     def kill(self) -> None:
-        if self.fired or self.pid is None:
+        if self.pid is None:
+            # Tripped before the pid was known (a forked child can send its creates before
+            # its parent hears its pid): killed as soon as it is.
+            self.wanted = True
+            return
+        if self.fired:
             return
         self.fired = True
         with contextlib.suppress(ProcessLookupError):
@@ -191,9 +205,19 @@ async def _run(
         )
         try:
             if killer is not None:
-                killer.pid = process.pid
-            with anyio.fail_after(guard):
+                killer.started(process.pid)
+            with anyio.move_on_after(guard) as hung:
                 code = await process.wait()
+            if hung.cancelled_caught:
+                # A child under faulthandler (the test suite's fork server's children) writes
+                # its threads' stacks to its stderr; any other one dies of the signal.
+                with contextlib.suppress(ProcessLookupError):
+                    process.send_signal(signal.SIGUSR2)
+                await anyio.sleep(_DUMP_GRACE)
+                raise TimeoutError(
+                    f"{argv[1:3]} ran over {guard} s; its stderr ends with:\n"
+                    f"{_read(err_path)[-20_000:]}"
+                )
         finally:
             if process.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
