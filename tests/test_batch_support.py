@@ -36,6 +36,9 @@ KEY = "sk-batch-test-0123456789"
 REPO = Path(__file__).resolve().parent.parent
 #: Only reached when something hangs; never a measure of speed.
 HANG_GUARD = 60.0
+#: How long a step waits for a CLI process (or a condition) before the test fails with the
+#: process's threads' stacks: under pytest's own 60 s timeout, which would only say "hung".
+CHILD_GUARD = 40.0
 #: Small files keep the runs quick; the download test sets its own.
 FILE_SIZE = 4096
 
@@ -138,7 +141,7 @@ async def run_cli(argv: list[str]) -> Finished:
         if argv[1:3] == ["-m", "sora_async"]:
             ran = await run_main(argv[3:], cli_env())
             return no_traceback(Finished(ran.returncode, ran.stdout, ran.stderr))
-        done = await zygote.run_process(argv, env=cli_env())
+        done = await zygote.run_process(argv, env=cli_env(), hang_guard=CHILD_GUARD)
     return no_traceback(Finished(done.returncode, done.stdout.decode(), done.stderr.decode()))
 
 
@@ -168,10 +171,24 @@ class Running:
         self.process.send_signal(signal.SIGINT)
 
     async def wait(self) -> Finished:
-        with anyio.fail_after(HANG_GUARD):
+        with anyio.move_on_after(CHILD_GUARD):
             code = await self.process.wait()
             await self.read_all.wait()  # the readers finish once the pipes close
-        return no_traceback(Finished(code, self.stdout.decode(), self.stderr.decode()))
+            return no_traceback(Finished(code, self.stdout.decode(), self.stderr.decode()))
+        raise AssertionError(
+            f"the CLI is still running after {CHILD_GUARD} s:\n{await self.dump()}"
+        )
+
+    async def dump(self) -> str:
+        """Kill the CLI, first asking it for its threads' stacks (see zygote.run_process);
+        its stderr's end, with the stacks when the fork server started it."""
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGUSR2)
+            await anyio.sleep(1.0)
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
+        return self.stderr_text()[-20_000:]
 
     def stderr_text(self) -> str:
         return self.stderr.decode(errors="replace")
@@ -193,6 +210,13 @@ async def started(argv: list[str]) -> AsyncIterator[Running]:
         group.start_soon(readers)
         try:
             yield running
+        except BaseException:
+            # The test failed (or gave up waiting) with the CLI alive: say where it was.
+            if process.returncode is None:
+                with anyio.CancelScope(shield=True):
+                    stacks = await running.dump()
+                    print(f"the CLI's threads and stderr when the test failed:\n{stacks}")
+            raise
         finally:
             if process.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -204,7 +228,7 @@ async def started(argv: list[str]) -> AsyncIterator[Running]:
 
 async def wait_until(condition: Callable[[], bool], what: str) -> None:
     """Wait (generously) for ``condition``; fail naming ``what`` if it never holds."""
-    with anyio.move_on_after(HANG_GUARD):
+    with anyio.move_on_after(CHILD_GUARD):
         while True:
             if condition():
                 return
