@@ -77,6 +77,7 @@ write to a background task of its own and relies on lease expiry for the rest.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import re
@@ -152,9 +153,27 @@ def _doubling(consecutive: int, default: float, maximum: float) -> float:
     return float(min(maximum, default * 2.0 ** min(consecutive - 1, 16)))
 
 
+class _SlotIds:
+    """Slot ids of uuid4().hex's shape: a random prefix for this process, then a counter.
+
+    As unique as a random id (the prefix is drawn again in a forked child, which would
+    otherwise repeat its parent's ids), without a system call on the loop's thread a create.
+    """
+
+    prefix = os.urandom(8).hex()
+    numbers = itertools.count()
+
+    @classmethod
+    def reseed(cls) -> None:
+        cls.prefix = os.urandom(8).hex()
+        cls.numbers = itertools.count()
+
+
+os.register_at_fork(after_in_child=_SlotIds.reseed)
+
+
 def _new_slot_id() -> str:
-    # As unique as uuid4().hex and of its shape, without the UUID object (one a create).
-    return os.urandom(16).hex()
+    return f"{_SlotIds.prefix}{next(_SlotIds.numbers):016x}"
 
 
 @attrs.define(eq=False)
@@ -306,6 +325,23 @@ class LocalGovernor:
         except BaseException:
             self.release(slot)
             raise
+        return slot
+
+    def acquire_nowait(self) -> Slot:
+        """A slot at once, or ``anyio.WouldBlock`` (then :meth:`acquire` waits for one).
+
+        Granted only as :meth:`acquire` would grant it without waiting: nobody queued ahead,
+        no pause in force, the held slots under the cap. A caller that can be stopped while
+        it waits (a run's creates) needs no cancel scope for the slots that are free.
+        """
+        if self._closed:
+            raise RuntimeError("this governor is closed")
+        if self._paused_until > -math.inf and self._paused_until > self._clock():
+            raise anyio.WouldBlock
+        slot = Slot()
+        # WouldBlock with others queued, or at the cap (the limiter's tokens are the cap).
+        self._limiter.acquire_on_behalf_of_nowait(slot.id)
+        self._holding[slot.id] = slot
         return slot
 
     def release(self, slot: Slot) -> None:

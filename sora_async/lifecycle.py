@@ -313,9 +313,13 @@ class TaskRuntime:
         self.provider = provider
         self.transport = transport
         self.governor = governor
+        #: The governor's way to a slot without a wait, where it has one (LocalGovernor).
+        self._acquire_nowait: Callable[[], Slot] | None = getattr(governor, "acquire_nowait", None)
         self.planner = planner
         self.receiver = receiver
-        self._downloads = anyio.CapacityLimiter(max_downloads)
+        # asyncio's semaphore: anyio's limiter goes through the event loop (a shielded
+        # checkpoint) even when a token is free, one trip and one cancel scope a download.
+        self._downloads = asyncio.Semaphore(max_downloads)
         self._download_max_bytes = download_max_bytes
         self._retry = retry
         self._spawn = spawn
@@ -799,6 +803,13 @@ class TaskRuntime:
         """A slot for a create, unless the run stops creating first (CreateSkipped)."""
         if stop is None:
             return await self.governor.acquire()
+        if self._acquire_nowait is not None and not stop.stopped:
+            # A slot free at once needs no stop scope around its wait (a scope costs about
+            # as much to enter and leave as the rest of the create's bookkeeping).
+            try:
+                return self._acquire_nowait()
+            except anyio.WouldBlock:
+                pass
         slot: Slot | None = None
         with stop.waiting() as scope:
             slot = await self.governor.acquire()

@@ -75,7 +75,7 @@ import random
 import time
 import types
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Final, NamedTuple, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 import anyio
 import anyio.lowlevel
@@ -272,23 +272,39 @@ class PollSchedule:
     learned:                    finished tasks of this kind the window comes from (0: a prior).
     """
 
-    base_interval: float = attrs.field(default=5.0, validator=_positive)
-    initial_delay: float = attrs.field(
-        default=attrs.Factory(lambda self: self.base_interval, takes_self=True),
-        validator=_non_negative,
-    )
-    min_interval: float = attrs.field(default=1.0, validator=_positive)
-    max_interval: float = attrs.field(default=60.0, validator=_positive)
-    backoff: float = attrs.field(default=1.5, validator=_positive)
-    jitter: float = attrs.field(default=0.1, validator=_non_negative)
-    latency_fraction: float = attrs.field(default=0.1, validator=_positive)
-    progress_fraction: float = attrs.field(default=0.5, validator=_positive)
-    expected_duration: float | None = attrs.field(default=None, validator=_optional_positive)
-    expected_spread: float | None = attrs.field(default=None, validator=_optional_positive)
-    callback_fallback_interval: float = attrs.field(default=60.0, validator=_positive)
-    learned: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    base_interval: float = 5.0
+    initial_delay: float = attrs.Factory(lambda self: self.base_interval, takes_self=True)
+    min_interval: float = 1.0
+    max_interval: float = 60.0
+    backoff: float = 1.5
+    jitter: float = 0.1
+    latency_fraction: float = 0.1
+    progress_fraction: float = 0.5
+    expected_duration: float | None = None
+    expected_spread: float | None = None
+    callback_fallback_interval: float = 60.0
+    learned: int = 0
 
     def __attrs_post_init__(self) -> None:
+        # Every field in one expression, not a validator a field: a schedule is made for each
+        # task, and the twelve validator calls were most of its cost. Only a bad schedule goes
+        # through the checks one by one, to be refused with the first bad field's own words.
+        if not (
+            0 < self.base_interval < math.inf
+            and 0 <= self.initial_delay < math.inf
+            and 0 < self.min_interval < math.inf
+            and 0 < self.max_interval < math.inf
+            and 0 < self.backoff < math.inf
+            and 0 <= self.jitter < math.inf
+            and 0 < self.latency_fraction < math.inf
+            and 0 < self.progress_fraction < math.inf
+            and (self.expected_duration is None or 0 < self.expected_duration < math.inf)
+            and (self.expected_spread is None or 0 < self.expected_spread < math.inf)
+            and 0 < self.callback_fallback_interval < math.inf
+            and self.learned >= 0
+        ):
+            for field in attrs.fields(PollSchedule):
+                _SCHEDULE_CHECKS[field.name](self, field, getattr(self, field.name))
         if not self.min_interval <= self.base_interval <= self.max_interval:
             raise ValueError(
                 "need min_interval <= base_interval <= max_interval, got "
@@ -314,6 +330,23 @@ class PollSchedule:
         spread = max(spread, _MIN_SPREAD * self.expected_duration)
         half = _WINDOW_SPREADS * spread
         return max(0.0, self.expected_duration - half), self.expected_duration + half
+
+
+#: PollSchedule's field checks, run one by one only for a schedule that fails the quick one.
+_SCHEDULE_CHECKS: dict[str, Callable[[Any, Any, Any], None]] = {
+    "base_interval": _positive,
+    "initial_delay": _non_negative,
+    "min_interval": _positive,
+    "max_interval": _positive,
+    "backoff": _positive,
+    "jitter": _non_negative,
+    "latency_fraction": _positive,
+    "progress_fraction": _positive,
+    "expected_duration": _optional_positive,
+    "expected_spread": _optional_positive,
+    "callback_fallback_interval": _positive,
+    "learned": attrs.validators.ge(0),
+}
 
 
 # -- learning durations ----------------------------------------------------------------------

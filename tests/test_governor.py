@@ -6,6 +6,7 @@ a manual clock whose sleeps end only when the test moves time forward.
 
 from __future__ import annotations
 
+import os
 import random
 
 import anyio
@@ -242,6 +243,74 @@ async def test_a_successful_create_marks_the_slot_live_with_its_task_id() -> Non
     check(gov, held=1, live=1)
     gov.release(slot)
     check(gov, held=0, live=0)
+
+
+async def test_acquire_nowait_grants_only_what_acquire_would_grant_without_waiting() -> None:
+    gov = LocalGovernor(2)
+    first = gov.acquire_nowait()
+    second = await gov.acquire()
+    with pytest.raises(anyio.WouldBlock):  # full
+        gov.acquire_nowait()
+    check(gov, held=2, waiting=0)
+    async with anyio.create_task_group() as tg:
+        got: list[Slot] = []
+
+        async def queued() -> None:
+            got.append(await gov.acquire())
+
+        tg.start_soon(queued)
+        await anyio.wait_all_tasks_blocked()
+        gov.release(first)
+        # The token freed is the queued acquirer's: no jumping the queue.
+        with pytest.raises(anyio.WouldBlock):
+            gov.acquire_nowait()
+    assert len(got) == 1 and got[0] is not second
+    gov.release(second)
+    check(gov, held=1, waiting=0)
+    third = gov.acquire_nowait()
+    check(gov, held=2)
+    gov.release(third)
+    gov.release(got[0])
+    check(gov, held=0)
+
+
+async def test_acquire_nowait_waits_out_no_pause_and_a_closed_governor_refuses_it() -> None:
+    time = ManualTime()
+    gov = LocalGovernor(10, clock=time.clock, sleep=time.sleep)
+    live = await live_slots(gov, 2)
+    probe = await gov.acquire()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(cap_429, gov, probe, 30.0)
+        await anyio.wait_all_tasks_blocked()
+        gov.release(live.pop())
+        check(gov, held=2, effective_total=3, paused_for=30.0)
+        with pytest.raises(anyio.WouldBlock):  # under the cap, but paused
+            gov.acquire_nowait()
+        await time.advance(30.0)
+    slot = gov.acquire_nowait()  # the pause is over
+    check(gov, held=3)
+    gov.release(slot)
+    await gov.aclose()
+    with pytest.raises(RuntimeError):
+        gov.acquire_nowait()
+
+
+def test_slot_ids_are_unique_and_a_forked_child_draws_new_ones() -> None:
+    ids = {Slot().id for _ in range(1000)}
+    assert len(ids) == 1000
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report a slot id and leave without running anything else
+        os.write(write, Slot().id.encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    # A child that repeated its parent's prefix and counter would hand out the parent's
+    # next id: leases of two processes under one key.
+    assert child[:16] != Slot().id[:16]
 
 
 # -- 429 adaptation ----------------------------------------------------------------------------
