@@ -755,12 +755,15 @@ class TaskRuntime:
                 launch.call, self.provider.decode_create, safe=False
             )
             task = self._book(job, launch.slot, task_id, launch.callback_expected, launch.sent_at)
-            try:
-                # Before anything else happens to the task (its first poll included), a
-                # journal makes its id durable.
-                await emit(launch.hook, TaskEvent(EventKind.CREATED, job.key, job.request, task_id))
-            except Exception as exc:
-                launch.hook_error = exc
+            if launch.hook is not None:
+                try:
+                    # Before anything else happens to the task (its first poll included), a
+                    # journal makes its id durable.
+                    await emit(
+                        launch.hook, TaskEvent(EventKind.CREATED, job.key, job.request, task_id)
+                    )
+                except Exception as exc:
+                    launch.hook_error = exc
             # Answered only now: a caller that is cancelled waits for the CREATED record too.
             task.answered_at = self._clock()
             launch.answered.set_result(task)
@@ -876,8 +879,6 @@ class TaskRuntime:
         task_id = task.task_id
         left = timeout - waited if timeout is not None else None
         request = job.request if job.request is not None else task.request
-        progress = _Observer(on_progress, "on_progress")
-        events = _Observer(hook, "the event hook")
         # With no hook to show them to, the statuses before the last wake nobody: one wake a
         # poll would cost a trip through the loop each.
         shows = on_progress is not None or hook is not None
@@ -887,6 +888,8 @@ class TaskRuntime:
                 if await _outcome_within(task, left):
                     return _result_of(task, request, job.key)
             else:
+                progress = _Observer(on_progress, "on_progress")
+                events = _Observer(hook, "the event hook")
                 # The hooks are inside the timeout too: a hook that hangs does not hang the wait.
                 with anyio.move_on_after(left if left is not None else math.inf):
                     shown: TaskStatus | None = None
@@ -1017,7 +1020,7 @@ class TaskRuntime:
         job = attempt.job
         try:
             if isinstance(job.request, str):  # a plain prompt
-                job = attempt.job = attrs.evolve(job, request=VideoRequest(job.request))
+                job = attempt.job = Job(VideoRequest(job.request), job.key, job.task_id)
             if not isinstance(job.request, VideoRequest):
                 raise ValidationError(
                     "requests", job.request, "VideoRequest, str or Job items", reason="bad item"
@@ -1081,19 +1084,28 @@ class TaskRuntime:
     ) -> TaskResult:
         """``result`` with its files written into ``dest`` (``files``), or with why they could
         not be (``download_error``: the server's fault or the destination's)."""
-        events = _Observer(hook, "the event hook")
+        on_file: Callable[[DownloadedFile], Awaitable[None]] | None = None
+        if hook is not None:  # no events, nor a closure, made for nobody
+            events = _Observer(hook, "the event hook")
 
-        async def on_file(file: DownloadedFile) -> None:
-            event = TaskEvent(
-                EventKind.DOWNLOADED, job.key, job.request, result.task_id, result=result, file=file
+            async def on_file(file: DownloadedFile) -> None:
+                event = TaskEvent(
+                    EventKind.DOWNLOADED,
+                    job.key,
+                    job.request,
+                    result.task_id,
+                    result=result,
+                    file=file,
+                )
+                await events(event, job.key)
+
+            # A journal learns "succeeded, fetching" before the first byte is written.
+            await events(
+                TaskEvent(
+                    EventKind.DOWNLOADING, job.key, job.request, result.task_id, result=result
+                ),
+                job.key,
             )
-            await events(event, job.key)
-
-        # A journal learns "succeeded, fetching" before the first byte is written.
-        await events(
-            TaskEvent(EventKind.DOWNLOADING, job.key, job.request, result.task_id, result=result),
-            job.key,
-        )
         try:
             files = await self.download(result, dest, filename, on_file, reuse)
         except (SoraError, OSError) as exc:  # OSError: the destination (disk full, permission)
