@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import hashlib
 import os
 import re
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
 
 import aiohttp
 import attrs
@@ -57,8 +57,6 @@ __all__ = [
     "video_filename",
 ]
 
-T = TypeVar("T")
-
 #: A generated clip is tens of megabytes; 2 GiB is far above any real one and still bounds
 #: what a misrouted URL (a disk image, an endless stream) can write to the user's disk.
 DEFAULT_MAX_DOWNLOAD_BYTES = 2 * 1024**3
@@ -73,9 +71,13 @@ _OPAQUE_TYPES = frozenset(
     {"", "application/octet-stream", "binary/octet-stream", "application/mp4"}
 )
 _MEDIA_TYPE = re.compile(r"^[a-z0-9!#$&^_.+-]{1,64}/[a-z0-9!#$&^_.+-]{1,64}$")
-#: How an HTML page, a JSON or XML document starts; no video container starts like this.
-_DOCUMENT_STARTS = (b"<!doctype", b"<html", b"<?xml", b"<head", b"<body", b"{", b"[")
+#: How an HTML page, a JSON or XML document starts (after white space); no video container
+#: starts like this.
+_DOCUMENT_START = re.compile(rb"\s*(?:<!doctype|<html|<\?xml|<head|<body|\{|\[)", re.IGNORECASE)
 _HASH_BLOCK = 1024 * 1024
+#: An answer announced at most this long is read whole and written in one disk trip; a real
+#: video (many megabytes) streams to the .part as it comes, and resumes from it.
+_WHOLE_BODY_BYTES = 1024 * 1024
 _OPEN_FLAGS = {
     mode: flags
     | os.O_WRONLY
@@ -206,11 +208,6 @@ class _Progress:
     status: int | None = None
 
 
-async def _on_disk(func: Callable[..., T], *args: object) -> T:
-    """``func(*args)`` on the event loop's disk thread (see :mod:`sora_async.diskthread`)."""
-    return await disk_thread().run(func, *args)
-
-
 def _parse_content_range(value: str | None) -> tuple[int, int, int | None] | None:
     match = _CONTENT_RANGE.match(value or "")
     if match is None:
@@ -219,17 +216,30 @@ def _parse_content_range(value: str | None) -> tuple[int, int, int | None] | Non
     return int(first), int(last), None if total == "*" else int(total)
 
 
-def _file_size(path: Path) -> int:
+def _file_size(path: str) -> int:
     try:
-        return path.stat().st_size
+        return os.stat(path).st_size
     except FileNotFoundError:
         return 0
 
 
-def _hash_prefix(path: Path, size: int) -> hashlib._Hash:
+def _folder(path: str) -> str:
+    return os.path.dirname(path) or os.curdir
+
+
+def _unlink(path: str) -> None:
+    # Not contextlib.suppress: a file's marker is removed this way, and a context manager
+    # costs three calls more on the disk thread.
+    try:  # noqa: SIM105
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _hash_prefix(path: str, size: int) -> hashlib._Hash:
     hasher = hashlib.sha256()
     remaining = size
-    with path.open("rb") as handle:
+    with open(path, "rb") as handle:
         while remaining > 0:
             block = handle.read(min(_HASH_BLOCK, remaining))
             if not block:
@@ -239,20 +249,52 @@ def _hash_prefix(path: Path, size: int) -> hashlib._Hash:
     return hasher
 
 
-def _commit(part: Path, dest: Path) -> None:
+def _commit(part: str, dest: str) -> None:
     """Make the .part durable, then atomically put it in place of ``dest``."""
-    with part.open("ab") as handle:
+    with open(part, "ab") as handle:
         handle.flush()
         os.fsync(handle.fileno())
     _replace(part, dest)
 
 
-def _replace(part: Path, dest: Path) -> None:
+def _replace(part: str, dest: str) -> None:
     """Put the durable .part in place of ``dest`` (atomic); the new name is durable before
     the job is reported done (one folder fsync for all the files of the disk thread's batch)."""
     os.replace(part, dest)
-    _etag_path(part).unlink(missing_ok=True)
-    sync_directory_later(dest.parent)
+    _unlink(part + _ETAG_SUFFIX)
+    sync_directory_later(_folder(dest))
+
+
+def _write_whole(part: str, dest: str, body: bytes) -> str:
+    """A whole small body's one trip to the disk: a new .part, fsynced, renamed over ``dest``
+    (its folder synced with the batch); the body's SHA-256. A failure leaves no .part."""
+    try:
+        fd = _open_new(part)
+        try:
+            _write_all(fd, [body])
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        _replace(part, dest)
+    except BaseException:
+        _unlink(part)
+        raise
+    return hashlib.sha256(body).hexdigest()
+
+
+def _open_new(part: str) -> int:
+    """A .part opened empty for writing; a missing folder is made (only when the open says so:
+    looking for it first on each file cost more than making it the few times it is missing)."""
+    # os-level calls, not open(): each call releases the GIL and takes it back from the busy
+    # event loop, and a buffered file adds a stat, a tty check and a flush of its own.
+    try:
+        return os.open(part, _OPEN_FLAGS["wb"], 0o666)
+    except FileNotFoundError:
+        folder = _folder(part)
+        if os.path.isdir(folder):
+            raise
+    os.makedirs(folder, exist_ok=True)
+    return os.open(part, _OPEN_FLAGS["wb"], 0o666)
 
 
 def _is_retryable_status(status: int) -> bool:
@@ -271,8 +313,12 @@ def _check_video_type(media_type: str) -> None:
     raise _Refused(f"the server sent {shown}, not a video (an error or sign-in page?)")
 
 
+_DOCUMENT_REASON = "the body is a document (HTML, JSON or XML), not a video"
+
+
 def _looks_like_a_document(first_chunk: bytes) -> bool:
-    return first_chunk.lstrip()[:16].lower().startswith(_DOCUMENT_STARTS)
+    # A match, not lstrip(): a whole body is not copied to look at its first bytes.
+    return _DOCUMENT_START.match(first_chunk) is not None
 
 
 def _over_cap(size: int, max_bytes: int | None) -> bool:
@@ -283,40 +329,44 @@ def _cap_reason(size: int | str, max_bytes: int) -> str:
     return f"the file is {size} bytes, over the limit of {max_bytes} bytes (max_bytes)"
 
 
-def _write_text(path: Path, text: str) -> None:
-    path.write_text(text, encoding="utf-8")
+def _write_text(path: str, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
 
 
-def _prepare(part: Path, *, resume: bool) -> tuple[str | None, int, OSError | None]:
+def _prepare(part: str, where: str, *, resume: bool) -> tuple[str | None, int]:
     """Before the first request: read the .part's ETag (a .part without one is removed:
-    nothing says which file its bytes came from), and the .part's size. A failure to remove
-    comes back as a value.
+    nothing says which file its bytes came from), and the .part's size. A .part that cannot be
+    removed is a DownloadError.
 
     Run on the event loop: usually one lookup (no .part), which waits on no device; a
     disk-thread job for it would cost more CPU than it does. A missing folder is made with
     the first bytes (see _append), on the disk thread."""
-    name = os.fspath(part)
-    if not os.path.lexists(name):
+    if not os.path.lexists(part):
         # Nothing to resume. A marker left without its .part is replaced, or removed, with the
         # first bytes (see _append), as the answer that begins the file has its own ETag.
-        return None, 0, None
-    etag = _read_etag(_etag_path(part)) if resume else None
+        return None, 0
+    etag = _read_etag(part + _ETAG_SUFFIX) if resume else None
     if etag is None:
         try:
-            part.unlink(missing_ok=True)
-            _etag_path(part).unlink(missing_ok=True)
+            _unlink(part)
+            _unlink(part + _ETAG_SUFFIX)
         except OSError as exc:
-            return None, 0, exc
-    return etag, _file_size(part), None
+            reason = exc.strerror or type(exc).__name__
+            failure = _failed(where, f"cannot write {part}: {reason}")
+        else:
+            return None, _file_size(part)
+        raise failure  # outside the except block: the error carries no context
+    return etag, _file_size(part)
 
 
 def _append(
-    part: Path,
+    part: str,
     chunks: list[bytes],
     *,
     mode: str,
     etag: tuple[str | None] | None,
-    commit: tuple[Path, int] | None = None,
+    commit: tuple[str, int] | None = None,
 ) -> tuple[int, bool]:
     """Write ``chunks`` to the .part (``mode`` "wb" starts it); its size afterwards, and
     whether it was committed.
@@ -330,21 +380,21 @@ def _append(
     try:
         return _write_part(part, chunks, mode=mode, etag=etag, commit=commit)
     except FileNotFoundError:
-        if mode != "wb" or os.path.isdir(part.parent):
+        if mode != "wb" or os.path.isdir(_folder(part)):
             raise
     # The folder is made here, not before the request: looking for it each time on the event
     # loop cost more than making it the few times it is missing.
-    part.parent.mkdir(parents=True, exist_ok=True)
+    os.makedirs(_folder(part), exist_ok=True)
     return _write_part(part, chunks, mode=mode, etag=etag, commit=commit)
 
 
 def _write_part(
-    part: Path,
+    part: str,
     chunks: list[bytes],
     *,
     mode: str,
     etag: tuple[str | None] | None,
-    commit: tuple[Path, int] | None,
+    commit: tuple[str, int] | None,
 ) -> tuple[int, bool]:
     if etag is not None and commit is None:
         _mark(part, etag)
@@ -377,57 +427,66 @@ def _write_all(fd: int, chunks: list[bytes]) -> None:
         data = data[written:]
 
 
-def _mark(part: Path, etag: tuple[str | None]) -> None:
+def _mark(part: str, etag: tuple[str | None]) -> None:
     """Write the ETag the .part was begun with beside it (or remove a stale one)."""
     (value,) = etag
-    marker = _etag_path(part)
+    marker = part + _ETAG_SUFFIX
     if value is None:
-        marker.unlink(missing_ok=True)
+        _unlink(marker)
     else:
         _write_text(marker, value + "\n")
 
 
-def _read_etag(path: Path) -> str | None:
+def _read_etag(path: str) -> str | None:
     try:
-        text = path.read_text(encoding="utf-8").strip()
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read().strip()
     except (FileNotFoundError, UnicodeDecodeError):
         return None
     return text if text.startswith('"') and text.endswith('"') and len(text) <= 512 else None
 
 
-async def _open_following_redirects(
+async def _follow_redirects(
     session: aiohttp.ClientSession,
-    url: str,
+    response: aiohttp.ClientResponse,
+    current: URL,
     where: str,
     *,
     headers: dict[str, str],
     client_timeout: aiohttp.ClientTimeout,
     proxy_for: Callable[[str], str | None] | None,
 ) -> aiohttp.ClientResponse:
-    """The first non-redirect answer; the caller releases it.
+    """The first non-redirect answer after the redirect ``response`` (an answer to
+    ``current``); the caller releases it.
 
     Followed here rather than by aiohttp so that every hop is checked the same way: http(s)
     only, a bounded number of hops, and the same headers (never credentials: the session
     carries none).
     """
-    current = URL(url, encoded=True)
-    for _ in range(MAX_REDIRECTS + 1):
+    for _ in range(MAX_REDIRECTS):
+        current = _next_hop(response, current, where)
         proxy = proxy_for(str(current)) if proxy_for is not None else None
         response = await session.get(
             current, headers=headers, timeout=client_timeout, allow_redirects=False, proxy=proxy
         )
         if response.status not in _REDIRECTS:
             return response
-        location = response.headers.get("Location")
-        response.release()
-        if not location:
-            raise _failed(where, f"HTTP {response.status} redirect without a Location")
-        try:
-            current = current.join(URL(location))
-            redact_url(str(current))
-        except (TypeError, ValueError, DownloadError):
-            raise _failed(where, "redirected to a non-http(s) or invalid URL") from None
+    _next_hop(response, current, where)  # a last hop without a Location fails as such
     raise _failed(where, f"too many redirects (more than {MAX_REDIRECTS})")
+
+
+def _next_hop(response: aiohttp.ClientResponse, current: URL, where: str) -> URL:
+    """Where the redirect ``response`` (released here) points: an http(s) URL."""
+    location = response.headers.get("Location")
+    response.release()
+    if not location:
+        raise _failed(where, f"HTTP {response.status} redirect without a Location")
+    try:
+        target = current.join(URL(location))
+        redact_url(str(target))
+    except (TypeError, ValueError, DownloadError):
+        raise _failed(where, "redirected to a non-http(s) or invalid URL") from None
+    return target
 
 
 def _check_answer(
@@ -481,8 +540,9 @@ def _check_answer(
 
 async def _fetch_once(
     session: aiohttp.ClientSession,
-    url: str,
-    part: Path,
+    target: URL,
+    part: str,
+    dest: str,
     where: str,
     *,
     offset: int,
@@ -491,10 +551,11 @@ async def _fetch_once(
     chunk_size: int,
     max_bytes: int | None,
     on_progress: Callable[[int, int | None], None] | None,
+    proxy: str | None,
     proxy_for: Callable[[str], str | None] | None,
-) -> _Fetched:
-    """One GET, streamed into the .part (which holds ``offset`` bytes); returns when the body
-    ended cleanly."""
+) -> _Fetched | tuple[int, str]:
+    """One GET, into the .part (which holds ``offset`` bytes); returns when the body ended
+    cleanly: how it ended, or ``(size, sha256)`` of a small file already put in place."""
     progress.status = None
     # identity: sizes and ranges must be those of the file itself, not of a compressed form.
     headers = {"Accept-Encoding": "identity"}
@@ -502,59 +563,107 @@ async def _fetch_once(
         headers["Range"] = f"bytes={offset}-"
         if progress.etag is not None:
             headers["If-Range"] = progress.etag
-    response = await _open_following_redirects(
-        session,
-        url,
-        where,
-        headers=headers,
-        client_timeout=client_timeout,
-        proxy_for=proxy_for,
+    response = await session.get(
+        target, headers=headers, timeout=client_timeout, allow_redirects=False, proxy=proxy
     )
-    progress.status = response.status
-    async with response:
+    if response.status in _REDIRECTS:
+        response = await _follow_redirects(
+            session,
+            response,
+            target,
+            where,
+            headers=headers,
+            client_timeout=client_timeout,
+            proxy_for=proxy_for,
+        )
+    status = progress.status = response.status
+    try:
         checked = _check_answer(response, offset, where, progress, max_bytes)
+    except BaseException:
+        response.release()
+        raise
+    if status == 200 and checked is not None and (checked[1] or 0) <= _WHOLE_BODY_BYTES:
+        expected = checked[1]
+        if expected is not None:
+            # A small whole file, the usual case: read at once and written, fsynced and put
+            # in place in one trip to the disk (streaming it cost more calls than the file).
+            # read() releases the connection, or closes it on a failure.
+            body = await response.read()
+            size = len(body)
+            if size != expected:  # aiohttp holds the length; never seen, still checked
+                raise _Retry(f"got {size} bytes where {expected} were announced")
+            if _looks_like_a_document(body):
+                raise _Refused(_DOCUMENT_REASON)
+            digest: str = await disk_thread().run(_write_whole, part, dest, body)
+            if size and on_progress is not None:
+                on_progress(size, expected)
+            return size, digest
+    async with response:
         if checked is None:
             return _Fetched(expected=offset, appended=True, size=offset)
-        start, expected = checked
-        # Beside the .part before its first byte, so a later run knows what it holds.
-        etag: tuple[str | None] | None = None
-        if start == 0:
-            progress.hasher, progress.hashed = hashlib.sha256(), 0
-            progress.total = expected
-            found = response.headers.get("ETag", "").strip()
-            strong = found.startswith('"') and found.endswith('"') and 2 <= len(found) <= 512
-            progress.etag = found if strong else None
-            etag = (progress.etag,)
-        elif progress.hashed != start:
-            # A .part from an earlier run: hash what is already there before appending.
-            progress.hasher = await _on_disk(_hash_prefix, part, start)
-            progress.hashed = start
-        writer = _Writer(
-            part, start=start, mode="ab" if start else "wb", etag=etag, on_progress=on_progress
+        return await _stream(
+            response,
+            part,
+            dest,
+            checked,
+            progress=progress,
+            chunk_size=chunk_size,
+            max_bytes=max_bytes,
+            on_progress=on_progress,
         )
-        done = start
-        first = start == 0
-        try:
-            async for chunk in response.content.iter_chunked(chunk_size):
-                if first and chunk:
-                    first = False
-                    if _looks_like_a_document(chunk):
-                        raise _Refused("the body is a document (HTML, JSON or XML), not a video")
-                done += len(chunk)
-                if _over_cap(done, max_bytes):
-                    assert max_bytes is not None
-                    raise _Refused(_cap_reason(f"more than {max_bytes}", max_bytes))
-                progress.hasher.update(chunk)
-                progress.hashed += len(chunk)
-                await writer.add(chunk, done, expected)
-        except (aiohttp.ClientError, asyncio.TimeoutError):
-            # What did arrive is kept, so the next attempt asks only for the rest.
-            await writer.flush(done, expected)
-            raise
-        # The body ended whole and hashed: the last write also puts the file in place.
-        whole = (expected is None or done == expected) and progress.hashed == done
-        dest = part.with_name(part.name.removesuffix(_PART_SUFFIX))
-        size = await writer.flush(done, expected, commit=(dest, done) if whole else None)
+
+
+async def _stream(
+    response: aiohttp.ClientResponse,
+    part: str,
+    dest: str,
+    checked: tuple[int, int | None],
+    *,
+    progress: _Progress,
+    chunk_size: int,
+    max_bytes: int | None,
+    on_progress: Callable[[int, int | None], None] | None,
+) -> _Fetched:
+    """The body streamed into the .part as it comes (a large file, or one of unknown size)."""
+    start, expected = checked
+    # Beside the .part before its first byte, so a later run knows what it holds.
+    etag: tuple[str | None] | None = None
+    if start == 0:
+        progress.hasher, progress.hashed = hashlib.sha256(), 0
+        progress.total = expected
+        found = response.headers.get("ETag", "").strip()
+        strong = found.startswith('"') and found.endswith('"') and 2 <= len(found) <= 512
+        progress.etag = found if strong else None
+        etag = (progress.etag,)
+    elif progress.hashed != start:
+        # A .part from an earlier run: hash what is already there before appending.
+        progress.hasher = await disk_thread().run(_hash_prefix, part, start)
+        progress.hashed = start
+    writer = _Writer(
+        part, start=start, mode="ab" if start else "wb", etag=etag, on_progress=on_progress
+    )
+    done = start
+    first = start == 0
+    try:
+        async for chunk in response.content.iter_chunked(chunk_size):
+            if first and chunk:
+                first = False
+                if _looks_like_a_document(chunk):
+                    raise _Refused(_DOCUMENT_REASON)
+            done += len(chunk)
+            if _over_cap(done, max_bytes):
+                assert max_bytes is not None
+                raise _Refused(_cap_reason(f"more than {max_bytes}", max_bytes))
+            progress.hasher.update(chunk)
+            progress.hashed += len(chunk)
+            await writer.add(chunk, done, expected)
+    except (aiohttp.ClientError, asyncio.TimeoutError):
+        # What did arrive is kept, so the next attempt asks only for the rest.
+        await writer.flush(done, expected)
+        raise
+    # The body ended whole and hashed: the last write also puts the file in place.
+    whole = (expected is None or done == expected) and progress.hashed == done
+    size = await writer.flush(done, expected, commit=(dest, done) if whole else None)
     return _Fetched(expected=expected, appended=start > 0, size=size, committed=writer.committed)
 
 
@@ -563,7 +672,7 @@ class _Writer:
 
     def __init__(
         self,
-        part: Path,
+        part: str,
         *,
         start: int,
         mode: str,
@@ -588,13 +697,13 @@ class _Writer:
             await self.flush(done, expected)
 
     async def flush(
-        self, done: int, expected: int | None, *, commit: tuple[Path, int] | None = None
+        self, done: int, expected: int | None, *, commit: tuple[str, int] | None = None
     ) -> int:
         """Write what is pending (the first call creates or truncates the .part even with
         nothing pending); the .part's size afterwards. ``commit``: see :func:`_append`."""
         if self._chunks or self._mode == "wb" or self._etag is not None or commit is not None:
             chunks, self._chunks, self._pending = self._chunks, [], 0
-            self._size, self.committed = await _on_disk(
+            self._size, self.committed = await disk_thread().run(
                 partial(
                     _append, self._part, chunks, mode=self._mode, etag=self._etag, commit=commit
                 )
@@ -634,41 +743,48 @@ async def download_file(
     failure (the caller starts and ends it).
     Raises :class:`DownloadError` (with the cause chained) when the file cannot be had whole.
     """
-    where = redact_url(url)  # before any I/O: only http(s), and a name safe to show
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size!r}")
-    if max_bytes is not None and (isinstance(max_bytes, bool) or max_bytes < 1):
-        raise ValueError(f"max_bytes must be an int >= 1 or None, got {max_bytes!r}")
-    dest = Path(dest)
-    part = dest.with_name(dest.name + _PART_SUFFIX)
-    etag, on_disk, unremovable = _prepare(part, resume=resume)
-    if unremovable is not None:
-        reason = unremovable.strerror or type(unremovable).__name__
-        raise _failed(where, f"cannot write {part}: {reason}") from None
+    where = _checked_arguments(url, chunk_size, max_bytes)
+    # Plain strings inside: a path object a step cost more calls than the rest of a file.
+    path = dest if isinstance(dest, Path) else Path(dest)
+    name = str(path)
+    part = name + _PART_SUFFIX
+    etag, on_disk = _prepare(part, where, resume=resume)
     progress = _Progress(etag=etag)
-    client_timeout = aiohttp.ClientTimeout(
-        total=None, connect=None, sock_connect=connect_timeout, sock_read=read_timeout
-    )
+    client_timeout = _client_timeout(connect_timeout, read_timeout)
+    target = URL(url, encoded=True)
+    proxy = proxy_for(url) if proxy_for is not None else None
     restarts_left = 1
-    failures = 0
-    high_water = on_disk
-    window_started = clock()
+    budget = _Budget(retry, clock, high_water=on_disk)
     while True:
-        outcome = await _attempt(
-            session,
-            url,
-            part,
-            where,
-            offset=on_disk,
-            progress=progress,
-            client_timeout=client_timeout,
-            chunk_size=chunk_size,
-            max_bytes=max_bytes,
-            on_progress=on_progress,
-            proxy_for=proxy_for,
-            connect_timeout=connect_timeout,
-        )
-        _tell(span, progress.status, outcome)
+        outcome: _Fetched | tuple[int, str] | _Retry | _Restart | _Refused | DownloadError
+        # Each attempt's outcome as a value: nothing raised from here carries aiohttp's context.
+        try:
+            outcome = await _fetch_once(
+                session,
+                target,
+                part,
+                name,
+                where,
+                offset=on_disk,
+                progress=progress,
+                client_timeout=client_timeout,
+                chunk_size=chunk_size,
+                max_bytes=max_bytes,
+                on_progress=on_progress,
+                proxy=proxy,
+                proxy_for=proxy_for,
+            )
+        except (_Restart, _Retry, _Refused, DownloadError) as exc:
+            outcome = exc
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            outcome = _client_failure(exc, where, connect_timeout)
+        except OSError as exc:  # after ClientError: aiohttp's own OSErrors are handled above
+            outcome = _failed(where, f"cannot write {part}: {exc.strerror or type(exc).__name__}")
+        if span is not None:
+            _tell(span, progress.status, outcome)
+        if isinstance(outcome, tuple):
+            size, digest = outcome
+            return DownloadedFile(path=path, size=size, sha256=digest, resumed=False)
         if isinstance(outcome, DownloadError):
             raise outcome
         if isinstance(outcome, _Refused):
@@ -682,69 +798,82 @@ async def download_file(
             on_disk = 0
             continue
         if isinstance(outcome, _Fetched):
-            size = outcome.size
-            if outcome.expected is None or size == outcome.expected:
-                return await _finish(
-                    part, dest, size, progress, resumed=outcome.appended, done=outcome.committed
-                )
-            if size > outcome.expected:
-                # More than the server says the file holds: the .part cannot be trusted.
-                await _discard(part, progress)
-                outcome = _Retry(f"got {size} bytes, more than the {outcome.expected} announced")
-            else:
-                outcome = _Retry(f"short body: got {size} of {outcome.expected} bytes")
-        failures += 1
-        on_disk = await _on_disk(_file_size, part)
-        if on_disk > high_water:
-            # The file grew past anything seen before: a slow or flaky transfer, not a dead
-            # one. (Bytes that only refill a restarted .part do not count, so a server that
-            # ignores Range and always breaks off half-way still runs out of attempts.)
-            high_water, failures, window_started = on_disk, 1, clock()
-        delay = next_retry_delay(
-            retry, failures, elapsed=clock() - window_started, retry_after=outcome.retry_after
-        )
+            settled = await _settle(outcome, part, name, path, progress)
+            if isinstance(settled, DownloadedFile):
+                return settled
+            outcome = settled
+        on_disk = await disk_thread().run(_file_size, part)
+        delay = budget.after_failure(on_disk, outcome.retry_after)
         if delay is None:
-            error = _failed(where, f"{outcome.reason} (gave up after {failures} attempt(s))")
-            raise error from outcome.cause
+            reason = f"{outcome.reason} (gave up after {budget.failures} attempt(s))"
+            raise _failed(where, reason) from outcome.cause
         await sleep(delay)
 
 
-async def _attempt(
-    session: aiohttp.ClientSession,
-    url: str,
-    part: Path,
-    where: str,
-    *,
-    offset: int,
-    progress: _Progress,
-    client_timeout: aiohttp.ClientTimeout,
-    chunk_size: int,
-    max_bytes: int | None,
-    on_progress: Callable[[int, int | None], None] | None,
-    proxy_for: Callable[[str], str | None] | None,
-    connect_timeout: float,
-) -> _Fetched | _Retry | _Restart | _Refused | DownloadError:
-    """One attempt, its outcome as a value; nothing raised here carries aiohttp's context."""
-    try:
-        return await _fetch_once(
-            session,
-            url,
-            part,
-            where,
-            offset=offset,
-            progress=progress,
-            client_timeout=client_timeout,
-            chunk_size=chunk_size,
-            max_bytes=max_bytes,
-            on_progress=on_progress,
-            proxy_for=proxy_for,
+class _Budget:
+    """The retry budget of one download: renewed (attempts and deadline) by any attempt that
+    got the .part further than ever, so only attempts in a row that brought nothing use it up."""
+
+    def __init__(self, retry: RetryPolicy, clock: Callable[[], float], *, high_water: int) -> None:
+        self._retry = retry
+        self._clock = clock
+        self._high_water = high_water
+        self._window_started = clock()
+        self.failures = 0
+
+    def after_failure(self, on_disk: int, retry_after: float | None) -> float | None:
+        """The wait before the next attempt, given the .part's size now; None: give up."""
+        self.failures += 1
+        if on_disk > self._high_water:
+            # The file grew past anything seen before: a slow or flaky transfer, not a dead
+            # one. (Bytes that only refill a restarted .part do not count, so a server that
+            # ignores Range and always breaks off half-way still runs out of attempts.)
+            self._high_water, self.failures, self._window_started = on_disk, 1, self._clock()
+        elapsed = self._clock() - self._window_started
+        return next_retry_delay(
+            self._retry, self.failures, elapsed=elapsed, retry_after=retry_after
         )
-    except (_Restart, _Retry, _Refused, DownloadError) as outcome:
-        return outcome
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-        failure = translate_client_error(exc, Endpoint.DOWNLOAD, connect_timeout=connect_timeout)
-    except OSError as exc:  # after ClientError: aiohttp's own OSErrors are handled above
-        return _failed(where, f"cannot write {part}: {exc.strerror or type(exc).__name__}")
+
+
+def _checked_arguments(url: str, chunk_size: int, max_bytes: int | None) -> str:
+    """The URL as errors show it; raised before any I/O for anything but an http(s) URL."""
+    where = redact_url(url)
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size!r}")
+    if max_bytes is not None and (isinstance(max_bytes, bool) or max_bytes < 1):
+        raise ValueError(f"max_bytes must be an int >= 1 or None, got {max_bytes!r}")
+    return where
+
+
+async def _settle(
+    outcome: _Fetched, part: str, dest: str, path: Path, progress: _Progress
+) -> DownloadedFile | _Retry:
+    """A streamed body that ended cleanly: the file in place, or why to try again."""
+    size = outcome.size
+    if outcome.expected is None or size == outcome.expected:
+        return await _finish(
+            part, dest, path, size, progress, resumed=outcome.appended, done=outcome.committed
+        )
+    if size > outcome.expected:
+        # More than the server says the file holds: the .part cannot be trusted.
+        await _discard(part, progress)
+        return _Retry(f"got {size} bytes, more than the {outcome.expected} announced")
+    return _Retry(f"short body: got {size} of {outcome.expected} bytes")
+
+
+@functools.lru_cache(maxsize=16)
+def _client_timeout(connect_timeout: float, read_timeout: float) -> aiohttp.ClientTimeout:
+    """The timeouts of a download's requests (one object for each pair: made a file, they
+    cost a dozen calls)."""
+    return aiohttp.ClientTimeout(
+        total=None, connect=None, sock_connect=connect_timeout, sock_read=read_timeout
+    )
+
+
+def _client_failure(
+    exc: aiohttp.ClientError | asyncio.TimeoutError, where: str, connect_timeout: float
+) -> _Retry | DownloadError:
+    failure = translate_client_error(exc, Endpoint.DOWNLOAD, connect_timeout=connect_timeout)
     reason = str(failure).removeprefix(f"{Endpoint.DOWNLOAD}: ")
     if isinstance(failure, ConfigurationError):
         return _failed(where, reason)
@@ -752,15 +881,15 @@ async def _attempt(
 
 
 def _tell(
-    span: RequestSpan | None,
+    span: RequestSpan,
     status: int | None,
-    outcome: _Fetched | _Retry | _Restart | _Refused | DownloadError,
+    outcome: _Fetched | tuple[int, str] | _Retry | _Restart | _Refused | DownloadError,
 ) -> None:
     """Tell a request's span how one attempt went: a class name, never the URL or the server's
     words."""
-    if span is None:
-        return
-    if isinstance(outcome, _Fetched):
+    if isinstance(outcome, tuple):
+        span.attempt(status, None)
+    elif isinstance(outcome, _Fetched):
         whole = outcome.expected is None or outcome.size == outcome.expected
         span.attempt(status, None if whole else "IncompleteBody")
     elif isinstance(outcome, _Retry) and outcome.cause is not None:
@@ -773,27 +902,34 @@ def _failed(where: str, reason: str) -> DownloadError:
     return DownloadError(f"download {where} failed: {reason}")
 
 
-def _etag_path(part: Path) -> Path:
-    return part.with_name(part.name + _ETAG_SUFFIX)
+def _remove_part(part: str) -> None:
+    _unlink(part)
+    _unlink(part + _ETAG_SUFFIX)
 
 
-async def _discard(part: Path, progress: _Progress) -> None:
-    await _on_disk(partial(part.unlink, missing_ok=True))
-    await _on_disk(partial(_etag_path(part).unlink, missing_ok=True))
+async def _discard(part: str, progress: _Progress) -> None:
+    await disk_thread().run(_remove_part, part)
     progress.hasher, progress.hashed = hashlib.sha256(), 0
     progress.etag = progress.total = None
 
 
 async def _finish(
-    part: Path, dest: Path, size: int, progress: _Progress, *, resumed: bool, done: bool
+    part: str,
+    dest: str,
+    path: Path,
+    size: int,
+    progress: _Progress,
+    *,
+    resumed: bool,
+    done: bool,
 ) -> DownloadedFile:
     """The file in place (``done``: the last write already put it there, hashed whole)."""
     if done:
         return DownloadedFile(
-            path=dest, size=size, sha256=progress.hasher.hexdigest(), resumed=resumed
+            path=path, size=size, sha256=progress.hasher.hexdigest(), resumed=resumed
         )
     if progress.hashed != size:  # never expected; re-read rather than report a wrong digest
-        progress.hasher = await _on_disk(_hash_prefix, part, size)
+        progress.hasher = await disk_thread().run(_hash_prefix, part, size)
     digest = progress.hasher.hexdigest()
-    await _on_disk(_commit, part, dest)
-    return DownloadedFile(path=dest, size=size, sha256=digest, resumed=resumed)
+    await disk_thread().run(_commit, part, dest)
+    return DownloadedFile(path=path, size=size, sha256=digest, resumed=resumed)
