@@ -35,6 +35,7 @@ import re
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
+from typing import NoReturn
 
 import aiohttp
 import attrs
@@ -111,9 +112,14 @@ def redact_url(url: str) -> str:
 
     Raises :class:`DownloadError` (naming only the scheme) for anything but http and https.
     """
+    return _parse_url(url, encoded=False)[1]
+
+
+def _parse_url(url: str, *, encoded: bool) -> tuple[URL, str]:
+    """The URL parsed (``encoded``: taken as it is, the way it is sent), and redacted."""
     parsed: URL | None
     try:
-        parsed = URL(url)
+        parsed = URL(url, encoded=encoded)
     except (TypeError, ValueError):  # its message quotes the URL, query and all
         parsed = None
     if parsed is None:
@@ -127,7 +133,7 @@ def redact_url(url: str) -> str:
     host = parsed.raw_host or ""
     host = f"[{host}]" if ":" in host else host  # an IPv6 literal
     port = f":{parsed.explicit_port}" if parsed.explicit_port is not None else ""
-    return f"{scheme}://{host}{port}{parsed.raw_path}"
+    return parsed, f"{scheme}://{host}{port}{parsed.raw_path}"
 
 
 def video_filename(task_id: str, index: int, count: int, suffix: str = ".mp4") -> str:
@@ -301,13 +307,7 @@ def _is_retryable_status(status: int) -> bool:
     return status in (408, 425, 429) or status >= 500
 
 
-def _media_type(response: aiohttp.ClientResponse) -> str:
-    return response.headers.get("Content-Type", "").partition(";")[0].strip().lower()
-
-
-def _check_video_type(media_type: str) -> None:
-    if media_type.startswith("video/") or media_type in _OPAQUE_TYPES:
-        return
+def _refuse_type(media_type: str) -> NoReturn:
     # The header is the server's text: quote it only when it is a plain media type.
     shown = media_type if _MEDIA_TYPE.match(media_type) else "an unexpected Content-Type"
     raise _Refused(f"the server sent {shown}, not a video (an error or sign-in page?)")
@@ -498,24 +498,18 @@ def _check_answer(
 ) -> tuple[int, int | None] | None:
     """Where the body starts in the file and the file's size; None: the .part is complete."""
     status = response.status
-    if status == 416:
-        refused_range = response.headers.get("Content-Range", "")
-        if offset and progress.etag is not None and refused_range.strip() == f"bytes */{offset}":
-            # If-Range matched (a changed file would have come back whole, as a 200), and
-            # the file is exactly as long as the .part: it was complete already.
-            return None
-        raise _Restart("the server refused to resume (HTTP 416)")
-    if _is_retryable_status(status):
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        raise _Retry(f"HTTP {status}", retry_after=retry_after)
     if status not in (200, 206):
-        hint = " (the link may have expired)" if status in (403, 404, 410) else ""
-        raise _failed(where, f"HTTP {status}{hint}")
-    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
-    if encoding not in ("", "identity"):
+        _check_other_status(response, status, offset, where, progress)
+        return None
+    headers = response.headers
+    encoding = headers.get("Content-Encoding")
+    if encoding is not None and encoding.strip().lower() not in ("", "identity"):
         # Refused, not decoded: a decompressed size is unbounded and matches no header.
-        raise _Refused(f"the server sent an encoded body ({encoding[:32]!r})")
-    _check_video_type(_media_type(response))
+        shown = encoding.strip().lower()[:32]
+        raise _Refused(f"the server sent an encoded body ({shown!r})")
+    media_type = headers.get("Content-Type", "").partition(";")[0].strip().lower()
+    if not media_type.startswith("video/") and media_type not in _OPAQUE_TYPES:
+        _refuse_type(media_type)
     if status == 206:
         content_range = _parse_content_range(response.headers.get("Content-Range"))
         if content_range is None:
@@ -532,10 +526,27 @@ def _check_answer(
     else:
         start = 0
         expected = response.content_length
-    if expected is not None and _over_cap(expected, max_bytes):
-        assert max_bytes is not None
+    if expected is not None and max_bytes is not None and expected > max_bytes:
         raise _Refused(_cap_reason(expected, max_bytes))
     return start, expected
+
+
+def _check_other_status(
+    response: aiohttp.ClientResponse, status: int, offset: int, where: str, progress: _Progress
+) -> None:
+    """An answer other than 200 or 206: returns only when it says the .part was complete."""
+    if status == 416:
+        refused_range = response.headers.get("Content-Range", "")
+        if offset and progress.etag is not None and refused_range.strip() == f"bytes */{offset}":
+            # If-Range matched (a changed file would have come back whole, as a 200), and
+            # the file is exactly as long as the .part: it was complete already.
+            return
+        raise _Restart("the server refused to resume (HTTP 416)")
+    if _is_retryable_status(status):
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        raise _Retry(f"HTTP {status}", retry_after=retry_after)
+    hint = " (the link may have expired)" if status in (403, 404, 410) else ""
+    raise _failed(where, f"HTTP {status}{hint}")
 
 
 async def _fetch_once(
@@ -582,9 +593,9 @@ async def _fetch_once(
     except BaseException:
         response.release()
         raise
-    if status == 200 and checked is not None and (checked[1] or 0) <= _WHOLE_BODY_BYTES:
+    if status == 200 and checked is not None:
         expected = checked[1]
-        if expected is not None:
+        if expected is not None and expected <= _WHOLE_BODY_BYTES:
             # A small whole file, the usual case: read at once and written, fsynced and put
             # in place in one trip to the disk (streaming it cost more calls than the file).
             # read() releases the connection, or closes it on a failure.
@@ -743,7 +754,7 @@ async def download_file(
     failure (the caller starts and ends it).
     Raises :class:`DownloadError` (with the cause chained) when the file cannot be had whole.
     """
-    where = _checked_arguments(url, chunk_size, max_bytes)
+    target, where = _checked_arguments(url, chunk_size, max_bytes)
     # Plain strings inside: a path object a step cost more calls than the rest of a file.
     path = dest if isinstance(dest, Path) else Path(dest)
     name = str(path)
@@ -751,7 +762,6 @@ async def download_file(
     etag, on_disk = _prepare(part, where, resume=resume)
     progress = _Progress(etag=etag)
     client_timeout = _client_timeout(connect_timeout, read_timeout)
-    target = URL(url, encoded=True)
     proxy = proxy_for(url) if proxy_for is not None else None
     restarts_left = 1
     budget = _Budget(retry, clock, high_water=on_disk)
@@ -835,14 +845,15 @@ class _Budget:
         )
 
 
-def _checked_arguments(url: str, chunk_size: int, max_bytes: int | None) -> str:
-    """The URL as errors show it; raised before any I/O for anything but an http(s) URL."""
-    where = redact_url(url)
+def _checked_arguments(url: str, chunk_size: int, max_bytes: int | None) -> tuple[URL, str]:
+    """The URL as it is sent, and as errors show it; raised before any I/O for anything but an
+    http(s) URL."""
+    target, where = _parse_url(url, encoded=True)  # once: it is sent as it was given
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size!r}")
     if max_bytes is not None and (isinstance(max_bytes, bool) or max_bytes < 1):
         raise ValueError(f"max_bytes must be an int >= 1 or None, got {max_bytes!r}")
-    return where
+    return target, where
 
 
 async def _settle(
