@@ -49,19 +49,32 @@ _CURRENT: anyio.lowlevel.RunVar[DiskThread] = anyio.lowlevel.RunVar("sora_async.
 _local = threading.local()
 
 
+#: The loop that last asked and its threads. A process nearly always runs one loop at a time,
+#: and the run variable's lookup cost seven calls a file; another loop looks it up again.
+_last: tuple[asyncio.AbstractEventLoop, DiskThread] | None = None
+
+
 def disk_thread() -> DiskThread:
     """The running event loop's disk threads for files (made on first use)."""
+    global _last  # noqa: PLW0603 - a one-entry cache, replaced whole
+    loop = asyncio.get_running_loop()
+    last = _last
+    if last is not None and last[0] is loop:
+        return last[1]
     try:
-        return _CURRENT.get()
+        thread = _CURRENT.get()
     except LookupError:
-        thread = DiskThread(asyncio.get_running_loop(), threads=FILE_THREADS)
+        thread = DiskThread(loop, threads=FILE_THREADS)
         _CURRENT.set(thread)
-        return thread
+    _last = (loop, thread)
+    return thread
 
 
 def set_disk_thread(thread: DiskThread) -> None:
     """Make ``thread`` the running event loop's disk thread (a test's, recording its fsyncs)."""
+    global _last  # noqa: PLW0603 - a one-entry cache, replaced whole
     _CURRENT.set(thread)
+    _last = (asyncio.get_running_loop(), thread)
 
 
 def sync_directory_later(directory: str | os.PathLike[str]) -> None:
