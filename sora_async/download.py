@@ -5,6 +5,11 @@ against Content-Length (or the Content-Range total), the file is fsynced and onl
 over ``dest`` with :func:`os.replace`, which is atomic. An interrupted download leaves its
 ``.part`` behind and the next call resumes it with ``Range: bytes=N-``.
 
+A whole small file (a 200 announcing at most 1 MiB) is read at once instead: checked like a
+streamed one, then written to the ``.part``, fsynced, hashed and renamed in one trip to the
+disk thread. A cut one leaves nothing to resume from (reading it again costs less than the
+bookkeeping would); a real video is many megabytes, and streams.
+
 Result URLs usually point at a storage host and are often signed in the query string, so:
 no Authorization header is ever sent (the session carries none and none is added here), and
 errors show the URL's scheme, host and path but never its query, fragment or user info.
