@@ -13,10 +13,12 @@ import os
 import socket
 import struct
 import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from sora_async import SoraClient, VideoRequest
 from sora_async.mock import MockConfig, MockServer
@@ -98,3 +100,18 @@ async def created_elsewhere(mock: MockServer, provider: str, prompt: str = "a ki
     test can count exactly the status requests it sends itself."""
     async with client_for(mock, provider) as creator:
         return await creator.create(VideoRequest(prompt))
+
+
+async def storage_host(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> AsyncIterator[TestServer]:
+    """A storage host on 127.0.0.1 answering every path with ``handler``, for what the mock's
+    own storage never sends (``async for server in storage_host(handler):``)."""
+    app = web.Application()
+    app.router.add_route("*", "/{name:.*}", handler)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield server
+    finally:
+        await server.close()

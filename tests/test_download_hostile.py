@@ -8,13 +8,13 @@ never join two different files (ETag kept beside the .part, If-Range, 416 handle
 from __future__ import annotations
 
 import gzip
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
+from helpers import storage_host
 
 from sora_async.calls import Endpoint
 from sora_async.download import MAX_REDIRECTS, download_file
@@ -22,7 +22,6 @@ from sora_async.errors import DownloadError
 from sora_async.mock import MockConfig, MockServer
 from sora_async.retry import RetryPolicy
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PAYLOAD = bytes(range(256)) * 300
 ETAG = '"payload-v1"'
 FILE_SIZE = 64 * 1024
@@ -39,17 +38,6 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 async def mock() -> AsyncIterator[MockServer]:
     async with MockServer(MockConfig(task_seconds=0, file_size=FILE_SIZE)) as server:
         yield server
-
-
-async def storage(handler: Handler) -> AsyncIterator[TestServer]:
-    app = web.Application()
-    app.router.add_route("*", "/{name:.*}", handler)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    try:
-        yield server
-    finally:
-        await server.close()
 
 
 def leftovers(dest: Path) -> list[str]:
@@ -79,7 +67,7 @@ async def test_an_announced_size_over_the_cap_is_refused_before_any_byte(
     async def handler(request: web.Request) -> web.StreamResponse:
         return web.Response(body=PAYLOAD, content_type="video/mp4")
 
-    async for server in storage(handler):
+    async for server in storage_host(handler):
         dest = tmp_path / "f.mp4"
         with pytest.raises(DownloadError, match=r"over the limit of 1000 bytes \(max_bytes\)"):
             await download_file(session, str(server.make_url("/f.mp4")), dest, max_bytes=1000)
@@ -102,7 +90,7 @@ async def test_an_unannounced_body_is_cut_off_at_the_cap(
             sent += 4096
         return response
 
-    async for server in storage(handler):
+    async for server in storage_host(handler):
         dest = tmp_path / "f.mp4"
         with pytest.raises(DownloadError, match="max_bytes"):
             await download_file(
@@ -122,7 +110,7 @@ async def test_a_document_content_type_is_refused(
     async def handler(request: web.Request) -> web.StreamResponse:
         return web.Response(body=PAYLOAD, content_type=content_type)
 
-    async for server in storage(handler):
+    async for server in storage_host(handler):
         dest = tmp_path / "f.mp4"
         with pytest.raises(DownloadError, match=f"sent {content_type}, not a video"):
             await download_file(session, str(server.make_url("/f.mp4")), dest, retry=NO_RETRY)
@@ -139,7 +127,7 @@ async def test_a_document_labelled_as_bytes_is_refused_by_its_first_bytes(
     async def handler(request: web.Request) -> web.StreamResponse:
         return web.Response(body=body, content_type="application/octet-stream")
 
-    async for server in storage(handler):
+    async for server in storage_host(handler):
         dest = tmp_path / "f.mp4"
         with pytest.raises(DownloadError, match="is a document"):
             await download_file(session, str(server.make_url("/f.mp4")), dest)
@@ -157,7 +145,7 @@ async def test_a_compressed_body_is_refused_not_decompressed(
         headers = {"Content-Encoding": "gzip", "Content-Type": "video/mp4"}
         return web.Response(body=gzip.compress(PAYLOAD), headers=headers)
 
-    async for server in storage(handler):
+    async for server in storage_host(handler):
         dest = tmp_path / "f.mp4"
         with pytest.raises(DownloadError, match="encoded body"):
             await download_file(session, str(server.make_url("/f.mp4")), dest)
@@ -182,7 +170,7 @@ async def test_redirects_are_followed_by_hand_with_the_same_headers(
             raise web.HTTPTemporaryRedirect(str(request.url.with_path("/c").with_query(None)))
         return web.Response(body=PAYLOAD, content_type="video/mp4")
 
-    async for server in storage(handler):
+    async for server in storage_host(handler):
         dest = tmp_path / "f.mp4"
         result = await download_file(session, str(server.make_url("/a")), dest)
     assert [path for path, _ in seen] == ["/a", "/b", "/c"]
@@ -201,7 +189,7 @@ async def test_a_redirect_loop_stops_after_the_limit(
         hops += 1
         raise web.HTTPFound(f"/hop{hops}")
 
-    async for server in storage(handler):
+    async for server in storage_host(handler):
         dest = tmp_path / "f.mp4"
         with pytest.raises(DownloadError, match=f"more than {MAX_REDIRECTS}"):
             await download_file(session, str(server.make_url("/start")), dest)
@@ -217,7 +205,7 @@ async def test_a_redirect_off_http_is_refused(
     async def handler(request: web.Request) -> web.StreamResponse:
         raise web.HTTPMovedPermanently(target)
 
-    async for server in storage(handler):
+    async for server in storage_host(handler):
         with pytest.raises(DownloadError, match="non-http"):
             await download_file(session, str(server.make_url("/f.mp4")), tmp_path / "f.mp4")
 
@@ -239,7 +227,7 @@ async def test_the_etag_is_kept_beside_the_part_while_it_grows(
     marker = tmp_path / "clip.mp4.part.etag"
     # (marker there, file in place) at each progress report
     seen: list[tuple[bool, bool]] = []
-    async for server in storage(handler):
+    async for server in storage_host(handler):
         await download_file(
             session,
             str(server.make_url("/clip.mp4")),
@@ -294,7 +282,7 @@ async def test_a_host_ignoring_if_range_is_caught_by_the_etag_of_its_range(
             return web.Response(status=206, body=new[1000:], headers=headers)
         return web.Response(body=new, headers=headers)
 
-    async for server in storage(handler):
+    async for server in storage_host(handler):
         dest = tmp_path / "f.mp4"
         write_part(dest, PAYLOAD[:1000], ETAG)
         result = await download_file(session, str(server.make_url("/f.mp4")), dest)

@@ -17,13 +17,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
+from helpers import storage_host
 
 from sora_async.calls import Endpoint
 from sora_async.config import Secret
@@ -36,7 +36,6 @@ from sora_async.transport import Transport
 
 pytestmark = pytest.mark.anyio
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PAYLOAD = bytes(range(256)) * 40
 NO_RETRY = RetryPolicy(attempts=1)
 #: Over the whole-body limit (1 MiB): streamed.
@@ -47,17 +46,6 @@ LARGE = 1024 * 1024 + 4096
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as client:
         yield client
-
-
-async def storage(handler: Handler) -> AsyncIterator[TestServer]:
-    app = web.Application()
-    app.router.add_route("*", "/{name:.*}", handler)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    try:
-        yield server
-    finally:
-        await server.close()
 
 
 async def raw_storage(answer: bytes) -> AsyncIterator[str]:
@@ -81,6 +69,17 @@ async def raw_storage(answer: bytes) -> AsyncIterator[str]:
         await server.wait_closed()
 
 
+def new_task(mock: MockServer) -> str:
+    task = mock.state.create_task(
+        provider="freesora", key="k", prompt="a kite", params={}, cost=0, origin=mock.base_url
+    )
+    return task.task_id
+
+
+def file_url(mock: MockServer, task_id: str) -> str:
+    return f"{mock.base_url}/files/{task_id}.mp4"
+
+
 def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
 
@@ -88,22 +87,15 @@ def leftovers(folder: Path) -> list[str]:
 # -- the body's length ---------------------------------------------------------------------
 
 
-async def test_a_small_body_cut_short_fails_and_leaves_nothing(
-    session: aiohttp.ClientSession, tmp_path: Path
-) -> None:
-    async def handler(request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "video/mp4"})
-        response.content_length = len(PAYLOAD)
-        await response.prepare(request)
-        await response.write(PAYLOAD[: len(PAYLOAD) // 2])
-        assert request.transport is not None
-        request.transport.close()
-        return response
-
-    async for server in storage(handler):
-        dest = tmp_path / "f.mp4"
-        with pytest.raises(DownloadError, match="cut short"):
-            await download_file(session, str(server.make_url("/f.mp4")), dest, retry=NO_RETRY)
+async def test_a_small_body_cut_short_fails_and_leaves_nothing(tmp_path: Path) -> None:
+    async with MockServer(MockConfig(task_seconds=0, file_size=8192)) as mock:
+        task_id = new_task(mock)
+        mock.inject(Endpoint.DOWNLOAD, Fault.MALFORMED)  # half the body, then a hang-up
+        async with aiohttp.ClientSession() as session:
+            with pytest.raises(DownloadError, match="cut short"):
+                await download_file(
+                    session, file_url(mock, task_id), tmp_path / "f.mp4", retry=NO_RETRY
+                )
     assert leftovers(tmp_path) == []
 
 
@@ -149,7 +141,7 @@ async def test_a_document_is_refused_whole_or_streamed(
         await response.write(body)
         return response
 
-    async for server in storage(handler):
+    async for server in storage_host(handler):
         dest = tmp_path / "f.mp4"
         with pytest.raises(DownloadError, match="is a document"):
             await download_file(session, str(server.make_url("/f.mp4")), dest)
@@ -162,7 +154,7 @@ async def test_a_json_answer_to_a_small_file_is_refused(
     async def handler(request: web.Request) -> web.StreamResponse:
         return web.json_response({"error": "the link expired"})
 
-    async for server in storage(handler):
+    async for server in storage_host(handler):
         dest = tmp_path / "f.mp4"
         with pytest.raises(DownloadError, match="sent application/json, not a video"):
             await download_file(session, str(server.make_url("/f.mp4")), dest)
@@ -180,7 +172,7 @@ async def test_the_cap_holds_to_the_byte(
         return web.Response(body=PAYLOAD, content_type="video/mp4")
 
     cap = len(PAYLOAD) - over
-    async for server in storage(handler):
+    async for server in storage_host(handler):
         dest = tmp_path / "f.mp4"
         url = str(server.make_url("/f.mp4"))
         if over:
@@ -226,13 +218,10 @@ async def test_a_small_file_is_fsynced_renamed_and_its_folder_synced_before_succ
     monkeypatch.setattr(os, "fsync", fsync)
     set_disk_thread(DiskThread(asyncio.get_running_loop(), sync_directory=disk.fsync_folder))
     async with MockServer(MockConfig(task_seconds=0, file_size=8192)) as mock:
-        task = mock.state.create_task(
-            provider="freesora", key="k", prompt="a kite", params={}, cost=0, origin=mock.base_url
-        )
+        task_id = new_task(mock)
         async with Transport(mock.freesora_url, Secret("k")) as transport:
-            url = f"{mock.base_url}/files/{task.task_id}.mp4"
-            result = await download_file(transport.session, url, dest)
-            expected = mock.file_bytes(task.task_id)
+            result = await download_file(transport.session, file_url(mock, task_id), dest)
+            expected = mock.file_bytes(task_id)
 
     # By the time download_file returned: the bytes fsynced under the .part name (the file
     # not yet there), then the rename's folder synced; the file is that inode.
@@ -250,23 +239,20 @@ async def test_a_small_file_is_fsynced_renamed_and_its_folder_synced_before_succ
 
 async def test_a_large_file_streams_and_a_cut_resumes_from_its_part(tmp_path: Path) -> None:
     async with MockServer(MockConfig(task_seconds=0, file_size=LARGE)) as mock:
-        task = mock.state.create_task(
-            provider="freesora", key="k", prompt="a kite", params={}, cost=0, origin=mock.base_url
-        )
+        task_id = new_task(mock)
         mock.inject(Endpoint.DOWNLOAD, Fault.MALFORMED)  # half the body, then a hang-up
         seen: list[int] = []
         async with Transport(mock.freesora_url, Secret("k")) as transport:
-            url = f"{mock.base_url}/files/{task.task_id}.mp4"
             dest = tmp_path / "big.mp4"
             result = await download_file(
                 transport.session,
-                url,
+                file_url(mock, task_id),
                 dest,
                 chunk_size=64 * 1024,
                 on_progress=lambda done, _: seen.append(done),
                 sleep=lambda _: asyncio.sleep(0),
             )
-        expected = mock.file_bytes(task.task_id)
+        expected = mock.file_bytes(task_id)
         # The first half was kept and not sent again.
         assert mock.counters.download_bytes == LARGE
         assert mock.counters.requests[Endpoint.DOWNLOAD] == 2
