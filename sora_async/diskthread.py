@@ -119,7 +119,12 @@ class DiskThread:
         self._loop = loop
         self._idle_end = idle_end
         self._sync_directory = sync_directory
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        # Not a SimpleQueue: with several threads taking from one, CPython's
+        # SimpleQueue.get(timeout=...) can wait forever. A thread woken for an item another
+        # thread already took, once its deadline has passed, waits again with a negative
+        # timeout, which the C code treats as "no timeout" (seen in CPython 3.11: a disk
+        # thread blocked there for good, and the interpreter's exit waiting on it).
+        self._jobs: queue.Queue[_Job | None] = queue.Queue()
         #: Held while a job is queued and while the thread decides to end, so that no job is
         #: queued for a thread that is leaving.
         self._lock = threading.Lock()
