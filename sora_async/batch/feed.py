@@ -62,6 +62,9 @@ class Feed:
         #: Items fed for an explicit second payment, by the state it leaves: unknown
         #: (--resubmit-unknown) or failed (--retry-failed). Their intent says so.
         self.second_payments: dict[int, ItemState] = {}
+        #: The estimate of each create fed and not yet sent, by index: the recorder's intent
+        #: takes it (one price a create, not two).
+        self.prices: dict[int, int | None] = {}
         #: Files an earlier run recorded whole for the items still downloading.
         self.recorded: dict[int, tuple[FileRecord, ...]] = {}
 
@@ -108,6 +111,7 @@ class Feed:
             self.notes[index] = f"not sent: it would exceed --max-credits {self.max_credits}"
             return None
         self.reserved += price or 0
+        self.prices[index] = price
         if state in (_S.UNKNOWN, _S.FAILED):
             self.second_payments[index] = state
         return Job(request, key=index)

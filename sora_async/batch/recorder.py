@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -65,6 +65,7 @@ class Recorder:
         out: Path,
         control: RunControl,
         price: Callable[[VideoRequest], int | None],
+        prices: MutableMapping[int, int | None],
         second_payments: MutableMapping[int, ItemState],
         notes: MutableMapping[int, str],
         held: MutableMapping[int, str],
@@ -76,6 +77,8 @@ class Recorder:
         self.out = out
         self.control = control
         self.price = price
+        #: Estimates the feed made, by index (taken once; a create sent again prices again).
+        self.prices = prices
         self.second_payments = second_payments
         #: Why an item is not done, when the journal's state alone does not say it.
         self.notes = notes
@@ -86,6 +89,12 @@ class Recorder:
         self.fetching: dict[int, tuple[list[str], list[tuple[str, int, str]]]] = {}
         #: Task ids the journal could not take, by index: shown at every exit.
         self.held = held
+        #: The handler of each event kind but CREATED (see on_event).
+        self._handlers: dict[EventKind, Callable[[int, TaskEvent], Awaitable[None] | None]] = {
+            kind: getattr(self, f"_{kind.value}")
+            for kind in EventKind
+            if kind is not EventKind.CREATED
+        }
 
     async def _write(self, call: Any, *args: Any, **kwargs: Any) -> Any:
         """One journal write through the run's group commit; returns once it is fsync'd."""
@@ -120,30 +129,47 @@ class Recorder:
         except JournalError as exc:
             self.control.journal_failed(exc)
 
-    async def on_event(self, event: TaskEvent) -> None:
-        """The run's event hook: each step journaled (and awaited) before its task goes on."""
+    def on_event(self, event: TaskEvent) -> Awaitable[None] | None:
+        """The run's event hook: each step journaled (and awaited) before its task goes on.
+
+        A plain function: only a step whose write must be on disk before its task goes on
+        (a create's intent and answer) returns an awaitable; the others (a poll, a file, a
+        task's end) are handled at once and their writes posted, without a coroutine each."""
         index: int = event.key
-        if event.kind is EventKind.CREATED:
-            await self._created(index, event)
-            return
+        kind = event.kind
+        if kind is EventKind.CREATED:
+            return self._created(index, event)
         if index in self.held:
             self._held_event(index, event)
-            return
+            return None
         try:
             # One handler per kind, named after it: _creating, _rate_limited, _progress, ...
-            handler = getattr(self, f"_{event.kind.value}")
-            await handler(index, event)
-        except JournalTransitionError as exc:
-            if event.kind is EventKind.CREATING:
-                raise  # the journal refuses this create: it must not be sent
+            outcome: Awaitable[None] | None = self._handlers[kind](index, event)
+        except JournalError as exc:
+            self._refused(kind, index, exc)
+            return None
+        if outcome is None:
+            return None
+        return self._awaited(kind, index, outcome)
+
+    async def _awaited(self, kind: EventKind, index: int, outcome: Awaitable[None]) -> None:
+        try:
+            await outcome
+        except JournalError as exc:
+            self._refused(kind, index, exc)
+
+    def _refused(self, kind: EventKind, index: int, exc: JournalError) -> None:
+        if isinstance(exc, JournalTransitionError):
+            if kind is EventKind.CREATING:
+                raise exc  # the journal refuses this create: it must not be sent
             logger.warning("journal: %s", exc)
             self.notes[index] = one_line(str(exc))
-        except JournalError as exc:
-            self.control.journal_failed(exc)
-            if event.kind is EventKind.CREATING:
-                raise  # no intent on disk: this create must not be sent
-            # Anything else is already safe on disk up to this step: the run stops, the
-            # manifest is written and a re-run goes on from the journal.
+            return
+        self.control.journal_failed(exc)
+        if kind is EventKind.CREATING:
+            raise exc  # no intent on disk: this create must not be sent
+        # Anything else is already safe on disk up to this step: the run stops, the
+        # manifest is written and a re-run goes on from the journal.
 
     async def _creating(self, index: int, event: TaskEvent) -> None:
         assert event.request is not None
@@ -152,7 +178,7 @@ class Recorder:
         journal = self.journal
         again = self.second_payments.pop(index, None)
         resubmit, retry = again is _S.UNKNOWN, again is _S.FAILED
-        price = self.price(event.request)
+        price = self.prices.pop(index) if index in self.prices else self.price(event.request)
 
         def intent() -> None:
             # One savepoint: an explicit second payment and its intent are written together.
@@ -230,13 +256,13 @@ class Recorder:
         self.intents.discard(index)
         self.tracker.move(index, Phase.QUEUED)
 
-    async def _progress(self, index: int, event: TaskEvent) -> None:
+    def _progress(self, index: int, event: TaskEvent) -> None:
         assert event.status is not None
         # Not journaled: a re-run polls the task again whatever it was doing.
         self.tracker.move(index, Phase.RUNNING, start=Phase.RUNNING)
         self.tracker.set_progress(index, event.status.progress)
 
-    async def _downloading(self, index: int, event: TaskEvent) -> None:
+    def _downloading(self, index: int, event: TaskEvent) -> None:
         assert event.result is not None
         urls = list(event.result.video_urls)
         self.fetching[index] = (urls, [])
@@ -251,12 +277,12 @@ class Recorder:
             ),
         )
 
-    async def _downloaded(self, index: int, event: TaskEvent) -> None:
+    def _downloaded(self, index: int, event: TaskEvent) -> None:
         assert event.file is not None
         _, files = self.fetching.setdefault(index, ([], []))
         files.append((out_relative(self.out, event.file.path), event.file.size, event.file.sha256))
 
-    async def _succeeded(self, index: int, event: TaskEvent) -> None:
+    def _succeeded(self, index: int, event: TaskEvent) -> None:
         assert event.result is not None
         result = event.result
         label = self.console.label(index)
@@ -276,20 +302,19 @@ class Recorder:
         write = self.journal.record_finished
         self._post(index, functools.partial(write, index, urls or result.video_urls, files), done)
 
-    async def _failed(self, index: int, event: TaskEvent) -> None:
+    def _failed(self, index: int, event: TaskEvent) -> Awaitable[None] | None:
         assert event.result is not None
         result = event.result
         label = self.console.label(index)
         error = one_line(result.error)
         if result.task_id is None:
-            await self._create_failed(index, result)
-            return
+            return self._create_failed(index, result)
         if index in self.fetching:
             # It failed after DOWNLOADING announced the success: its files failed, not the task.
             urls, files = self.fetching.pop(index)
             cause = result.download_error or result.error
             self._download_failed(index, result, cause, urls, files)
-            return
+            return None
         if result.exception is None:
             # The task itself failed on the server.
             def done() -> None:
@@ -307,12 +332,13 @@ class Recorder:
                 refunded=result.refunded,
             )
             self._post(index, write, done)
-            return
+            return None
         # Polling gave up (timeout, auth, network): the task lives on; a re-run picks it up.
         note = f"not seen finished: {error}; a re-run polls it again"
         self.notes[index] = note
         self.tracker.move(index, Phase.FAILED, start=Phase.RUNNING)
         self.console.display.item(f"{label} {result.task_id}: {note}", problem=True)
+        return None
 
     async def _create_failed(self, index: int, result: TaskResult) -> None:
         label = self.console.label(index)

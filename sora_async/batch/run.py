@@ -240,6 +240,7 @@ class _Batch:
             out=self.out,
             control=self,
             price=self._price,
+            prices=feed.prices,
             second_payments=feed.second_payments,
             notes=self.notes,
             held=self.held,

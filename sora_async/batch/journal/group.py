@@ -44,27 +44,30 @@ T = TypeVar("T")
 
 
 class _Call:
-    __slots__ = ("call", "done", "fsync", "ok", "then", "value")
+    __slots__ = ("call", "done", "fsync", "then")
 
     def __init__(
         self,
         call: Callable[[], Any],
         fsync: bool,
         then: Callable[[bool, Any], None] | None = None,
+        done: asyncio.Future[Any] | None = None,
     ) -> None:
         self.call = call
         self.fsync = fsync
         self.then = then
-        self.done: anyio.Event | None = None if then is not None else anyio.Event()
-        self.ok = False
-        self.value: Any = None
+        #: What an awaiting caller waits on (a plain future: this runs twice a task).
+        self.done = done
 
     def settle(self, ok: bool, value: Any) -> None:
-        self.ok, self.value = ok, value
         if self.then is not None:
             self.then(ok, value)
-        if self.done is not None:
-            self.done.set()
+        done = self.done
+        if done is not None and not done.done():  # done: its caller was cancelled
+            if ok:
+                done.set_result(value)
+            else:
+                done.set_exception(value)
 
 
 class GroupCommit:
@@ -89,7 +92,7 @@ class GroupCommit:
 
         Raises what the call raised, or the group's JournalError when its commit failed.
         """
-        return await self._submit(_Call(call, fsync), self._writes)  # type: ignore[no-any-return]
+        return await self._submit(call, fsync, self._writes)  # type: ignore[no-any-return]
 
     def post(self, call: Callable[[], Any], then: Callable[[bool, Any], None]) -> None:
         """Queue ``call`` (journal writes that need no fsync) for the next group and return at
@@ -113,22 +116,19 @@ class GroupCommit:
     async def settle(self) -> None:
         """Wait for every posted write, then make what they wrote power-cut safe."""
         await self._idle.wait()
-        await self._submit(_Call(self.journal.sync, False), self._reads)
+        await self._submit(self.journal.sync, False, self._reads)
 
     async def read(self, call: Callable[[], T]) -> T:
         """Run ``call`` (journal reads) off the event loop, between two groups."""
-        return await self._submit(_Call(call, False), self._reads)  # type: ignore[no-any-return]
+        return await self._submit(call, False, self._reads)  # type: ignore[no-any-return]
 
-    async def _submit(self, pending: _Call, queue: list[_Call]) -> Any:
+    async def _submit(self, call: Callable[[], Any], fsync: bool, queue: list[_Call]) -> Any:
         if self._stopped:
             raise JournalError(f"the journal {self.journal.path} is no longer written")
-        queue.append(pending)
+        done = asyncio.get_running_loop().create_future()
+        queue.append(_Call(call, fsync, done=done))
         self._wake.set()
-        assert pending.done is not None
-        await pending.done.wait()
-        if pending.ok:
-            return pending.value
-        raise pending.value
+        return await done
 
     async def run(self) -> None:
         """Commit groups until cancelled; on the way out, what is still queued fails."""
