@@ -10,6 +10,7 @@ import itertools
 import json
 import operator
 import os
+import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -52,6 +53,9 @@ _SENDABLE = (_S.PENDING, _S.NOT_CREATED)
 _INCREMENT = object()
 # Journal._advance's task_id meaning "the row's own".
 _ROW_TASK_ID = object()
+# The usual path's transitions the table allowed once: the table is constant, so each
+# (event, sources, target) is checked on first use, not at every write.
+_USUAL_CHECKED: set[tuple[str, tuple[ItemState, ...], ItemState]] = set()
 
 _STATE_LIST = ", ".join(f"'{state.value}'" for state in ItemState)
 _SCHEMA = f"""
@@ -160,6 +164,8 @@ def _check_request_json(request_json: str) -> str:
 
 def _clean_relpath(relpath: str | os.PathLike[str]) -> str:
     text = os.fspath(relpath).replace(os.sep, "/")
+    if "/" not in text and ":" not in text and text not in ("", ".", ".."):
+        return text  # a plain file name, as a batch names its files: nothing to clean
     pure = PurePosixPath(text)
     parts = [p for p in pure.parts if p not in ("", ".")]
     if not parts or pure.is_absolute() or ".." in parts or ":" in parts[0]:
@@ -167,9 +173,12 @@ def _clean_relpath(relpath: str | os.PathLike[str]) -> str:
     return "/".join(parts)
 
 
+_SHA256 = re.compile("[0-9a-f]{64}")
+
+
 def _check_sha256(value: str) -> str:
     text = value.lower() if isinstance(value, str) else ""
-    if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+    if _SHA256.fullmatch(text) is None:
         raise ValueError(f"sha256 must be 64 hex digits, got {value!r}")
     return text
 
@@ -645,9 +654,11 @@ class Journal:
         without reading the item first: the row is updated only in one of the states ``old``
         and only if ``when`` holds. False, with nothing written, when it is not so: the caller
         then reads the item and says why, or sees a harmless repeat."""
-        for source in old:
-            check_transition(index, event, source, new)
-            assert (event, source, new) in UNLOGGED, (event, source, new)
+        if (event, old, new) not in _USUAL_CHECKED:
+            for source in old:
+                check_transition(index, event, source, new)
+                assert (event, source, new) in UNLOGGED, (event, source, new)
+            _USUAL_CHECKED.add((event, old, new))
         changed = _update(
             conn, index, new, now, columns, sources=old, when=when, params=when_params
         )
@@ -1132,7 +1143,9 @@ class Journal:
         """record_download's usual case (the item downloading, the path its own or new)
         in one statement, without reading first; False, nothing written, otherwise."""
         path, size, digest = file
-        check_transition(index, "file", _S.DOWNLOADING, _S.DOWNLOADING)
+        if ("file", (_S.DOWNLOADING,), _S.DOWNLOADING) not in _USUAL_CHECKED:
+            check_transition(index, "file", _S.DOWNLOADING, _S.DOWNLOADING)
+            _USUAL_CHECKED.add(("file", (_S.DOWNLOADING,), _S.DOWNLOADING))
         try:
             cursor = conn.execute(
                 "INSERT INTO files (idx, path, size, sha256, recorded_at)"
@@ -1451,23 +1464,38 @@ def _update(
 ) -> int:
     """Set the item's state and ``columns`` (only in one of ``sources``, if given, and only
     where ``when``, with ``params``, holds); how many rows changed."""
-    values = {"state": new.value, "updated_at": now, **(columns or {})}
-    parts: list[str] = []
-    values_in: list[Any] = []
+    values = {"updated_at": now, **(columns or {})}
+    key = (new, tuple(values), tuple(sources), when)
+    sql = _UPDATES.get(key)
+    if sql is None:
+        sql = _UPDATES[key] = _update_sql(new, values, sources, when)
+    bound = [value for value in values.values() if value is not _INCREMENT]
+    bound.append(index)
+    bound.extend(params)
+    return conn.execute(sql, bound).rowcount
+
+
+#: _update's statements by (state, column names, sources, condition): a task's usual writes
+#: are four shapes, built once, not a string join a write on the journal's thread.
+_UPDATES: dict[tuple[ItemState, tuple[str, ...], tuple[ItemState, ...], str], str] = {}
+#: The columns _update counts up (their value is always _INCREMENT, so a statement's shape
+#: follows from the column names alone).
+_COUNTERS = frozenset({"create_attempts", "resubmits"})
+
+
+def _update_sql(
+    new: ItemState, values: Mapping[str, Any], sources: Sequence[ItemState], when: str
+) -> str:
+    parts = [f"state = '{new.value}'"]
     for name, value in values.items():
-        # Column names are literals of this module, never callers' data.
-        if value is _INCREMENT:
-            parts.append(f"{name} = {name} + 1")
-        else:
-            parts.append(f"{name} = ?")
-            values_in.append(value)
+        if (value is _INCREMENT) is not (name in _COUNTERS):
+            raise ValueError(f"the column {name} is counted up, and only counted up")
+        # Column names and states are literals of this module, never callers' data.
+        parts.append(f"{name} = {name} + 1" if name in _COUNTERS else f"{name} = ?")
     where = "idx = ?"
-    values_in.append(index)
     if sources:
-        where += f" AND state IN ({', '.join('?' * len(sources))})"
-        values_in.extend(source.value for source in sources)
-    sql = f"UPDATE items SET {', '.join(parts)} WHERE {where}{when}"  # noqa: S608
-    return conn.execute(sql, (*values_in, *params)).rowcount
+        where += f" AND state IN ({', '.join(repr(source.value) for source in sources)})"
+    return f"UPDATE items SET {', '.join(parts)} WHERE {where}{when}"  # noqa: S608
 
 
 def _log(
