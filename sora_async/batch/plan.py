@@ -89,7 +89,12 @@ class Policy:
 def request_from_json(request_json: str) -> VideoRequest:
     """The request a journal recorded (see :func:`~sora_async.batch.journal.request_to_json`)."""
     fields = json.loads(request_json)
+    if fields.keys() <= _INPUT_NAMES:  # what request_to_json writes: taken as it is
+        return request_from_fields(fields)
     return request_from_fields({name: fields.get(name) for name in INPUT_FIELDS})
+
+
+_INPUT_NAMES = frozenset(INPUT_FIELDS)
 
 
 class Planner:
@@ -283,9 +288,12 @@ class Planner:
                 known_states[known.index] = known.state
         if journal is not None and register and not self.dry_run and len(known_states) < len(chunk):
             journal.add_items(
-                (item.index, item.request.prompt, request_to_json(item.request))
-                for item in chunk
-                if item.index not in known_states
+                (
+                    (item.index, item.request.prompt, request_to_json(item.request))
+                    for item in chunk
+                    if item.index not in known_states
+                ),
+                canonical=True,
             )
         for item in chunk:
             self._count(client, plan, item.request, known_states.get(item.index, _S.PENDING))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -75,6 +76,8 @@ class Recorder:
         self.console = console
         self.tracker = tracker
         self.out = out
+        #: The output directory as a path's prefix: the files the run names start so.
+        self._inside = os.fspath(out) + os.sep
         self.control = control
         self.price = price
         #: Estimates the feed made, by index (taken once; a create sent again prices again).
@@ -189,7 +192,7 @@ class Recorder:
             # The request as registered: the run's jobs are made from the journal's rows.
             journal.record_intent(index, None, None, price)
 
-        await self._write(intent)
+        await self.writer.write(intent)
         self.intents.add(index)
         self.tracker.move(index, Phase.CREATING)
 
@@ -280,7 +283,15 @@ class Recorder:
     def _downloaded(self, index: int, event: TaskEvent) -> None:
         assert event.file is not None
         _, files = self.fetching.setdefault(index, ([], []))
-        files.append((out_relative(self.out, event.file.path), event.file.size, event.file.sha256))
+        file = event.file
+        files.append((self._relative(file.path), file.size, file.sha256))
+
+    def _relative(self, path: str | os.PathLike[str]) -> str:
+        """out_relative, without its calls for the usual file (named by the run, inside)."""
+        text = os.fspath(path)
+        if text.startswith(self._inside) and ".." not in text and os.sep == "/":
+            return text[len(self._inside) :]
+        return out_relative(self.out, text)
 
     def _succeeded(self, index: int, event: TaskEvent) -> None:
         assert event.result is not None
@@ -290,7 +301,7 @@ class Recorder:
         if result.download_error is not None:
             self._download_failed(index, result, result.download_error, urls, files)
             return
-        names = ", ".join(out_relative(self.out, f) for f in result.files)
+        names = ", ".join([self._relative(f) for f in result.files])
 
         def done() -> None:
             self.notes.pop(index, None)

@@ -126,19 +126,24 @@ video {{ width: 100%; border-radius: 4px; background: #000; }}
 """
 
 
+#: html.escape's table, for str.translate: one call a text, not five replaces (a card has four).
+_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#x27;"})
+
+
 def _card(row: Mapping[str, Any]) -> str:
-    state = html.escape(str(row.get("state")))
-    parts = [f'<article id="item-{int(row.get("index") or 0)}">']
-    for name in row.get("files") or []:
-        src = html.escape(quote(str(name)))
+    get = row.get
+    state = str(get("state")).translate(_ESCAPES)
+    parts = [f'<article id="item-{int(get("index") or 0)}">']
+    for name in get("files") or []:
+        src = quote(str(name)).translate(_ESCAPES)
         parts.append(f'<video src="{src}" controls preload="metadata"></video>')
-    parts.append(f"<p>{html.escape(str(row.get('prompt') or ''))}</p>")
+    parts.append(f"<p>{str(get('prompt') or '').translate(_ESCAPES)}</p>")
     parts.append(f'<p><span class="state {state}">{state}</span></p>')
-    if row.get("error") or row.get("note"):
-        text = html.escape(str(row.get("error") or row.get("note")))
-        parts.append(f'<p class="error">{text}</p>')
-    meta = f"#{row.get('index')} · {row.get('task_id') or 'no task'}"
-    parts.append(f'<p class="meta">{html.escape(meta)}</p></article>\n')
+    problem = get("error") or get("note")
+    if problem:
+        parts.append(f'<p class="error">{str(problem).translate(_ESCAPES)}</p>')
+    meta = f"#{get('index')} · {get('task_id') or 'no task'}"
+    parts.append(f'<p class="meta">{meta.translate(_ESCAPES)}</p></article>\n')
     return "".join(parts)
 
 

@@ -77,7 +77,8 @@ class GroupCommit:
         self.journal = journal
         self._writes: list[_Call] = []
         self._reads: list[_Call] = []
-        self._wake = anyio.Event()
+        #: Set while the writer waits for something to do; the next caller wakes it.
+        self._waiting: asyncio.Future[None] | None = None
         self._stopped = False
         #: Posted writes not yet settled, and the event set when the last one is.
         self._posted = 0
@@ -100,18 +101,11 @@ class GroupCommit:
         ended. Raises JournalError when the writer has stopped."""
         if self._stopped:
             raise JournalError(f"the journal {self.journal.path} is no longer written")
-
-        def settled(ok: bool, value: Any) -> None:
-            self._posted -= 1
-            if not self._posted:
-                self._idle.set()
-            then(ok, value)
-
         if not self._posted:
             self._idle = anyio.Event()
         self._posted += 1
-        self._writes.append(_Call(call, False, settled))
-        self._wake.set()
+        self._writes.append(_Call(call, False, then))
+        self._wake()
 
     async def settle(self) -> None:
         """Wait for every posted write, then make what they wrote power-cut safe."""
@@ -127,31 +121,47 @@ class GroupCommit:
             raise JournalError(f"the journal {self.journal.path} is no longer written")
         done = asyncio.get_running_loop().create_future()
         queue.append(_Call(call, fsync, done=done))
-        self._wake.set()
+        self._wake()
         return await done
+
+    def _wake(self) -> None:
+        waiting = self._waiting
+        if waiting is not None:
+            self._waiting = None
+            if not waiting.done():  # done: the writer was cancelled while it waited
+                waiting.set_result(None)
+
+    def _settle(self, pending: _Call, ok: bool, value: Any) -> None:
+        if pending.then is not None:  # a posted write: one fewer to wait for
+            self._posted -= 1
+            if not self._posted:
+                self._idle.set()
+        pending.settle(ok, value)
 
     async def run(self) -> None:
         """Commit groups until cancelled; on the way out, what is still queued fails."""
         # A thread of its own, not the files' one: a create waits for its intent's commit, and
         # a batch of file fsyncs ahead of it cost the run a third of its wall time.
-        disk = DiskThread(asyncio.get_running_loop(), name="sora-async journal")
+        loop = asyncio.get_running_loop()
+        disk = DiskThread(loop, name="sora-async journal")
         try:
             while True:
-                await self._wake.wait()
-                self._wake = anyio.Event()
+                if not self._writes and not self._reads:
+                    self._waiting = loop.create_future()
+                    await self._waiting
                 writes, self._writes = self._writes, []
                 reads, self._reads = self._reads, []
                 # Not abandoned on cancellation: the callers learn how their group ended.
                 with anyio.CancelScope(shield=True):
                     outcomes = await disk.run(self._flush, writes, reads)
                 for pending, (ok, value) in zip([*writes, *reads], outcomes, strict=True):
-                    pending.settle(ok, value)
+                    self._settle(pending, ok, value)
         finally:
             disk.stop()
             self._stopped = True
             stopped = JournalError(f"the journal {self.journal.path} is no longer written")
             for pending in [*self._writes, *self._reads]:
-                pending.settle(False, stopped)
+                self._settle(pending, False, stopped)
 
     def _flush(self, writes: list[_Call], reads: list[_Call]) -> list[tuple[bool, Any]]:
         outcomes: list[tuple[bool, Any]] = []

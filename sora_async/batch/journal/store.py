@@ -48,6 +48,8 @@ SCHEMA_VERSION = 2
 _APPLICATION_ID = 0x536F7241
 
 _S = ItemState
+# A state by its column value (a dict lookup; ItemState(text) is three calls a row).
+_STATES = {state.value: state for state in ItemState}
 _SENDABLE = (_S.PENDING, _S.NOT_CREATED)
 # A column value for Journal._move meaning "the current value plus one".
 _INCREMENT = object()
@@ -702,14 +704,20 @@ class Journal:
 
     # -- registering input ---------------------------------------------------------------------
 
-    def add_items(self, items: Iterable[tuple[int, str, str]]) -> int:
+    def add_items(self, items: Iterable[tuple[int, str, str]], *, canonical: bool = False) -> int:
         """Register input items ``(index, prompt, request_json)`` as ``pending``.
 
         Items already in the journal are left as they are (that is what resuming means).
-        One transaction for all; returns how many were new.
+        One transaction for all; returns how many were new. ``canonical``: each
+        ``request_json`` is request_to_json's own output (a run's planner), taken as it is
+        rather than parsed and written again.
         """
         rows = [
-            (_check_index(index), _check_text("prompt", prompt), _check_request_json(request))
+            (
+                _check_index(index),
+                _check_text("prompt", prompt),
+                request if canonical else _check_request_json(request),
+            )
             for index, prompt, request in items
         ]
         with self._write() as conn:
@@ -1342,7 +1350,7 @@ class Journal:
                 manifest_row(
                     index=idx,
                     prompt=prompt,
-                    state=ItemState(state),
+                    state=_STATES[state],
                     task_id=task_id,
                     files=files,
                     error=error,
