@@ -537,11 +537,13 @@ def test_files_are_recorded_one_by_one_until_done(journal: Journal) -> None:
     j.record_terminal(1, "succeeded", video_urls=["u"])
     with pytest.raises(JournalTransitionError, match="already recorded for item 0"):
         j.record_download(1, "v/0-a.mp4", 1, SHA)
-    for bad in ("/abs/x.mp4", "../x.mp4", "v/../../x.mp4", ""):
+    # A plain file name (the run's own names) is checked without a path object: the same rules.
+    for bad in ("/abs/x.mp4", "../x.mp4", "v/../../x.mp4", "", ".", "..", "C:x.mp4"):
         with pytest.raises(ValueError, match="relative"):
             j.record_download(1, bad, 1, SHA)
-    with pytest.raises(ValueError, match="sha256"):
-        j.record_download(1, "v/1.mp4", 1, "xyz")
+    for digest in ("xyz", SHA + "0", SHA[:-1] + "g", SHA + "\n"):
+        with pytest.raises(ValueError, match="sha256"):
+            j.record_download(1, "v/1.mp4", 1, digest)
     with pytest.raises(ValueError, match="size"):
         j.record_download(1, "v/1.mp4", -1, SHA)
     with pytest.raises(JournalTransitionError, match="not downloading"):
@@ -1143,3 +1145,13 @@ def test_a_move_the_table_does_not_list_never_reaches_the_disk(jpath: Path) -> N
     # Every event the store writes is in the table, and no table entry ends in creating
     # except the intent (the one step before a create is sent).
     assert {e for e, t in TRANSITIONS.items() if ItemState.CREATING in t.targets} == {"intent"}
+
+
+def test_a_request_is_stored_canonical_and_a_canonical_one_as_given(journal: Journal) -> None:
+    loose = '{ "prompt": "p",  "model": "sora-2" }'
+    journal.add_items([(0, "p", loose)])
+    own = request_to_json(VideoRequest("q"))
+    journal.add_items([(1, "q", own)], canonical=True)
+    first, second = journal.items()
+    assert first.request_json == '{"model":"sora-2","prompt":"p"}'
+    assert second.request_json == own
