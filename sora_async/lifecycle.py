@@ -388,21 +388,32 @@ class TaskRuntime:
 
     async def status(self, task_id: str) -> TaskStatus:
         """One status poll (retried on transient failures); a terminal one frees the slot."""
-        return await self._status(task_id, by_follower=False)
+        return await self._status(task_id)
 
-    async def _status(self, task_id: str, *, by_follower: bool) -> TaskStatus:
+    async def _status(self, task_id: str, *, follower: _Task | None = None) -> TaskStatus:
+        """One poll; ``follower``: the task whose follower polls (its last error and last
+        running poll are kept on it)."""
         asked_at = self._clock()
-        status = await self.transport.call(
-            self.provider.status_call(task_id),
-            partial(self.provider.decode_status, task_id),
-            safe=True,
-            retry=self._retry,
-        )
+        try:
+            status = await self.transport.call(
+                self.provider.status_call(task_id),
+                partial(self.provider.decode_status, task_id),
+                safe=True,
+                retry=self._retry,
+            )
+        except SoraError as exc:
+            if follower is not None:
+                follower.last_error = exc  # the cause a watcher that gives up reports
+            raise
+        if follower is not None:
+            follower.last_error = None
+            if not status.is_terminal:
+                follower.last_running_at = asked_at
         task = self._tasks.get(task_id)
         if task is not None:
             if status.is_terminal:
                 # The follower's own poll needs no cancelling: it returns this very status.
-                self._finish(task, status, seen_at=asked_at, stop_follower=not by_follower)
+                self._finish(task, status, seen_at=asked_at, stop_follower=follower is None)
             elif not task.over:
                 task.latest = status
                 task.publish()
@@ -463,21 +474,10 @@ class TaskRuntime:
             # rather than wait out a first-poll delay meant for a task just created.
             started_at -= schedule.initial_delay
 
-        async def fetch() -> TaskStatus:
-            asked_at = self._clock()
-            try:
-                status = await self._status(task.task_id, by_follower=True)
-            except SoraError as exc:
-                task.last_error = exc  # the cause a watcher that gives up reports
-                raise
-            task.last_error = None
-            if not status.is_terminal:
-                task.last_running_at = asked_at
-            return status
-
         try:
             final = await poll_until_terminal(
-                fetch,
+                # _status itself, not a coroutine around it: one frame fewer at every resume.
+                partial(self._status, task.task_id, follower=task),
                 schedule,
                 timeout=None,
                 wake=wake,
@@ -618,10 +618,11 @@ class TaskRuntime:
         """
         if not isinstance(job.request, VideoRequest):
             raise ValidationError("request", job.request, "a VideoRequest")
-        image = await self.prepare(job.request)
+        # create_call() checks the request as prepare() would: prepare() is for an image.
+        image = await self.prepare(job.request) if job.request.image is not None else None
         request, callback_expected = self._with_callback(job.request)
         call = self.provider.create_call(request, image)
-        slot: Slot | None = await self._acquire(stop)
+        slot: Slot | None = self._free_slot(stop) or await self._acquire(stop)
         try:
             while True:
                 assert slot is not None
@@ -802,17 +803,23 @@ class TaskRuntime:
             # Whatever happened, the job's caller is never left waiting.
             _wake(launch.woken)
 
+    def _free_slot(self, stop: SendingStop | None) -> Slot | None:
+        """A slot free at once, taken without a wait (None: :meth:`_acquire` waits for one).
+
+        No stop scope around it, and no coroutine: a scope costs about as much to enter and
+        leave as the rest of the create's bookkeeping, and most creates find a slot free.
+        """
+        if self._acquire_nowait is None or (stop is not None and stop.stopped):
+            return None
+        try:
+            return self._acquire_nowait()
+        except anyio.WouldBlock:
+            return None
+
     async def _acquire(self, stop: SendingStop | None) -> Slot:
         """A slot for a create, unless the run stops creating first (CreateSkipped)."""
         if stop is None:
             return await self.governor.acquire()
-        if self._acquire_nowait is not None and not stop.stopped:
-            # A slot free at once needs no stop scope around its wait (a scope costs about
-            # as much to enter and leave as the rest of the create's bookkeeping).
-            try:
-                return self._acquire_nowait()
-            except anyio.WouldBlock:
-                pass
         slot: Slot | None = None
         with stop.waiting() as scope:
             slot = await self.governor.acquire()

@@ -304,7 +304,9 @@ def _describe(error: BaseException) -> str:
     return type(error).__name__
 
 
-async def _read_answer(response: aiohttp.ClientResponse, endpoint: str) -> bytes:
+def _read_answer(response: aiohttp.ClientResponse, endpoint: str) -> Awaitable[bytes]:
+    """The answer's whole body, to be awaited (a plain function: the usual answer is read by
+    aiohttp's own coroutine, with none of ours around it)."""
     length = response.content_length
     if length is not None and length > MAX_ANSWER_BYTES:
         raise ProtocolError(
@@ -313,7 +315,11 @@ async def _read_answer(response: aiohttp.ClientResponse, endpoint: str) -> bytes
     if length is not None and not response.headers.get("Content-Encoding"):
         # The parser lets through no more than the declared (and checked) size, so one read
         # to the end is bounded; the chunked loop below is for answers of unknown size.
-        return await response.content.read()
+        return response.content.read()
+    return _read_chunks(response, endpoint)
+
+
+async def _read_chunks(response: aiohttp.ClientResponse, endpoint: str) -> bytes:
     parts: list[bytes] = []
     size = 0
     async for chunk in response.content.iter_chunked(64 * 1024):

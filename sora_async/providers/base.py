@@ -52,7 +52,9 @@ class Provider(Protocol):
     def check_request(self, request: VideoRequest) -> None:
         """Raise ValidationError for any field this provider cannot honour."""
 
-    def create_call(self, request: VideoRequest, image: PreparedImage | None) -> ApiCall: ...
+    def create_call(self, request: VideoRequest, image: PreparedImage | None) -> ApiCall:
+        """The create's call; refuses what :meth:`check_request` refuses (a request without an
+        image reaches the wire checked by this alone)."""
 
     def decode_create(self, response: RawResponse) -> str:
         """The new task id, or raise APIError / ProtocolError."""
