@@ -14,6 +14,7 @@ import asyncio
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -221,3 +222,49 @@ def test_an_idle_thread_never_holds_the_exit() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "done\n"
+
+
+def _spin(seconds: float) -> None:
+    """Run Python (holding the GIL) for ``seconds``."""
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        pass
+
+
+def test_a_thread_woken_for_a_job_another_took_still_ends() -> None:
+    """CPython's SimpleQueue.get(timeout=...) waits forever in a thread woken for an item that
+    another thread took once its deadline has passed; a disk thread stuck there once held a
+    finished CLI's exit for good. Here thread A, busy with a job, is first in line for the GIL
+    when a second job wakes the idle thread W, and the GIL is held past W's idle check (0.1 s),
+    so that A takes the job W was woken for. Each round, both threads must still end once the
+    loop is closed."""
+
+    async def race(disk: DiskThread) -> None:
+        await disk.run(lambda: None)  # both threads started; then idle in get(timeout)
+        await asyncio.sleep(0.05)
+        first = asyncio.ensure_future(disk.run(time.sleep, 0.01))
+        await asyncio.sleep(0.005)  # A took it and sleeps, without the GIL
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(1.0)
+        try:
+            _spin(0.03)  # A's sleep is over: A waits for the GIL
+            queued = disk.run(lambda: None)
+            second = queued.send(None)  # queued, and W woken, behind A in the GIL's line
+            _spin(0.3)
+        finally:
+            sys.setswitchinterval(switch)
+        await first
+        await asyncio.wait([second])  # driven by hand above: not awaitable as a future again
+        queued.close()
+
+    for _ in range(4):
+        loop = asyncio.new_event_loop()
+        disk = DiskThread(loop, threads=2, idle_end=float("inf"), name="race")
+        loop.run_until_complete(race(disk))
+        loop.close()
+        ending = time.monotonic() + 10
+        while any(t.name == "race" for t in threading.enumerate()):
+            if time.monotonic() > ending:
+                disk.stop()  # wakes a stuck thread: the failure must not hang the run's exit
+                pytest.fail("a disk thread never saw its loop closed")
+            time.sleep(0.02)
