@@ -207,6 +207,8 @@ class Network:
 
     def proxy_for(self, url: str) -> str | None:
         """The proxy URL to send a request for ``url`` through, or None for a direct one."""
+        if self.proxy is None and not self.env_proxies:
+            return None  # the usual case, asked for each file: no URL parsed (a dozen calls)
         parsed = URL(url)
         host = parsed.raw_host or ""
         if self.no_proxy and host:
