@@ -133,7 +133,10 @@ class Planner:
             if self.dry_run:
                 return whole
             self.journal = self._open_journal(client, fingerprint)
-            return await self._plan(client, reader, fingerprint)
+            # Every item is new, so this plan is the whole one: its prices are whole's.
+            plan = await self._plan(client, reader, fingerprint, priced=False)
+            plan.estimate, plan.unpriced = whole.estimate, whole.unpriced
+            return plan
         self.journal = self._open_journal(client, fingerprint)
         plan = await self._plan(client, reader, fingerprint)
         await self._check_cost(client, plan)
@@ -200,7 +203,13 @@ class Planner:
             forget_held(self.out)
 
     async def _plan(
-        self, client: SoraClient, reader: InputReader, fingerprint: str, *, compare: bool = False
+        self,
+        client: SoraClient,
+        reader: InputReader,
+        fingerprint: str,
+        *,
+        compare: bool = False,
+        priced: bool = True,
     ) -> Plan:
         plan = Plan()
         journal = self.journal
@@ -226,7 +235,12 @@ class Planner:
             last_known = appended and item.index == known - 1
             if len(chunk) >= REGISTER_CHUNK or last_known:
                 whole = self._plan_chunk(
-                    client, chunk, plan, trusted=trusted or appended, register=not appended
+                    client,
+                    chunk,
+                    plan,
+                    trusted=trusted or appended,
+                    register=not appended,
+                    priced=priced,
                 )
                 chunk = []
                 if last_known:
@@ -240,7 +254,7 @@ class Planner:
                     trusted, appended = True, False
                 await anyio.lowlevel.checkpoint()
         if chunk:
-            self._plan_chunk(client, chunk, plan, trusted=trusted)
+            self._plan_chunk(client, chunk, plan, trusted=trusted, priced=priced)
         if reader.fingerprint != fingerprint or plan.total != self.total:
             raise BatchInputError(
                 self.input_path,
@@ -269,6 +283,7 @@ class Planner:
         *,
         trusted: bool,
         register: bool = True,
+        priced: bool = True,
     ) -> bool:
         """Plan (and register, unless not ``register``) ``chunk``; whether the journal knew
         all of it."""
@@ -296,7 +311,8 @@ class Planner:
                 canonical=True,
             )
         for item in chunk:
-            self._count(client, plan, item.request, known_states.get(item.index, _S.PENDING))
+            state = known_states.get(item.index, _S.PENDING)
+            self._count(client, plan, item.request, state, priced=priced)
         return len(known_states) == len(chunk)
 
     def _check_same_request(self, known: ItemRow, item: InputItem, request_json: str) -> None:
@@ -324,13 +340,21 @@ class Planner:
         )
 
     def _count(
-        self, client: SoraClient, plan: Plan, request: VideoRequest, state: ItemState
+        self,
+        client: SoraClient,
+        plan: Plan,
+        request: VideoRequest,
+        state: ItemState,
+        *,
+        priced: bool = True,
     ) -> None:
         plan.total += 1
         if self.policy.will_create(state):
             plan.to_create += 1
             plan.resubmit += state is _S.UNKNOWN
             plan.retry += state is _S.FAILED
+            if not priced:
+                return
             price = client.estimate_credits(request)
             if price is None:
                 plan.unpriced += 1

@@ -140,9 +140,9 @@ class Tracker:
         if 0 <= index < self.total and self._ended[index]:
             return  # an item reaches one final phase per run
         old = self._phase.get(index, start)
-        if phase is not Phase.RUNNING:
+        if phase is not Phase.RUNNING and self._progress:
             self._progress.pop(index, None)
-        if phase.is_final:
+        if phase in _FINAL:  # not phase.is_final: a property call, four times a task
             self._phase.pop(index, None)
             self._finished += 1
             self._ended_at.append(self._clock())

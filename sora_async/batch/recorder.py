@@ -301,7 +301,10 @@ class Recorder:
         if result.download_error is not None:
             self._download_failed(index, result, result.download_error, urls, files)
             return
-        names = ", ".join([self._relative(f) for f in result.files])
+        if len(files) == len(result.files):  # each file announced: their names are at hand
+            names = ", ".join([path for path, _, _ in files])
+        else:
+            names = ", ".join([self._relative(f) for f in result.files])
 
         def done() -> None:
             self.notes.pop(index, None)
