@@ -199,8 +199,10 @@ async def test_a_killed_workers_slots_come_back_after_the_lease_ttl(
             recovered_after = time.monotonic() - killed_at
         counters = mock.counters
     await redis.aclose()
-    # Its slots were not handed back by anyone: they stayed until their leases expired.
-    assert held_after_kill >= 5
+    # Its slots were not handed back by anyone: they stayed until their leases expired. (Not
+    # all five it held when it was looked at: on a busy machine some of its tasks end and give
+    # theirs back before the kill lands.)
+    assert held_after_kill >= 1
     assert victim.report is None
     for worker in others:
         assert worker.report is not None, worker.stderr[-2000:]
