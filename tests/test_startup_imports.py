@@ -40,3 +40,14 @@ def test_the_receiver_is_still_importable_from_the_package() -> None:
     assert _imported(code) == "CallbackReceiver"
     with pytest.raises(subprocess.CalledProcessError):
         _imported("import sora_async; sora_async.NoSuchName")
+
+
+def test_the_wire_converters_are_made_only_for_an_answer_that_needs_one() -> None:
+    # The fast readers take the usual answers; cattrs and its generated hooks cost a process
+    # tens of milliseconds at start-up.
+    code = (
+        "import sys; from sora_async import SoraClient; import sora_async.providers.sora2api; "
+        "SoraClient('freesora', 'k' * 20, base_url='http://127.0.0.1:9'); "
+        "print('cattrs' in sys.modules)"
+    )
+    assert _imported(code) == "False"

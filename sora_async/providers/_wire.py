@@ -22,18 +22,17 @@ import re
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
-import cattrs
-from cattrs.cols import list_structure_factory
-from cattrs.gen import make_dict_structure_fn, override
-from cattrs.v import format_exception
 
 from ..calls import RawResponse
 from ..errors import APIError, ProtocolError
 from ..models import check_task_id
 from .base import error_for_status
+
+if TYPE_CHECKING:
+    import cattrs
 
 __all__ = [
     "Codec",
@@ -160,6 +159,8 @@ def _is_list(tp: Any) -> bool:
 
 
 def _strict_list_factory(tp: Any, converter: cattrs.Converter) -> Callable[[Any, Any], Any]:
+    from cattrs.cols import list_structure_factory
+
     inner = list_structure_factory(tp, converter)
 
     def structure(value: Any, cl: Any) -> Any:
@@ -171,6 +172,8 @@ def _strict_list_factory(tp: Any, converter: cattrs.Converter) -> Callable[[Any,
 
 
 def _base_converter(*, strict: bool) -> cattrs.Converter:
+    import cattrs
+
     converter = cattrs.Converter(forbid_extra_keys=strict, detailed_validation=True)
     converter.register_structure_hook(str, _structure_str)
     converter.register_structure_hook(int, _structure_int)
@@ -182,6 +185,8 @@ def _base_converter(*, strict: bool) -> cattrs.Converter:
 
 
 def _register_wire_class(converter: cattrs.Converter, cls: type[Any]) -> None:
+    from cattrs.gen import make_dict_structure_fn, override
+
     # Typed loosely: mypy would match a str-keyed dict against the _cattrs_* flags too.
     renames: dict[str, Any] = {
         field.name: override(rename=field.metadata[WIRE_NAME])
@@ -199,17 +204,35 @@ def _register_wire_class(converter: cattrs.Converter, cls: type[Any]) -> None:
     converter.register_structure_hook(cls, structure)
 
 
-def make_converters(*classes: type[Any]) -> tuple[cattrs.Converter, cattrs.Converter]:
+class LazyConverter:
+    """A converter that knows some wire classes, made at its first use.
+
+    Most answers never reach one (the fast readers take the usual ones), and making the
+    converters (cattrs' import, then a generated function a class) cost every process tens of
+    milliseconds of CPU at start-up, a thousand-prompt batch's share of a task included.
+    """
+
+    __slots__ = ("_classes", "_made", "_strict")
+
+    def __init__(self, classes: tuple[type[Any], ...], *, strict: bool) -> None:
+        self._classes = classes
+        self._strict = strict
+        self._made: cattrs.Converter | None = None
+
+    def structure(self, data: Any, cls: type[T]) -> T:
+        made = self._made
+        if made is None:
+            made = self._made = _base_converter(strict=self._strict)
+            # make_dict_structure_fn reads forbid_extra_keys when it generates, so each
+            # converter needs its own generated hooks.
+            for wire_class in self._classes:
+                _register_wire_class(made, wire_class)
+        return made.structure(data, cls)
+
+
+def make_converters(*classes: type[Any]) -> tuple[LazyConverter, LazyConverter]:
     """A (lenient, strict) pair of converters that know the given wire classes' renames."""
-    pair = []
-    for strict in (False, True):
-        converter = _base_converter(strict=strict)
-        # make_dict_structure_fn reads forbid_extra_keys when it generates, so each converter
-        # needs its own generated hooks.
-        for cls in classes:
-            _register_wire_class(converter, cls)
-        pair.append(converter)
-    return pair[0], pair[1]
+    return LazyConverter(classes, strict=False), LazyConverter(classes, strict=True)
 
 
 def sanitize(text: str, *, limit: int = _MAX_MESSAGE, strip_tags: bool = False) -> str:
@@ -408,7 +431,7 @@ class Codec:
     success_code: int
     #: Envelope keys that may hold the human message, preferred first.
     message_keys: tuple[str, ...]
-    converter: cattrs.Converter
+    converter: LazyConverter
     strict: bool = False
     #: Hand-written readers of a class's usual answer (see :data:`FastReader`), tried before
     #: the converter except in strict mode (they ignore undocumented fields).
@@ -515,6 +538,8 @@ class Codec:
 
 
 def _format(exc: BaseException, tp: type | None) -> str:
+    from cattrs.v import format_exception  # loaded with the converter that raised
+
     if isinstance(exc, WireTypeError):
         return str(exc)
     return format_exception(exc, tp)
@@ -528,6 +553,8 @@ def _wire_names(cl: Any) -> dict[str, str]:
 
 def _paths(exc: BaseException, path: str) -> list[str]:
     """cattrs.transform_error, but a path names JSON keys (``successFlag``), not attributes."""
+    import cattrs  # loaded with the converter that raised
+
     lines: list[str] = []
     if isinstance(exc, (cattrs.ClassValidationError, cattrs.IterableValidationError)):
         if isinstance(exc, cattrs.ClassValidationError):
