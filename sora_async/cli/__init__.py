@@ -7,13 +7,14 @@ Exit codes: 0 all succeeded, 1 a task failed, 2 usage/configuration, 130 interru
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Final, NoReturn
 
 import anyio
 import attrs
@@ -547,8 +548,19 @@ def _wants_json(argv: Sequence[str]) -> bool:
     return chosen == "json"
 
 
+#: The cyclic collector's thresholds in the CLI's own process (CPython's are 700, 10, 10).
+#: Nearly everything a task makes dies young by reference counting, and a collection every 700
+#: net allocations cost a 2,000-prompt batch 0.24 s of CPU (0.12 ms a task, 3 % of it) against
+#: 0.02 s with these; cyclic garbage still goes, in fewer, larger collections. Only here, never
+#: in the library: a caller's process keeps its own settings.
+GC_THRESHOLDS: Final = (20_000, 20, 20)
+
+
 def run() -> NoReturn:
     """The ``sora-async`` console script and ``python -m sora_async``: main(), then exit."""
+    # What start-up made (modules, classes) stays: out of every later collection's way.
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
     status = main()
     leave(status, interrupted=status == EXIT_INTERRUPTED)
 
