@@ -339,14 +339,16 @@ def _write_text(path: str, text: str) -> None:
         handle.write(text)
 
 
-def _prepare(part: str, where: str, *, resume: bool) -> tuple[str | None, int]:
+def _prepare(part: str, where: str, resume: bool) -> tuple[str | None, int]:
     """Before the first request: read the .part's ETag (a .part without one is removed:
     nothing says which file its bytes came from), and the .part's size. A .part that cannot be
     removed is a DownloadError.
 
-    Run on the event loop: usually one lookup (no .part), which waits on no device; a
-    disk-thread job for it would cost more CPU than it does. A missing folder is made with
-    the first bytes (see _append), on the disk thread."""
+    Run on the disk thread: usually one lookup (no .part), but the lookup of a name not yet
+    there waits for the folder's lock, which the other files' creates and renames hold while
+    the file system commits (on the event loop, in the batch of 2,000 1 KB files: 0.44 ms a file
+    on average, 1.5 ms at the 90th percentile, 0.05 ms of it CPU). A missing folder is made
+    with the first bytes (see _append)."""
     if not os.path.lexists(part):
         # Nothing to resume. A marker left without its .part is replaced, or removed, with the
         # first bytes (see _append), as the answer that begins the file has its own ETag.
@@ -764,7 +766,7 @@ async def download_file(
     path = dest if isinstance(dest, Path) else Path(dest)
     name = str(path)
     part = name + _PART_SUFFIX
-    etag, on_disk = _prepare(part, where, resume=resume)
+    etag, on_disk = await disk_thread().run(_prepare, part, where, resume)
     progress = _Progress(etag=etag)
     client_timeout = _client_timeout(connect_timeout, read_timeout)
     proxy = proxy_for(url) if proxy_for is not None else None
