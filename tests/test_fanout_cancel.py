@@ -215,3 +215,40 @@ async def test_leaving_early_stops_creating_and_reports_live_tasks(
     # Nothing the client started outlives it.
     left = {task for task in asyncio.all_tasks() if not task.done()} - before
     assert left == set(), left
+
+
+async def test_a_created_hook_is_not_cut_short_by_cancelling_the_consumer() -> None:
+    """The CREATED hook is where a caller keeps a task id before anything else happens to the
+    task (a batch's journal write): cancelling generate_many's consumer while the hook awaits
+    lets the hook finish (it runs in the launch's task), not raise CancelledError into it.
+    (generate() runs the hook in the caller's own task, where a cancellation does cut it: the
+    id is then only in the client's closing warning.)"""
+    async with MockServer(MockConfig(task_seconds=60, jitter=0.0)) as mock:
+        entered, release = asyncio.Event(), asyncio.Event()
+        kept: list[str] = []
+
+        async def hook(event: TaskEvent) -> None:
+            if event.kind is EventKind.CREATED:
+                assert event.task_id is not None
+                entered.set()
+                await release.wait()  # a slow disk: cut here, the id would be lost
+                kept.append(event.task_id)
+
+        async with SoraClient(
+            "freesora", KEY, base_url=mock.freesora_url, poll_interval=POLL
+        ) as client:
+
+            async def call() -> None:
+                async for _ in client.generate_many(["a prompt"], on_event=hook):
+                    pass
+
+            with anyio.fail_after(HANG_GUARD):
+                task = asyncio.create_task(call())
+                await entered.wait()
+                task.cancel()
+                await asyncio.sleep(0.05)  # the cancellation has reached whatever it reaches
+                release.set()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+        [created] = [t.task_id for t in mock.tasks(KEY)]
+        assert kept == [created]
