@@ -252,3 +252,28 @@ async def test_a_created_hook_is_not_cut_short_by_cancelling_the_consumer() -> N
                     await task
         [created] = [t.task_id for t in mock.tasks(KEY)]
         assert kept == [created]
+
+
+async def test_generate_cancelled_in_its_created_hook_still_lists_the_task() -> None:
+    """generate() runs its hooks in the caller's task: a cancellation there cuts a CREATED hook
+    that is still awaiting. The task is not lost for all that: it is the client's to follow,
+    listed in unfinished_tasks while it lives."""
+    async with MockServer(MockConfig(task_seconds=60, jitter=0.0)) as mock:
+        entered = asyncio.Event()
+
+        async def hook(event: TaskEvent) -> None:
+            if event.kind is EventKind.CREATED:
+                entered.set()
+                await asyncio.Event().wait()
+
+        async with SoraClient(
+            "freesora", KEY, base_url=mock.freesora_url, poll_interval=POLL
+        ) as client:
+            with anyio.fail_after(HANG_GUARD):
+                task = asyncio.create_task(client.generate("a prompt", on_event=hook))
+                await entered.wait()
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+            [created] = [t.task_id for t in mock.tasks(KEY)]
+            assert created in client.unfinished_tasks
