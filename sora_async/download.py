@@ -40,7 +40,7 @@ import re
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 import aiohttp
 import attrs
@@ -62,6 +62,8 @@ __all__ = [
     "redact_url",
     "video_filename",
 ]
+
+T = TypeVar("T")
 
 #: A generated clip is tens of megabytes; 2 GiB is far above any real one and still bounds
 #: what a misrouted URL (a disk image, an endless stream) can write to the user's disk.
@@ -280,7 +282,7 @@ def _write_whole(part: str, dest: str, body: bytes) -> str:
     """A whole small body's one trip to the disk: a new .part, fsynced, renamed over ``dest``
     (its folder synced with the batch); the body's SHA-256. A failure leaves no .part."""
     try:
-        fd = _open_new(part)
+        fd = _in_its_folder(part, partial(_open_new, part))
         try:
             _write_all(fd, [body])
             os.fsync(fd)
@@ -294,18 +296,23 @@ def _write_whole(part: str, dest: str, body: bytes) -> str:
 
 
 def _open_new(part: str) -> int:
-    """A .part opened empty for writing; a missing folder is made (only when the open says so:
-    looking for it first on each file cost more than making it the few times it is missing)."""
+    """A .part opened empty for writing (its folder made if missing, see _in_its_folder)."""
     # os-level calls, not open(): each call releases the GIL and takes it back from the busy
     # event loop, and a buffered file adds a stat, a tty check and a flush of its own.
-    try:
-        return os.open(part, _OPEN_FLAGS["wb"], 0o666)
-    except FileNotFoundError:
-        folder = _folder(part)
-        if os.path.isdir(folder):
-            raise
-    os.makedirs(folder, exist_ok=True)
     return os.open(part, _OPEN_FLAGS["wb"], 0o666)
+
+
+def _in_its_folder(part: str, start: Callable[[], T]) -> T:
+    """``start()``, which begins the new file ``part``; when it finds no folder, the folder is
+    made and ``start()`` run again. Made only when the open says so, not before the request:
+    looking for it each time cost more than making it the few times it is missing."""
+    try:
+        return start()
+    except FileNotFoundError:
+        if os.path.isdir(_folder(part)):
+            raise
+    os.makedirs(_folder(part), exist_ok=True)
+    return start()
 
 
 def _is_retryable_status(status: int) -> bool:
@@ -384,15 +391,9 @@ def _append(
     ``dest`` in this same trip to the disk (one trip a file, not two). The marker, which only a
     .part left behind needs, is then written only if the .part stays.
     """
-    try:
-        return _write_part(part, chunks, mode=mode, etag=etag, commit=commit)
-    except FileNotFoundError:
-        if mode != "wb" or os.path.isdir(_folder(part)):
-            raise
-    # The folder is made here, not before the request: looking for it each time on the event
-    # loop cost more than making it the few times it is missing.
-    os.makedirs(_folder(part), exist_ok=True)
-    return _write_part(part, chunks, mode=mode, etag=etag, commit=commit)
+    write = partial(_write_part, part, chunks, mode=mode, etag=etag, commit=commit)
+    # Only a new .part ("wb") may find its folder missing; an appended one was there.
+    return _in_its_folder(part, write) if mode == "wb" else write()
 
 
 def _write_part(
