@@ -7,6 +7,11 @@ future; a free thread takes everything queued, runs it, makes the new names the 
 durable with one fsync per folder (:func:`sync_directory_later`), and only then wakes the loop,
 once, to report every job of the batch.
 
+- One thread serves at first; another starts when a job has waited ``_GROW_AFTER`` for one,
+  up to ``threads`` (a slow disk: fsyncs issued together are committed together). A thread
+  more than the work needs costs more than it saves: each takes the GIL from the busy event
+  loop at every system call it returns from (four threads for fast one-kilobyte files cost the
+  run a fifth more CPU than one).
 - A job that raises fails alone; a folder whose fsync fails fails the jobs that renamed into it.
 - A caller cancelled while it waits leaves its job to run; the result is dropped. Whoever needs
   the outcome whatever happens shields the wait (as GroupCommit does for its commits).
@@ -35,11 +40,14 @@ __all__ = ["FILE_THREADS", "DiskThread", "disk_thread", "set_disk_thread", "sync
 
 T = TypeVar("T")
 
-#: Threads a loop's files are written with. Each file's fsync waits on the disk, and fsyncs
-#: issued together are committed together by the file system: 2,000 one-kilobyte files at load
-#: 10, one thread spent 8-10 ms a file (15.7 of the run's 19 s) and made the run's wall a
-#: quarter longer than four did; four is also what the downloads used before.
+#: At most this many threads write a loop's files. Each file's fsync waits on the disk, and
+#: fsyncs issued together are committed together by the file system: 2,000 one-kilobyte files
+#: at load 10, one thread spent 8-10 ms a file (15.7 of the run's 19 s) and made the run's wall
+#: a quarter longer than four did; four is also what the downloads used before.
 FILE_THREADS = 4
+#: A job queued this long without a thread taking it starts another thread (up to the most).
+#: A fast disk writes a small file in well under a millisecond, so one thread keeps up.
+_GROW_AFTER = 0.02
 #: How often an idle thread looks whether its loop is closed (the loop tells it nothing).
 _IDLE_CHECK = 0.1
 #: An idle thread this long ends (a new one starts with the next job).
@@ -88,21 +96,28 @@ def sync_directory_later(directory: str | os.PathLike[str]) -> None:
 
 
 class _Job:
-    __slots__ = ("args", "call", "future")
+    __slots__ = ("args", "call", "future", "number")
 
     def __init__(
-        self, call: Callable[..., Any], args: tuple[Any, ...], future: asyncio.Future[Any]
+        self,
+        call: Callable[..., Any],
+        args: tuple[Any, ...],
+        future: asyncio.Future[Any],
+        number: int,
     ) -> None:
         self.call = call
         self.args = args
         self.future = future
+        #: Its place in the order jobs were queued (jobs are taken in that order).
+        self.number = number
 
 
 class DiskThread:
     """Runs blocking calls for one event loop in ``threads`` threads; see the module docstring.
 
     ``sync_directory`` makes a folder's new entries durable (tests pass one that records);
-    ``idle_end``: seconds without a job after which the thread ends; ``name``: the thread's.
+    ``idle_end``: seconds without a job after which the thread ends; ``name``: the thread's;
+    ``threads``: at most how many serve; ``start_with``: how many the first job starts.
     """
 
     def __init__(
@@ -113,9 +128,11 @@ class DiskThread:
         idle_end: float = _IDLE_END,
         name: str = "sora-async disk",
         threads: int = 1,
+        start_with: int = 1,
     ) -> None:
         self._name = name
         self._threads = threads
+        self._start_with = min(start_with, threads)
         self._loop = loop
         self._idle_end = idle_end
         self._sync_directory = sync_directory
@@ -131,6 +148,12 @@ class DiskThread:
         #: Threads serving, and at most how many.
         self._running = 0
         self._stopping = False
+        #: Jobs queued so far, and the number of the last one a thread took (written by the
+        #: threads, read on the loop: a late or early read only moves a growth by one look).
+        self._queued = 0
+        self._taken = 0
+        #: The job whose wait the loop is timing (0: none), to grow when a thread is too slow.
+        self._timed = 0
         #: Batches run: for tests and measurements.
         self.batches = 0
 
@@ -138,14 +161,37 @@ class DiskThread:
         """``call(*args)`` on the disk thread; its result or exception, once any folder it
         renamed into is durable."""
         future: asyncio.Future[T] = self._loop.create_future()
-        job = _Job(call, args, future)
+        self._queued += 1
+        job = _Job(call, args, future, self._queued)
         with self._lock:
             self._jobs.put(job)
-            while self._running < self._threads:
-                threading.Thread(target=self._serve, name=self._name, daemon=False).start()
-                self._running += 1
-                _at_exit.add(self)
+            if self._running == 0:
+                self._start(self._start_with)
+        if not self._timed and self._running < self._threads:
+            self._time_wait()
         return await future
+
+    def _start(self, count: int) -> None:
+        # Under self._lock.
+        for _ in range(count):
+            threading.Thread(target=self._serve, name=self._name, daemon=False).start()
+            self._running += 1
+        _at_exit.add(self)
+
+    def _time_wait(self) -> None:
+        """Look again, after _GROW_AFTER, whether a thread took the newest job."""
+        self._timed = self._queued
+        self._loop.call_later(_GROW_AFTER, self._look)
+
+    def _look(self) -> None:
+        waiting = self._taken < self._timed
+        self._timed = 0
+        if waiting:
+            with self._lock:
+                if 0 < self._running < self._threads and not self._stopping:
+                    self._start(1)
+        if self._taken < self._queued and self._running < self._threads:
+            self._time_wait()
 
     def stop(self) -> None:
         """End the thread once it has run what is queued (idempotent, any thread)."""
@@ -174,6 +220,7 @@ class DiskThread:
                     break
             jobs = [job for job in batch if job is not None]
             if jobs:
+                self._taken = max(self._taken, jobs[-1].number)
                 self._run(jobs)
             if None in batch and self._leave():
                 return

@@ -169,9 +169,24 @@ async def test_the_loops_thread_is_one_and_serves_downloads(tmp_path: Path) -> N
     assert folders.synced == [str(dest.parent)]
 
 
+def _threads_named(name: str) -> int:
+    return sum(thread.name == name for thread in threading.enumerate())
+
+
+async def test_one_thread_serves_while_it_keeps_up() -> None:
+    # Every thread more takes the GIL from the loop at each system call it returns from.
+    disk = DiskThread(asyncio.get_running_loop(), threads=4, name="keeping-up")
+    for _ in range(3):
+        await asyncio.gather(*(disk.run(time.sleep, 0.001) for _ in range(5)))
+        await asyncio.sleep(0.05)  # longer than a growth's look: a slow job would have grown
+    assert _threads_named("keeping-up") == 1
+    disk.stop()
+
+
 async def test_the_files_threads_write_side_by_side() -> None:
     # A job that waits for the next one to run: it finishes only if another thread runs that
-    # one meanwhile (fsyncs issued together are committed together).
+    # one meanwhile (fsyncs issued together are committed together). The second thread starts
+    # because the second job waits too long for the first.
     assert FILE_THREADS >= 2
     both = threading.Barrier(2, timeout=30)
     running = threading.Event()
@@ -210,7 +225,7 @@ import asyncio, sys, threading
 from sora_async.diskthread import DiskThread
 
 loop = asyncio.new_event_loop()
-thread = DiskThread(loop, idle_end=float("inf"), threads=2)
+thread = DiskThread(loop, idle_end=float("inf"), threads=2, start_with=2)
 print(loop.run_until_complete(thread.run(lambda: "done")))
 # The loop is never closed: only the interpreter's exit can end the thread.
 """
@@ -259,7 +274,7 @@ def test_a_thread_woken_for_a_job_another_took_still_ends() -> None:
 
     for _ in range(4):
         loop = asyncio.new_event_loop()
-        disk = DiskThread(loop, threads=2, idle_end=float("inf"), name="race")
+        disk = DiskThread(loop, threads=2, start_with=2, idle_end=float("inf"), name="race")
         loop.run_until_complete(race(disk))
         loop.close()
         ending = time.monotonic() + 10

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import hashlib
 import re
 import socket
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import aiohttp
 import pytest
@@ -18,6 +21,7 @@ from hypothesis import strategies as st
 
 from sora_async.calls import Endpoint
 from sora_async.config import Secret
+from sora_async.diskthread import DiskThread, set_disk_thread
 from sora_async.download import DownloadedFile, download_file, redact_url, video_filename
 from sora_async.errors import DownloadError
 from sora_async.mock import Fault, MockConfig, MockServer
@@ -28,6 +32,7 @@ CANARY = "sk-CANARY-download-41c7"
 SIGNATURE = "X-Signature=TOPSECRET"
 FILE_SIZE = 96 * 1024
 NO_RETRY = RetryPolicy(attempts=1)
+T = TypeVar("T")
 
 
 class Sleeps:
@@ -518,3 +523,77 @@ async def test_a_folder_that_cannot_be_made_is_a_download_error(
     (tmp_path / "taken").write_text("a file where the folder should be")
     with pytest.raises(DownloadError, match="cannot write"):
         await download_file(session, file_url(mock, task_id), tmp_path / "taken" / "clip.mp4")
+
+
+# -- the .part look: once a folder, and never missing this process's own -----------------
+
+
+class CountingDiskThread(DiskThread):
+    """The loop's disk thread, counting the jobs it runs by their function's name."""
+
+    def __init__(self) -> None:
+        super().__init__(asyncio.get_running_loop())
+        self.calls: collections.Counter[str] = collections.Counter()
+
+    async def run(self, call: Callable[..., T], *args: Any) -> T:
+        self.calls[getattr(call, "__name__", type(call).__name__)] += 1
+        return await super().run(call, *args)
+
+
+@pytest.mark.anyio
+async def test_a_folder_is_looked_at_for_a_part_once_not_once_a_file(
+    mock: MockServer, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    disk = CountingDiskThread()
+    set_disk_thread(disk)
+    try:
+        for name in ("a.mp4", "b.mp4", "c.mp4"):
+            task_id = new_task(mock)
+            result = await download_file(session, file_url(mock, task_id), tmp_path / name)
+            assert_whole(result, tmp_path / name, mock.file_bytes(task_id))
+    finally:
+        disk.stop()
+    # One look (which lists the folder), then each small file's one trip to the disk.
+    assert disk.calls == {"_prepare": 1, "_write_whole": 3}
+
+
+@pytest.mark.anyio
+async def test_a_part_this_process_left_is_resumed_by_its_next_download(
+    tmp_path: Path,
+) -> None:
+    """The folder is listed before the first download leaves its .part: the index must still
+    know of it, or the second download would start over."""
+    ranges: list[str | None] = []
+    half = len(PAYLOAD) // 2
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        wanted = request.headers.get("Range")
+        ranges.append(wanted)
+        if wanted is None:  # the whole file, unsized, cut off half-way
+            response = web.StreamResponse(headers={"ETag": ETAG})
+            await response.prepare(request)
+            await response.write(PAYLOAD[:half])
+            assert request.transport is not None
+            request.transport.close()
+            return response
+        first = int(wanted.removeprefix("bytes=").removesuffix("-"))
+        headers = {
+            "ETag": ETAG,
+            "Content-Range": f"bytes {first}-{len(PAYLOAD) - 1}/{len(PAYLOAD)}",
+        }
+        return web.Response(status=206, body=PAYLOAD[first:], headers=headers)
+
+    server = await storage(handler)
+    dest = tmp_path / "f.mp4"
+    try:
+        async with aiohttp.ClientSession() as session:
+            url = str(server.make_url("/f.mp4"))
+            with pytest.raises(DownloadError, match="gave up after 1 attempt"):
+                await download_file(session, url, dest, retry=NO_RETRY)
+            assert dest.with_name("f.mp4.part").stat().st_size == half
+            result = await download_file(session, url, dest, retry=NO_RETRY)
+    finally:
+        await server.close()
+    assert ranges == [None, f"bytes={half}-"]
+    assert_whole(result, dest, PAYLOAD)
+    assert result.resumed is True
