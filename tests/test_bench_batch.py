@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -84,15 +85,16 @@ def test_batch_targets_are_ratios_to_the_script_at_each_size() -> None:
 
 def test_the_core_client_splits_the_batch_cost_per_size() -> None:
     runs = [
-        _run(BATCH_SDK, 1000, cpu_seconds=4.5),
-        _run(BATCH_SCRIPT, 1000, cpu_seconds=1.5),
+        _run(BATCH_SDK, 1000, cpu_seconds=4.5, loop_cpu_seconds=2.5),
+        _run(BATCH_SCRIPT, 1000, cpu_seconds=1.5, loop_cpu_seconds=1.5),
+        # Where the kernel does not tell a thread's CPU, the cell says so.
         _run(BATCH_CORE, 1000, cpu_seconds=3.0),
         # A size without the core client has no row in the split.
         _run(BATCH_SDK, 10_000, cpu_seconds=40.0),
         _run(BATCH_SCRIPT, 10_000, cpu_seconds=15.0),
     ]
     text = to_markdown(_report(runs))
-    assert "| 1,000 | 1.50 | 3.00 (2.00 x) | 4.50 | +1.50 | +1.50 |" in text
+    assert "| 1,000 | 1.50 | 3.00 (2.00 x) | 4.50 | +1.50 | +1.50 | 1.50 / - / 2.50 |" in text
     assert "| 10,000 | 15.00 |" not in text
     # The targets stay the batch against the plain script.
     goals = {t.goal: t.measured for t in targets(_report(runs))}
@@ -134,6 +136,8 @@ def test_quick_batch_smoke_runs_both_processes_and_a_resume(
     for run in runs.values():
         assert (run["exit_code"], run["succeeded"], run["downloads"]) == (0, 12, 12)
         assert run["cpu_seconds"] > 0 and run["peak_rss"] > 0
+        if sys.platform == "linux":  # the main thread's CPU, read before the process is reaped
+            assert 0 < run["loop_cpu_seconds"] <= run["cpu_seconds"]
     resume = batch["resume"]
     assert resume["journal_items"] == 16 and 8 <= resume["done_before"] <= 16
     assert resume["to_first_create"] > 0

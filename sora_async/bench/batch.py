@@ -80,14 +80,24 @@ class BatchRun:
     downloads: int
     #: TCP connections the mock saw.
     connections: int
+    #: User + system CPU of the process's main thread alone, which runs the event loop
+    #: (None where the kernel does not tell it). On zero-duration tasks the loop's CPU bounds
+    #: the wall: what the other threads do runs beside it, but for the GIL.
+    loop_cpu_seconds: float | None = None
 
     @property
     def cpu_ms_per_task(self) -> float:
         return 1000 * self.cpu_seconds / self.prompts
 
+    @property
+    def loop_cpu_ms_per_task(self) -> float | None:
+        seconds = self.loop_cpu_seconds
+        return None if seconds is None else 1000 * seconds / self.prompts
+
     def as_dict(self) -> dict[str, Any]:
         data = attrs.asdict(self)
         data["cpu_ms_per_task"] = self.cpu_ms_per_task
+        data["loop_cpu_ms_per_task"] = self.loop_cpu_ms_per_task
         return data
 
 
@@ -115,6 +125,7 @@ class _Reaped:
     cpu_seconds: float
     wall: float
     peak_rss: int
+    loop_cpu_seconds: float | None = None
 
 
 def _mock_config(scenario: Scenario, seed: int) -> dict[str, Any]:
@@ -173,12 +184,30 @@ def _spawn(argv: Sequence[str]) -> tuple[subprocess.Popen[bytes], float]:
 
 def _reap(process: subprocess.Popen[bytes], started: float) -> _Reaped:
     """Wait for the process and read its own resource use from the kernel."""
+    loop_cpu = None
+    if sys.platform == "linux":
+        # Ended but not yet reaped, its main thread's counters are still readable.
+        os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOWAIT)
+        loop_cpu = _main_thread_cpu(process.pid)
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.monotonic() - started
     process.returncode = os.waitstatus_to_exitcode(status)
     # Linux reports ru_maxrss in KiB, macOS in bytes.
     rss = usage.ru_maxrss if sys.platform == "darwin" else usage.ru_maxrss * 1024
-    return _Reaped(process.returncode, usage.ru_utime + usage.ru_stime, wall, int(rss))
+    cpu = usage.ru_utime + usage.ru_stime
+    return _Reaped(process.returncode, cpu, wall, int(rss), loop_cpu)
+
+
+def _main_thread_cpu(pid: int) -> float | None:
+    """User + system CPU seconds of ``pid``'s main thread (Linux /proc), None if unreadable."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/stat", encoding="ascii") as stat:
+            # After the command name, which may hold spaces: fields 14 and 15 of proc(5).
+            fields = stat.read().rpartition(")")[2].split()
+        ticks = int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return None
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _succeeded(path: Path) -> int:
@@ -224,6 +253,7 @@ async def _one_run(
             status_requests=counters.requests["status"],
             downloads=counters.downloads,
             connections=counters.connections,
+            loop_cpu_seconds=reaped.loop_cpu_seconds,
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
