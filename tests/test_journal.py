@@ -1132,6 +1132,7 @@ def test_a_version_1_journal_is_upgraded_in_place(jpath: Path) -> None:
 
 
 def test_a_move_the_table_does_not_list_never_reaches_the_disk(jpath: Path) -> None:
+    from sora_async.batch.journal.moves import move
     from sora_async.batch.journal.states import TRANSITIONS
 
     with open_journal(jpath) as j:
@@ -1140,7 +1141,7 @@ def test_a_move_the_table_does_not_list_never_reaches_the_disk(jpath: Path) -> N
             pytest.raises(JournalTransitionError, match="cannot move an item"),
             j._write() as conn,
         ):
-            j._move(conn, 0, "done", old=ItemState.CREATED, new=ItemState.SUCCEEDED)
+            move(conn, 0, "done", old=ItemState.CREATED, new=ItemState.SUCCEEDED)
         assert j.get(0).state is ItemState.CREATED  # type: ignore[union-attr]
     # Every event the store writes is in the table, and no table entry ends in creating
     # except the intent (the one step before a create is sent).

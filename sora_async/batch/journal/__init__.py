@@ -27,8 +27,11 @@ written out; what it may lose without harm decides which groups are fsync'd:
   record is written, so the journal never says "succeeded" for a file the disk does not hold.
 
 Modules: :mod:`.types` (states, snapshots, errors), :mod:`.states` (the transition table every
-state change is checked against), :mod:`.store` (SQLite: schema, opening, the calls below) and
-:mod:`.group` (group commit: the run's one writer).
+state change is checked against), :mod:`.store` (:class:`Journal`: the calls below),
+:mod:`.checks` (their arguments), :mod:`.create_steps` and :mod:`.task_steps` (what each call
+does to an item), :mod:`.moves` (the SQL of a state change), :mod:`.reading` (the read side),
+:mod:`.schema` (the tables), :mod:`.opening` (opening a journal file), :mod:`.connection` (the
+connection's transactions) and :mod:`.group` (group commit: the run's one writer).
 
 Item states (:class:`ItemState`) and the calls that move an item between them::
 
