@@ -35,7 +35,6 @@ from typing import Any, TypeVar
 
 import aiohttp
 import attrs
-from aiohttp.connector import Connection
 
 from . import requestspans, waits
 from ._version import __version__
@@ -161,7 +160,6 @@ class _State(enum.Enum):
     CLOSED = "closed"
 
 
-@attrs.define
 class _Exchange:
     """Per-request marker, set once a connection is in hand.
 
@@ -170,6 +168,8 @@ class _Exchange:
 
     ``max_idle`` (calls that must not be re-sent): a pooled connection is taken only if its
     last answer came less than this many seconds ago.
+
+    A plain class with class-level defaults: made with no __init__ of ours run, once a request.
     """
 
     max_idle: float | None = None
@@ -199,18 +199,28 @@ class _PoolConnector(aiohttp.TCPConnector):
     read. Polls and downloads keep aiohttp's choice: a dropped one is simply asked again.
     """
 
-    async def connect(self, *args: Any, **kwargs: Any) -> Connection:
-        connection = await super().connect(*args, **kwargs)
+    async def _get(self, key: Any, *args: Any, **kwargs: Any) -> Any:
+        # A pooled connection handed out is the exchange's connection in hand: aiohttp's
+        # connect() returns it with no await between. (Marked here rather than around
+        # connect(), which would be one more coroutine and context read a request.)
         exchange = _CURRENT_EXCHANGE.get()
-        if exchange is not None:
+        if exchange is None:
+            return await super()._get(key, *args, **kwargs)
+        if exchange.max_idle is None:
+            connection = await super()._get(key, *args, **kwargs)  # aiohttp's own choice
+        else:
+            connection = await self._get_fresh(key, exchange.max_idle, *args, **kwargs)
+        if connection is not None:
             exchange.connected = True
         return connection
 
-    def _get(self, key: Any, *args: Any, **kwargs: Any) -> Any:
+    async def _create_connection(self, *args: Any, **kwargs: Any) -> Any:
+        # A new connection: connect() hands it out next unless the pool closed meanwhile.
+        protocol = await super()._create_connection(*args, **kwargs)
         exchange = _CURRENT_EXCHANGE.get()
-        if exchange is None or exchange.max_idle is None:
-            return super()._get(key, *args, **kwargs)  # aiohttp's own choice, at no extra cost
-        return self._get_fresh(key, exchange.max_idle, *args, **kwargs)
+        if exchange is not None and not self.closed:
+            exchange.connected = True
+        return protocol
 
     async def _get_fresh(self, key: Any, max_idle: float, *args: Any, **kwargs: Any) -> Any:
         # aiohttp's pool (private, hence the guard): per key, a sequence of (protocol, the
@@ -305,8 +315,9 @@ def _describe(error: BaseException) -> str:
 
 
 def _read_answer(response: aiohttp.ClientResponse, endpoint: str) -> Awaitable[bytes]:
-    """The answer's whole body, to be awaited (a plain function: the usual answer is read by
-    aiohttp's own coroutine, with none of ours around it)."""
+    """The answer's whole body, to be awaited (a plain function: the usual answer, of a
+    checked length and not compressed, is read by aiohttp's own coroutine, with none of ours
+    around it; Transport._exchange does that one itself)."""
     length = response.content_length
     if length is not None and length > MAX_ANSWER_BYTES:
         raise ProtocolError(
@@ -371,6 +382,8 @@ class Transport:
             )
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key
+        self._key_mask = _KeyMask(api_key)
+        self._auth_headers = _AuthHeaders(api_key)
         self._max_connections = max_connections
         self._user_agent = user_agent
         self._timeouts = timeouts or CallTimeouts()
@@ -420,7 +433,10 @@ class Transport:
     @property
     def session(self) -> aiohttp.ClientSession:
         """The shared aiohttp session, for the downloader. It carries no credentials."""
-        return self._require_open()
+        session = self._session
+        if session is None or self._state is not _State.OPENED:
+            return self._require_open()
+        return session
 
     async def __aenter__(self: _TransportT) -> _TransportT:
         if self._state is _State.OPENED:
@@ -480,20 +496,25 @@ class Transport:
         only connect errors. ``retry`` overrides the policy (default :data:`SAFE_CALLS` or
         :data:`CREATE_CONNECT`). The last error is raised when the policy gives up.
         """
-        session = self._require_open()
+        session = self._session
+        if session is None or self._state is not _State.OPENED:
+            session = self._require_open()
         policy = retry if retry is not None else (SAFE_CALLS if safe else CREATE_CONNECT)
         tracer = requestspans.current()
         span = tracer.start(call.method, call.endpoint) if tracer is not None else None
         started = self._clock()
+        # The endpoint's budget: CallTimeouts.total_for, read without a call a request.
+        timeouts = self._timeouts
+        budget = timeouts.create if call.endpoint == Endpoint.CREATE else timeouts.status
         attempt = 0
         try:
             while True:
                 attempt += 1
-                total = self._timeouts.total_for(call.endpoint)
-                if safe and policy.timeout is not None:
-                    # One deadline for the whole call: a late attempt gets only what is left.
-                    remaining = policy.timeout - (self._clock() - started)
-                    total = min(total, max(_MIN_ATTEMPT_SECONDS, remaining))
+                total = budget
+                # One deadline for the whole call: a late attempt gets only what is left. The
+                # first has all of it, so the clock is read again only when that is less.
+                if safe and policy.timeout is not None and (attempt > 1 or policy.timeout < total):
+                    total = self._time_left(budget, policy.timeout, started)
                 raw: RawResponse | None = None
                 try:
                     raw = await self._exchange(session, call, total, attempt, safe=safe)
@@ -541,12 +562,9 @@ class Transport:
         *,
         safe: bool,
     ) -> RawResponse:
-        if safe:
-            exchange = _Exchange()
-        elif call.method in _RESENT_BY_AIOHTTP:
-            exchange = _Exchange(max_idle=0.0)
-        else:
-            exchange = _Exchange(max_idle=self._create_idle)
+        exchange = _Exchange()
+        if not safe:
+            exchange.max_idle = 0.0 if call.method in _RESENT_BY_AIOHTTP else self._create_idle
         marking = _CURRENT_EXCHANGE.set(exchange)
         # Timed for the debug log only: a clock read a request is not free at this rate.
         debug = logger.isEnabledFor(logging.DEBUG)
@@ -554,22 +572,43 @@ class Transport:
         url = self._base_url + call.path
         proxy = self._api_proxy
         try:
+            timeout = self._call_timeouts[total]
+        except KeyError:
+            timeout = self._call_timeout(total)
+        try:
             async with session.request(
                 call.method,
                 url,
                 proxy=proxy,
                 json=call.json,
                 params=call.params,
-                headers=self._auth_headers(),
-                timeout=self._call_timeout(total),
+                headers=self._auth_headers,
+                timeout=timeout,
                 # A redirect would turn a POST into a GET; an API answer is handed over as is.
                 allow_redirects=False,
             ) as response:
+                headers = response.headers
+                # Names lower-cased by map() and zip(), not a comprehension's str.lower() each.
+                lowered = dict(zip(map(str.lower, headers.keys()), headers.values(), strict=True))
+                length = response.content_length
+                if (
+                    length is not None
+                    and length <= MAX_ANSWER_BYTES
+                    and not lowered.get("content-encoding")
+                ):
+                    # The parser lets through no more than the declared (and checked) size,
+                    # so one read to the end is bounded: aiohttp's own coroutine, no frame
+                    # of ours around it.
+                    body = await response.content.read()
+                else:
+                    body = await _read_answer(response, call.endpoint)
+                # A gateway or a debug endpoint may echo the request headers into its answer,
+                # whose text then reaches error messages, the journal and the manifest: the
+                # key is masked first (see _KeyMask; inline: no frame of ours holds the key).
+                if self._key_mask.pattern in body:
+                    body = body.replace(self._key_mask.pattern, b"[redacted]")
                 raw = RawResponse(
-                    endpoint=call.endpoint,
-                    status=response.status,
-                    headers={name.lower(): value for name, value in response.headers.items()},
-                    body=self._redact(await _read_answer(response, call.endpoint)),
+                    endpoint=call.endpoint, status=response.status, headers=lowered, body=body
                 )
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             error = translate_client_error(
@@ -586,9 +625,8 @@ class Transport:
                     call.method, call.endpoint, call.path, raw.status, attempt,
                     self._clock() - started,
                 )  # fmt: skip
-            hint = raw.headers.get("keep-alive")
-            if hint is not None and hint != self._keepalive_hint:
-                self._learn_keepalive(hint)
+            if "keep-alive" in lowered and lowered["keep-alive"] != self._keepalive_hint:
+                self._learn_keepalive(lowered["keep-alive"])
             if raw.status == 407 and proxy is not None:
                 # Only a proxy answers 407: the request never reached the API, so a create
                 # was provably not sent (not an unknown outcome that might have been paid).
@@ -607,6 +645,10 @@ class Transport:
                 self._clock() - started,
             )  # fmt: skip
         raise error
+
+    def _time_left(self, budget: float, deadline: float, started: float) -> float:
+        remaining = deadline - (self._clock() - started)
+        return min(budget, max(_MIN_ATTEMPT_SECONDS, remaining))
 
     def _learn_keepalive(self, hint: str) -> None:
         # "Keep-Alive: timeout=N" is the server saying when it closes an idle connection: a
@@ -627,15 +669,33 @@ class Transport:
                 self._call_timeouts[total] = timeout
         return timeout
 
-    def _redact(self, body: bytes) -> bytes:
-        # A gateway or a debug endpoint may echo the request headers into its answer, whose
-        # text then reaches error messages, the journal and the manifest: mask the key first.
-        # A short key (a test's "k") would match ordinary text, so it is masked only where it
-        # follows "Bearer "; a real key is long enough to mask wherever it stands.
-        key = self._api_key.reveal().encode()
-        secret = key if len(key) >= _MIN_MASKED_KEY else b"Bearer " + key
-        return body.replace(secret, b"[redacted]") if secret in body else body
 
-    def _auth_headers(self) -> dict[str, str]:
-        # Built inline at the call site so that no frame of ours holds the key in a local.
-        return {"Authorization": f"Bearer {self._api_key.reveal()}"}
+class _KeyMask:
+    """What an answer's body is searched for, to be masked: the key (see Transport._exchange).
+
+    A short key (a test's "k") would match ordinary text, so it is masked only where it
+    follows "Bearer "; a real key is long enough to mask wherever it stands. Made once a
+    transport; its repr never shows it.
+    """
+
+    __slots__ = ("pattern",)
+
+    def __init__(self, api_key: Secret) -> None:
+        key = api_key.reveal().encode()
+        self.pattern = key if len(key) >= _MIN_MASKED_KEY else b"Bearer " + key
+
+    def __repr__(self) -> str:
+        return "_KeyMask('********')"
+
+
+class _AuthHeaders(dict[str, str]):
+    """Every API call's Authorization header, made once a transport (aiohttp copies it into
+    each request's own headers); its repr never shows the key."""
+
+    def __init__(self, api_key: Secret) -> None:
+        super().__init__(Authorization=f"Bearer {api_key.reveal()}")
+
+    def __repr__(self) -> str:
+        return "{'Authorization': 'Bearer ********'}"
+
+    __str__ = __repr__

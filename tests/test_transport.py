@@ -142,6 +142,18 @@ async def test_call_sends_the_key_and_hands_the_whole_answer_to_decode(mock: Moc
     assert all(name == name.lower() for name in raw.headers)
 
 
+async def test_what_the_transport_keeps_of_the_key_never_shows_it(mock: MockServer) -> None:
+    # The header and the mask are made once a transport: what a debugger, an error reporter
+    # or a careless log of the object's attributes shows of them is masked.
+    async with Transport(mock.freesora_url, Secret(CANARY)) as transport:
+        await transport.call(CREDITS, decode_json, safe=True)
+        kept = vars(transport)
+        shown = [repr(kept), str(kept), *(repr(value) for value in kept.values())]
+        shown += [str(value) for value in kept.values()]
+    for text in shown:
+        assert CANARY not in text
+
+
 async def test_wrong_key_is_an_authentication_error_raised_at_once(
     mock: MockServer, sleeps: Sleeps
 ) -> None:
