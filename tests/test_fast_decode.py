@@ -261,3 +261,18 @@ def test_a_body_is_parsed_as_json_loads_parses_it(body: bytes) -> None:
         expected = "not JSON"
     found = _parse_json(body)
     assert (found if found is not _NOT_JSON else "not JSON") == expected
+
+
+@pytest.mark.parametrize(
+    "after", ["", " \t\r\n", "x", "}", " {}", "\u00a0", "\u2028", " 1", "\x00"]
+)
+def test_what_follows_an_object_is_judged_as_json_loads_judges_it(after: str) -> None:
+    # An object is read without decode()'s regular expressions: only JSON's own whitespace
+    # may follow it (str.strip() would take more).
+    body = ('{"code": 0, "data": {"id": "t1"}}' + after).encode()
+    try:
+        expected: Any = json.loads(body)
+    except ValueError:
+        expected = "not JSON"
+    found = _parse_json(body)
+    assert (found if found is not _NOT_JSON else "not JSON") == expected

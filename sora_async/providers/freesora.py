@@ -20,7 +20,7 @@ from ..errors import ProtocolError, UnknownStatusError, ValidationError
 from ..images import PreparedImage, image_kind
 from ..models import AspectRatio, Credits, Model, TaskState, TaskStatus, VideoRequest, check_task_id
 from ..polling import PollProfile
-from ._wire import Codec, Unusual, dedupe_urls, flag, make_converters, text, texts, wire
+from ._wire import Codec, dedupe_urls, make_converters, wire
 
 __all__ = [
     "DEFAULT_DURATION",
@@ -131,53 +131,87 @@ class FreeSoraCredits:
 _LENIENT, _STRICT = make_converters(FreeSoraCreated, FreeSoraTask, FreeSoraCredits)
 
 
+#: Every field the fast readers look at, None when the answer leaves it out: ``{**these,
+#: **data}`` reads them all with one merge, where a ``data.get()`` each would be a call each.
+_CREATED_FIELDS: Final = dict.fromkeys(("id", "taskId"))
+_TASK_FIELDS: Final = dict.fromkeys(
+    (
+        "status", "progress", "result_url", "result_urls", "failure_reason", "error_message",
+        "credits_refunded", "refund_trans_no", "result_pid", "result_pids", "metadata",
+    )
+)  # fmt: skip
+
+
 def _fast_created(data: Any) -> FreeSoraCreated | None:
     """The create answer's ``data`` when it is usual (see ``_wire.FastReader``), else None."""
     if type(data) is not dict:
         return None
-    try:
-        return FreeSoraCreated(text(data.get("id")), text(data.get("taskId")))
-    except Unusual:
+    fields = {**_CREATED_FIELDS, **data}
+    task_id, other_id = fields["id"], fields["taskId"]
+    if (task_id is not None and type(task_id) is not str) or (
+        other_id is not None and type(other_id) is not str
+    ):
         return None
+    return FreeSoraCreated(task_id, other_id)
 
 
 def _fast_task(data: Any) -> FreeSoraTask | None:
-    """check-result's ``data`` when it is usual (see ``_wire.FastReader``), else None."""
+    """check-result's ``data`` when it is usual (see ``_wire.FastReader``), else None.
+
+    The checks of ``_wire.text``, ``texts`` and ``flag``, written out: this reads every poll.
+    """
     if type(data) is not dict:
         return None
-    status = data.get("status")
-    progress = data.get("progress")
-    refund = data.get("refund_trans_no")
-    metadata = data.get("metadata")
+    fields = {**_TASK_FIELDS, **data}
+    status, progress = fields["status"], fields["progress"]
+    refund, metadata = fields["refund_trans_no"], fields["metadata"]
+    url, urls, pid, pids = (
+        fields["result_url"], fields["result_urls"], fields["result_pid"], fields["result_pids"]
+    )  # fmt: skip
+    reason, message, refunded = (
+        fields["failure_reason"], fields["error_message"], fields["credits_refunded"]
+    )  # fmt: skip
     if (
         type(status) is not str
         or (progress is not None and type(progress) is not int and type(progress) is not float)
         or (refund is not None and type(refund) is not str and type(refund) is not int)
         or (metadata is not None and type(metadata) is not dict)
+        or (url is not None and type(url) is not str)
+        or (reason is not None and type(reason) is not str)
+        or (message is not None and type(message) is not str)
+        or (pid is not None and type(pid) is not str)
+        or (refunded is not None and type(refunded) is not bool)
+        or (urls is not None and type(urls) is not list)
+        or (pids is not None and type(pids) is not list)
     ):
         return None
-    try:
-        return FreeSoraTask(
-            status=status,
-            progress=progress,
-            result_url=text(data.get("result_url")),
-            result_urls=texts(data.get("result_urls")),
-            failure_reason=text(data.get("failure_reason")),
-            error_message=text(data.get("error_message")),
-            credits_refunded=flag(data.get("credits_refunded")),
-            refund_trans_no=refund,
-            result_pid=text(data.get("result_pid")),
-            result_pids=texts(data.get("result_pids")),
-            metadata=None if metadata is None else dict(metadata),
-        )
-    except Unusual:
-        return None
+    for listed in (urls or ()), (pids or ()):
+        for item in listed:
+            if type(item) is not str:
+                return None
+    return FreeSoraTask(
+        status=status,
+        progress=progress,
+        result_url=url,
+        # New lists, as the converter makes.
+        result_urls=None if urls is None else list(urls),
+        failure_reason=reason,
+        error_message=message,
+        credits_refunded=refunded,
+        refund_trans_no=refund,
+        result_pid=pid,
+        result_pids=None if pids is None else list(pids),
+        metadata=None if metadata is None else dict(metadata),
+    )
 
 
 _FAST = {FreeSoraCreated: _fast_created, FreeSoraTask: _fast_task}
 
 
 def _state_of(status: str) -> TaskState:
+    state = _STATES.get(status)  # the usual answer names a state exactly
+    if state is not None:
+        return state
     key = status.strip().lower().replace("-", "_").replace(" ", "_")
     state = _STATES.get(key)
     if state is None:
@@ -188,6 +222,8 @@ def _state_of(status: str) -> TaskState:
 
 
 def _progress(value: int | float | None) -> int | None:
+    if type(value) is int and 0 <= value <= 100:
+        return value  # the usual progress: what round(min(max(...))) would give back
     # isfinite() of an int beyond a float's range raises OverflowError: only floats need it.
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return None
@@ -280,9 +316,10 @@ class FreeSora:
 
     def decode_create(self, response: RawResponse) -> str:
         created = self._codec.decode(response, FreeSoraCreated)
-        for task_id in (created.id, created.task_id):
-            if task_id and task_id.strip():
-                return task_id.strip()
+        for given in (created.id, created.task_id):
+            task_id = given.strip() if given else None
+            if task_id:
+                return task_id
         raise ProtocolError(
             "freesora create answer has no task id (data.id or data.taskId)",
             endpoint=response.endpoint,
