@@ -214,7 +214,7 @@ class _Engine:
             try:
                 return self._results.receive_nowait()
             except anyio.WouldBlock:
-                return await self._results.receive()
+                return await self._results.receive(refused=True)
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             await self._done.wait()
             if self._error is not None:
@@ -303,7 +303,7 @@ class _Engine:
                     self._workers += 1
                     group.start_soon(self._worker, job)
                 else:
-                    await self._handed.send(job)
+                    await self._handed.send(job, refused=True)
 
     async def _jobs(self) -> AsyncIterator[Job]:
         position = 0
@@ -324,40 +324,37 @@ class _Engine:
                 position += 1
 
     async def _worker(self, job: Job) -> None:
-        """Jobs one after another, until the input ends or the run stops creating.
+        """Jobs one after another, until the input ends or the run stops creating: each from
+        input to delivered result.
 
         A worker per job would cost a task (and its cancel scope) per job; the pool keeps the
-        same bound on the work in progress.
+        same bound on the work in progress. A job's work is written here rather than in a
+        coroutine of its own: that would be one more frame to resume at each of its waits.
         """
         while True:
-            await self._work(job)
+            self._submitted += 1
+            attempt = Attempt(job)
+            delivered = False
+            try:
+                result = await self._runtime.run_job(attempt, **self._job_options)
+                if result is not None:  # None: not sent, the run stopped creating first
+                    try:
+                        self._results.send_nowait(result)  # to a consumer already waiting
+                    except anyio.WouldBlock:
+                        await self._results.send(result, refused=True)
+                    delivered = True
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                pass  # the consumer went away; reported below
+            finally:
+                if not delivered:
+                    self._left.append(attempt)
             try:
                 try:
                     job = self._handed.receive_nowait()
                 except anyio.WouldBlock:
-                    job = await self._handed.receive()
+                    job = await self._handed.receive(refused=True)
             except anyio.EndOfStream:  # the feeder is done: no more input, or a drain
                 return
-
-    async def _work(self, job: Job) -> None:
-        """One job from input to delivered result."""
-        self._submitted += 1
-        attempt = Attempt(job)
-        delivered = False
-        try:
-            result = await self._runtime.run_job(attempt, **self._job_options)
-            if result is None:
-                return  # not sent: the run stopped creating first
-            try:
-                self._results.send_nowait(result)  # to a consumer already waiting
-            except anyio.WouldBlock:
-                await self._results.send(result)
-            delivered = True
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            pass  # the consumer went away; reported below
-        finally:
-            if not delivered:
-                self._left.append(attempt)
 
     def _may_send(self) -> bool:
         # Stopping too: a worker handed a slot just before stop() resumes without being

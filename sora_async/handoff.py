@@ -56,13 +56,20 @@ class Handoff(Generic[T]):
                 return
         raise anyio.WouldBlock
 
-    async def send(self, item: T) -> None:
-        """Hand ``item`` to a receiver, waiting for one."""
-        try:
-            self.send_nowait(item)
-            return
-        except anyio.WouldBlock:
-            pass
+    async def send(self, item: T, *, refused: bool = False) -> None:
+        """Hand ``item`` to a receiver, waiting for one.
+
+        ``refused=True``: :meth:`send_nowait` just raised ``WouldBlock`` (with no await since),
+        so it is not asked again: a run sends this way, a job and a result at a time.
+        """
+        if not refused:
+            try:
+                self.send_nowait(item)
+                return
+            except anyio.WouldBlock:
+                pass
+        elif self._sending_closed or self._receiving_closed:
+            self.send_nowait(item)  # raises what it raised (closed since: what it says now)
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         entry = (waiter, item)
         self._senders.append(entry)
@@ -105,12 +112,19 @@ class Handoff(Generic[T]):
             raise anyio.EndOfStream
         raise anyio.WouldBlock
 
-    async def receive(self) -> T:
-        """An item, waiting for a sender."""
-        try:
-            return self.receive_nowait()
-        except anyio.WouldBlock:
-            pass
+    async def receive(self, *, refused: bool = False) -> T:
+        """An item, waiting for a sender.
+
+        ``refused=True``: :meth:`receive_nowait` just raised ``WouldBlock`` (with no await
+        since), so it is not asked again.
+        """
+        if not refused:
+            try:
+                return self.receive_nowait()
+            except anyio.WouldBlock:
+                pass
+        elif self._sending_closed or self._receiving_closed:
+            return self.receive_nowait()  # raises what it raised (closed since: what it says now)
         waiter: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._receivers.append(waiter)
         try:

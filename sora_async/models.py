@@ -52,10 +52,13 @@ class TaskState(str, enum.Enum):
 
     @property
     def is_terminal(self) -> bool:
-        return self in (TaskState.SUCCEEDED, TaskState.FAILED)
+        return self in _TERMINAL_STATES
 
     def __str__(self) -> str:
         return self.value
+
+
+_TERMINAL_STATES = (TaskState.SUCCEEDED, TaskState.FAILED)
 
 
 class Model(str, enum.Enum):
@@ -116,15 +119,25 @@ _to_aspect_ratio = _to_enum(AspectRatio, "aspect_ratio", _ASPECT_ALIASES)
 _to_quality = _to_enum(Quality, "quality")
 
 
+# None (unset) and a member are kept as they are before the general conversion is called:
+# a request made from a plain prompt has all three unset.
+
+
 def _convert_model(value: Any) -> Model | None:
+    if value is None or type(value) is Model:
+        return value
     return _to_model(value)  # type: ignore[no-any-return]
 
 
 def _convert_aspect_ratio(value: Any) -> AspectRatio | None:
+    if value is None or type(value) is AspectRatio:
+        return value
     return _to_aspect_ratio(value)  # type: ignore[no-any-return]
 
 
 def _convert_quality(value: Any) -> Quality | None:
+    if value is None or type(value) is Quality:
+        return value
     return _to_quality(value)  # type: ignore[no-any-return]
 
 
@@ -387,7 +400,8 @@ class TaskStatus:
 
     @property
     def is_terminal(self) -> bool:
-        return self.state.is_terminal
+        # TaskState.is_terminal, asked without a second property call: every poll asks.
+        return self.state in _TERMINAL_STATES
 
 
 @attrs.frozen

@@ -115,3 +115,36 @@ async def test_closing_either_side() -> None:
         other.send_nowait("late")
     with pytest.raises(anyio.ClosedResourceError):
         other.receive_nowait()
+
+
+async def test_a_wait_after_a_refused_nowait_is_the_same_wait() -> None:
+    # refused=True (what a run passes after WouldBlock) skips only the second nowait.
+    handoff: Handoff[str] = Handoff()
+    got: list[str] = []
+    sent: list[str] = []
+    async with anyio.create_task_group() as group:
+
+        async def receive() -> None:
+            got.append(await handoff.receive(refused=True))
+
+        async def send(item: str) -> None:
+            await handoff.send(item, refused=True)
+            sent.append(item)
+
+        group.start_soon(receive)
+        await anyio.wait_all_tasks_blocked()
+        handoff.send_nowait("job")
+        group.start_soon(send, "result")
+        await anyio.wait_all_tasks_blocked()
+        assert sent == []  # it waits for a receiver
+        assert handoff.receive_nowait() == "result"
+    assert got == ["job"] and sent == ["result"]
+
+
+async def test_a_refused_wait_on_a_closed_side_raises_what_nowait_raises() -> None:
+    handoff: Handoff[str] = Handoff()
+    handoff.close_sending()
+    with pytest.raises(anyio.ClosedResourceError):
+        await handoff.send("late", refused=True)
+    with pytest.raises(anyio.EndOfStream):
+        await handoff.receive(refused=True)
