@@ -151,11 +151,16 @@ def video_filename(task_id: str, index: int, count: int, suffix: str = ".mp4") -
     leading dots (no hidden files, never ``.`` or ``..``); an id that had to be changed gets a
     short hash of the original, so two different ids never share a name. Never empty.
     """
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+    # A plain int is one without asking isinstance (an int subclass, never a bool, is too).
+    if (type(count) is not int and (isinstance(count, bool) or not isinstance(count, int))) or (
+        count < 1
+    ):
         raise ValueError(f"count must be an int >= 1, got {count!r}")
-    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < count:
+    if (type(index) is not int and (isinstance(index, bool) or not isinstance(index, int))) or (
+        not 0 <= index < count
+    ):
         raise ValueError(f"index must be an int in 0..{count - 1}, got {index!r}")
-    if not _SUFFIX.match(suffix):
+    if suffix != ".mp4" and not _SUFFIX.match(suffix):
         raise ValueError(f"suffix must look like '.mp4', got {suffix!r}")
     stem = _UNSAFE_NAME_CHARS.sub("", task_id).lstrip(".")[:_MAX_STEM]
     if not stem or stem != task_id:
@@ -523,9 +528,12 @@ def _check_answer(
         # Refused, not decoded: a decompressed size is unbounded and matches no header.
         shown = encoding.strip().lower()[:32]
         raise _Refused(f"the server sent an encoded body ({shown!r})")
-    media_type = headers.get("Content-Type", "").partition(";")[0].strip().lower()
-    if not media_type.startswith("video/") and media_type not in _OPAQUE_TYPES:
-        _refuse_type(media_type)
+    content_type = headers.get("Content-Type", "")
+    # A type that begins "video/" as sent is one after the cut, strip and lower-casing too.
+    if content_type[:6] != "video/":
+        media_type = content_type.partition(";")[0].strip().lower()
+        if not media_type.startswith("video/") and media_type not in _OPAQUE_TYPES:
+            _refuse_type(media_type)
     if status == 206:
         content_range = _parse_content_range(response.headers.get("Content-Range"))
         if content_range is None:

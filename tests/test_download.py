@@ -498,11 +498,19 @@ def test_video_filename_is_always_a_plain_safe_name(
 
 @pytest.mark.parametrize(
     ("index", "count", "suffix"), [(1, 1, ".mp4"), (-1, 2, ".mp4"), (0, 0, ".mp4"),
-                                   (0, 1, "mp4"), (0, 1, "./x"), (0, 1, "")],
+                                   (0, 1, "mp4"), (0, 1, "./x"), (0, 1, ""), (False, 1, ".mp4"),
+                                   (0, True, ".mp4"), (0.0, 1, ".mp4"), (0, 1.0, ".mp4")],
 )  # fmt: skip
 def test_video_filename_refuses_bad_arguments(index: int, count: int, suffix: str) -> None:
     with pytest.raises(ValueError):
         video_filename("abc", index, count, suffix=suffix)
+
+
+def test_video_filename_takes_an_int_subclass() -> None:
+    class Number(int):
+        pass
+
+    assert video_filename("abc", Number(1), Number(2)) == "abc_2.mp4"
 
 
 @pytest.mark.anyio
