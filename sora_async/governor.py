@@ -359,7 +359,8 @@ class LocalGovernor:
         self._live.add(slot.id)
         self._consecutive_429 = 0
         effective = self._effective
-        if self._clock() >= self._paused_until:
+        # Never paused (the usual run): no clock to read.
+        if self._paused_until == -math.inf or self._clock() >= self._paused_until:
             effective += 1
         # The server now holds len(live) of our tasks: that many evidently fit, plus one probe.
         effective = max(effective, len(self._live) + 1)

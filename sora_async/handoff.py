@@ -40,6 +40,8 @@ class Handoff(Generic[T]):
         self._returned: collections.deque[T] = collections.deque()
         self._sending_closed = False
         self._receiving_closed = False
+        #: The loop of the first wait (a hand-off serves one run, in one loop).
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -70,7 +72,10 @@ class Handoff(Generic[T]):
                 pass
         elif self._sending_closed or self._receiving_closed:
             self.send_nowait(item)  # raises what it raised (closed since: what it says now)
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
         entry = (waiter, item)
         self._senders.append(entry)
         try:
@@ -125,7 +130,10 @@ class Handoff(Generic[T]):
                 pass
         elif self._sending_closed or self._receiving_closed:
             return self.receive_nowait()  # raises what it raised (closed since: what it says now)
-        waiter: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[T] = loop.create_future()
         self._receivers.append(waiter)
         try:
             return await waiter

@@ -210,19 +210,6 @@ def _check_image(_: Any, __: Any, value: Any) -> None:
     raise ValidationError("image", value, "a file path, image bytes or an http(s) URL")
 
 
-def _check_optional_str(name: str) -> Any:
-    def check(_: Any, __: Any, value: Any) -> None:
-        if value is not None and not isinstance(value, str):
-            raise ValidationError(name, value, "a string")
-
-    return check
-
-
-def _check_optional_bool(_: Any, attribute: Any, value: Any) -> None:
-    if value is not None and not isinstance(value, bool):
-        raise ValidationError(attribute.name, value, "true or false")
-
-
 class Character(NamedTuple):
     """freesora (VIP): a character to keep in the video, shown in a clip.
 
@@ -324,31 +311,43 @@ class VideoRequest:
     aspect_ratio: AspectRatio | None = attrs.field(
         default=None, kw_only=True, converter=_convert_aspect_ratio
     )
-    duration: int | None = attrs.field(
-        default=None, kw_only=True, converter=_to_duration, validator=_check_duration
-    )
+    # The optional fields are checked in __attrs_post_init__, not by a validator each.
+    duration: int | None = attrs.field(default=None, kw_only=True, converter=_to_duration)
     quality: Quality | None = attrs.field(default=None, kw_only=True, converter=_convert_quality)
     #: A local path, raw image bytes, or an http(s) URL.
     image: str | bytes | os.PathLike[str] | None = attrs.field(
-        default=None, kw_only=True, validator=_check_image, repr=_image_repr
+        default=None, kw_only=True, repr=_image_repr
     )
     #: sora2api: text drawn on the video.
-    watermark: str | None = attrs.field(default=None, kw_only=True, validator=_check_watermark)
+    watermark: str | None = attrs.field(default=None, kw_only=True)
     #: freesora: whether the video is listed publicly.
-    public: bool | None = attrs.field(default=None, kw_only=True, validator=_check_optional_bool)
+    public: bool | None = attrs.field(default=None, kw_only=True)
     #: sora2api: where the provider POSTs the completion notice.
-    callback_url: str | None = attrs.field(
-        default=None, kw_only=True, validator=_check_optional_str("callback_url")
-    )
+    callback_url: str | None = attrs.field(default=None, kw_only=True)
     #: freesora (VIP): continue or remix an earlier video, named by its pid (``result_pid``).
-    remix_target_id: str | None = attrs.field(
-        default=None, kw_only=True, validator=_check_remix_target_id
-    )
+    remix_target_id: str | None = attrs.field(default=None, kw_only=True)
     #: freesora (VIP): characters to keep, each a :class:`Character` (or a mapping with ``url``
     #: and ``timestamps``, or a ``[url, timestamps]`` pair).
     characters: tuple[Character, ...] | None = attrs.field(
         default=None, kw_only=True, converter=_to_characters
     )
+
+    def __attrs_post_init__(self) -> None:
+        # The optional fields' checks in field order (after the prompt's validator, as their
+        # validators ran), each only for a field that is set: a validator each was a call
+        # each for every request made, and a request from a plain prompt sets none of them.
+        if self.duration is not None:
+            _check_duration(self, None, self.duration)
+        if self.image is not None:
+            _check_image(self, None, self.image)
+        if self.watermark is not None:
+            _check_watermark(self, None, self.watermark)
+        if self.public is not None and not isinstance(self.public, bool):
+            raise ValidationError("public", self.public, "true or false")
+        if self.callback_url is not None and not isinstance(self.callback_url, str):
+            raise ValidationError("callback_url", self.callback_url, "a string")
+        if self.remix_target_id is not None:
+            _check_remix_target_id(self, None, self.remix_target_id)
 
 
 def check_task_id(task_id: str) -> None:

@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 from helpers import KEY, PROVIDERS, client_for, running_mock, tiny_png, total_requests
 
@@ -82,6 +83,29 @@ async def test_a_bad_field_is_refused_before_any_request(
         assert_names(caught.value, field, *allowed)
         assert isinstance(caught.value, ValueError)
         assert_nothing_sent(mock)
+
+
+def test_of_several_bad_fields_the_first_in_field_order_is_named() -> None:
+    bad: dict[str, Any] = {
+        "duration": 12,
+        "image": 42,
+        "watermark": 7,
+        "public": "yes",
+        "callback_url": 7,
+        "remix_target_id": "has spaces",
+    }
+    names = list(bad)
+    for first in range(len(names)):
+        fields = {name: bad[name] for name in names[first:]}
+        with pytest.raises(ValidationError) as caught:
+            VideoRequest("a kite", **fields)
+        assert_names(caught.value, names[first])
+    with pytest.raises(ValidationError) as caught:
+        VideoRequest("", **bad)  # the prompt before them all
+    assert_names(caught.value, "prompt")
+    with pytest.raises(ValidationError) as caught:
+        attrs.evolve(VideoRequest("a kite"), public="yes")  # a copy is checked as well
+    assert_names(caught.value, "public")
 
 
 # -- fields one provider cannot honour ----------------------------------------------------

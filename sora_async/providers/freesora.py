@@ -280,7 +280,8 @@ class FreeSora:
         self.check_request(request)
         model = request.model or DEFAULT_MODEL
         payload: dict[str, Any] = {"model": model.value, "prompt": request.prompt}
-        payload.update(_image_fields(request, image))
+        if image is not None or request.image is not None:
+            payload.update(_image_fields(request, image))
         if request.aspect_ratio is not None:
             payload["aspectRatio"] = AspectRatio(request.aspect_ratio).value
         if request.duration is not None:
