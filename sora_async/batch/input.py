@@ -97,11 +97,16 @@ def is_jsonl(path: str | os.PathLike[str]) -> bool:
 
 def request_from_fields(fields: Mapping[str, Any]) -> VideoRequest:
     """A VideoRequest from field values (None: the provider's default); ValidationError if bad."""
-    values = {name: value for name, value in fields.items() if value is not None}
+    # Taken as it is when nothing is None (a line of the input file): a comprehension is a
+    # call, and this runs for every item of a batch.
+    values = (
+        {name: value for name, value in fields.items() if value is not None}
+        if None in fields.values()
+        else fields
+    )
     if "prompt" not in values:
         raise ValidationError("prompt", None, "a non-empty string", reason="missing")
-    prompt = values.pop("prompt")
-    return VideoRequest(prompt, **values)
+    return VideoRequest(**values)
 
 
 def _shorten(text: str) -> str:
@@ -136,25 +141,61 @@ class InputReader:
         return "sha256:" + digest
 
     def __iter__(self) -> Iterator[InputItem]:
-        return self._read()
+        request = self.request
+        rows = self._rows()
+        return (InputItem(index, number, request(given, number)) for index, number, given in rows)
 
-    def _read(self) -> Iterator[InputItem]:
+    def given(self) -> Iterator[tuple[int, int, dict[str, Any]]]:
+        """``(index, line, fields)`` of each item, ``fields`` as its line gives them (without
+        :attr:`defaults`); no request is built (:meth:`request` builds one)."""
+        return self._rows()
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """The fields a line does not set (a copy)."""
+        return dict(self._defaults)
+
+    def _rows(self) -> Iterator[tuple[int, int, dict[str, Any]]]:
         self.fingerprint = None
         self.count = None
         hasher = self._hasher = hashlib.sha256()
         try:
             handle = self.path.open("rb")
         except OSError as exc:
-            raise BatchInputError(
-                self.path, None, f"cannot read the input file: {exc.strerror or exc}"
-            ) from None
+            raise self._unreadable(exc) from None
         index = 0
         with handle:
-            texts = self._texts(handle, hasher)
-            rows = self._csv_rows(texts) if self.format == "csv" else self._text_rows(texts)
-            for number, fields in rows:
-                yield InputItem(index, number, self._request(fields, number))
-                index += 1
+            if self.format == "csv":
+                for number, fields in self._csv_rows(self._texts(handle, hasher)):
+                    yield index, number, fields
+                    index += 1
+            else:
+                # One generator for the usual formats, not four stacked: the batch reads its
+                # input twice, and each layer is a call a line a pass.
+                jsonl = self.format == "jsonl"
+                number = 0
+                try:
+                    for raw in handle:
+                        number += 1
+                        hasher.update(raw)
+                        try:
+                            text = raw.decode("utf-8").rstrip("\r\n")
+                        except UnicodeDecodeError:
+                            text = self._decode(raw, number)  # raises, saying where
+                        if number == 1:
+                            text = text.removeprefix(_BOM)
+                        stripped = text.strip()
+                        if not stripped:
+                            continue
+                        if jsonl:
+                            yield index, number, self._json_fields(text, number)
+                        elif stripped[0] != "#":
+                            yield index, number, {"prompt": stripped}
+                        else:
+                            continue
+                        index += 1
+                except OSError as exc:
+                    raise self._unreadable(exc) from None
         self.fingerprint = "sha256:" + hasher.hexdigest()
         self.count = index
 
@@ -162,16 +203,6 @@ class InputReader:
         for number, raw in enumerate(self._lines(handle), start=1):
             hasher.update(raw)
             yield number, self._decode(raw, number)
-
-    def _text_rows(self, texts: Iterator[tuple[int, str]]) -> Iterator[tuple[int, dict[str, Any]]]:
-        for number, text in texts:
-            stripped = text.strip()
-            if not stripped:
-                continue
-            if self.format == "jsonl":
-                yield number, self._json_fields(text, number)
-            elif not stripped.startswith("#"):
-                yield number, {"prompt": stripped}
 
     def _csv_rows(self, texts: Iterator[tuple[int, str]]) -> Iterator[tuple[int, dict[str, Any]]]:
         consumed = 0
@@ -255,9 +286,11 @@ class InputReader:
         try:
             yield from handle
         except OSError as exc:
-            raise BatchInputError(
-                self.path, None, f"cannot read the input file: {exc.strerror or exc}"
-            ) from None
+            raise self._unreadable(exc) from None
+
+    def _unreadable(self, exc: OSError) -> BatchInputError:
+        reason = exc.strerror or exc
+        return BatchInputError(self.path, None, f"cannot read the input file: {reason}")
 
     def _decode(self, raw: bytes, number: int) -> str:
         try:
@@ -270,11 +303,11 @@ class InputReader:
             text = text.removeprefix(_BOM)
         return text.rstrip("\r\n")
 
-    def _request(self, given: Mapping[str, Any], number: int) -> VideoRequest:
-        fields = dict(self._defaults)
-        fields.update(given)
+    def request(self, given: Mapping[str, Any], number: int) -> VideoRequest:
+        """The request of the line ``number`` that gives ``given`` (see :meth:`given`), with
+        :attr:`defaults` for the fields it does not set; BatchInputError if it is bad."""
         try:
-            return request_from_fields(fields)
+            return request_from_fields({**self._defaults, **given})
         except ValidationError as exc:
             raise BatchInputError(self.path, number, str(exc)) from None
 

@@ -4,8 +4,10 @@ in it, count what to create, resume and leave alone, and refuse what the cost gu
 from __future__ import annotations
 
 import json
+from collections.abc import Hashable
+from json.encoder import encode_basestring
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio.lowlevel
 import attrs
@@ -24,6 +26,7 @@ from .journal import (
     default_journal_path,
     request_to_json,
 )
+from .journal.types import canonical_json, request_fields
 from .options import BatchOptions
 
 if TYPE_CHECKING:
@@ -96,6 +99,52 @@ def request_from_json(request_json: str) -> VideoRequest:
 
 _INPUT_NAMES = frozenset(INPUT_FIELDS)
 
+#: Stands for the prompt in a request's JSON made once for many lines (see RequestJsons).
+_PROMPT_MARK = "\x00the prompt\x00"
+#: Kinds of lines (their fields but the prompt) whose JSON RequestJsons keeps at once.
+_KINDS_KEPT = 256
+
+
+class RequestJsons:
+    """``request_to_json`` of a line's request, for lines an earlier pass proved good.
+
+    The request of each kind of line (the fields it gives but the prompt) is built once; the
+    JSON of another line of its kind is that request's with the line's prompt put in, escaped
+    as the encoder escapes it (a request keeps its prompt as given: no converter, and no other
+    field depends on it). A line that is not plain (no prompt, a value that is not hashable)
+    has its request built, as a bad line's must be to say what is wrong with it.
+    """
+
+    def __init__(self, reader: InputReader) -> None:
+        self._reader = reader
+        #: The JSON before and after the prompt, by kind of line.
+        self._kinds: dict[Hashable, tuple[str, str]] = {}
+
+    def __call__(self, line: int, given: dict[str, Any]) -> str:
+        prompt = given.get("prompt")
+        try:
+            kind: Hashable = (
+                ()
+                if len(given) == 1
+                else frozenset(
+                    [(name, type(v), v) for name, v in given.items() if name != "prompt"]
+                )
+            )
+            around = self._kinds.get(kind)
+        except TypeError:  # a value that is not hashable (a list of characters)
+            return request_to_json(self._reader.request(given, line))
+        if around is not None and type(prompt) is str:
+            return around[0] + encode_basestring(prompt) + around[1]
+        request = self._reader.request(given, line)
+        fields = request_fields(request)
+        fields["prompt"] = _PROMPT_MARK
+        parts = canonical_json(fields).split(encode_basestring(_PROMPT_MARK))
+        if len(parts) == 2:  # else another field holds the mark: each such line is built
+            if len(self._kinds) >= _KINDS_KEPT:
+                self._kinds.clear()
+            self._kinds[kind] = (parts[0], parts[1])
+        return request_to_json(request)
+
 
 class Planner:
     """Validates and plans one run; ``journal`` is open once :meth:`prepare` got that far."""
@@ -132,9 +181,12 @@ class Planner:
             await self._check_cost(client, whole)
             if self.dry_run:
                 return whole
-            self.journal = self._open_journal(client, fingerprint)
+            journal = self.journal = self._open_journal(client, fingerprint)
+            if sum(journal.summary().values()):  # made by another run since: compared
+                plan = await self._plan(client, reader, fingerprint, priced=False)
+            else:
+                plan = await self._register_new(reader, fingerprint)
             # Every item is new, so this plan is the whole one: its prices are whole's.
-            plan = await self._plan(client, reader, fingerprint, priced=False)
             plan.estimate, plan.unpriced = whole.estimate, whole.unpriced
             return plan
         self.journal = self._open_journal(client, fingerprint)
@@ -145,14 +197,15 @@ class Planner:
     async def _validate(self, client: SoraClient, reader: InputReader) -> tuple[str, Plan]:
         """Check every item; the plan of the whole input as if nothing had been done yet."""
         whole = Plan()
-        for item in reader:
+        for index, line, given in reader.given():
+            request = reader.request(given, line)
             try:
-                await client.prepare(item.request)
+                await client.prepare(request)
             except SoraError as exc:
                 # Everything prepare() raises is about this request; nothing was sent.
-                raise BatchInputError(reader.path, item.line, str(exc)) from None
-            self._count(client, whole, item.request, _S.PENDING)
-            if item.index % CHECKPOINT_EVERY == 0:
+                raise BatchInputError(reader.path, line, str(exc)) from None
+            self._count(client, whole, request, _S.PENDING)
+            if index % CHECKPOINT_EVERY == 0:
                 await anyio.lowlevel.checkpoint()
         assert reader.fingerprint is not None
         return reader.fingerprint, whole
@@ -202,6 +255,36 @@ class Planner:
         if held:
             forget_held(self.out)
 
+    async def _register_new(self, reader: InputReader, fingerprint: str) -> Plan:
+        """A new batch's plan: every item registered as pending, to create.
+
+        Its requests are not built again: :meth:`_validate` built and checked every line of
+        this file, and the file's fingerprint, checked at the end, proves it read the same
+        bytes. A line of a file changed in between may be registered unchecked; the run then
+        stops here (the file changed), and the next one checks every line again, compares it
+        with the journal's and builds each job's request from the journal anew."""
+        journal = self.journal
+        assert journal is not None
+        lines = self.console.lines
+        request_json = RequestJsons(reader)
+        count = 0
+        chunk: list[tuple[int, str, str]] = []
+        for index, line, given in reader.given():
+            lines.append(line)
+            text = request_json(line, given)  # first: it says what is wrong with a bad line
+            chunk.append((index, given["prompt"], text))
+            if len(chunk) >= REGISTER_CHUNK:
+                journal.add_items(chunk, canonical=True)
+                count += len(chunk)
+                chunk = []
+                await anyio.lowlevel.checkpoint()
+        if chunk:
+            journal.add_items(chunk, canonical=True)
+            count += len(chunk)
+        plan = Plan(total=count, to_create=count)
+        self._check_plan(reader, fingerprint, plan, trusted=False)
+        return plan
+
     async def _plan(
         self,
         client: SoraClient,
@@ -216,7 +299,7 @@ class Planner:
         # The same file with the same options as the journal's last run: its known items are
         # the ones recorded, so only their states are read (a 100,000-item resume plans in
         # seconds). Otherwise every known item is compared with its line.
-        options_key = json.dumps(self.defaults, sort_keys=True, default=str)
+        options_key = self._options_key()
         same_options = journal is not None and journal.meta.get(_OPTIONS_KEY) == options_key
         trusted = (
             not compare
@@ -255,6 +338,14 @@ class Planner:
                 await anyio.lowlevel.checkpoint()
         if chunk:
             self._plan_chunk(client, chunk, plan, trusted=trusted, priced=priced)
+        self._check_plan(reader, fingerprint, plan, trusted=trusted)
+        return plan
+
+    def _check_plan(
+        self, reader: InputReader, fingerprint: str, plan: Plan, *, trusted: bool
+    ) -> None:
+        """The plan's pass read the file validated, whole, and the journal holds no more."""
+        journal = self.journal
         if reader.fingerprint != fingerprint or plan.total != self.total:
             raise BatchInputError(
                 self.input_path,
@@ -272,8 +363,10 @@ class Planner:
                     "another --out directory for a new batch."
                 )
             if not trusted and not self.dry_run:
-                journal.set_meta(_OPTIONS_KEY, options_key)
-        return plan
+                journal.set_meta(_OPTIONS_KEY, self._options_key())
+
+    def _options_key(self) -> str:
+        return json.dumps(self.defaults, sort_keys=True, default=str)
 
     def _plan_chunk(
         self,

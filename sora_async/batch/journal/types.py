@@ -6,6 +6,7 @@ import datetime as dt
 import enum
 import hashlib
 import json
+import operator
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +36,7 @@ __all__ = [
     "default_journal_path",
     "describe_error",
     "fingerprint_bytes",
+    "request_fields",
     "request_to_json",
     "utc_now",
 ]
@@ -276,6 +278,8 @@ def fingerprint_bytes(data: bytes) -> str:
 
 # Sorted once: a batch turns a request into JSON for each prompt it registers.
 _REQUEST_FIELDS = tuple(sorted(field.name for field in attrs.fields(VideoRequest)))
+#: Every field's value in one C call, not a getattr call a field.
+_REQUEST_VALUES = operator.attrgetter(*_REQUEST_FIELDS)
 # Values JSON takes as they are (exact types: a str enum is an Enum first).
 _PLAIN = frozenset({str, int, float, bool, type(None)})
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -286,19 +290,24 @@ def request_to_json(request: VideoRequest) -> str:
 
     Image bytes are stored as their size and hash, not the bytes; a path is stored as text.
     """
+    return _CANONICAL.encode(request_fields(request))
+
+
+def request_fields(request: VideoRequest) -> dict[str, Any]:
+    """The request's fields as :func:`request_to_json` writes them (JSON-ready)."""
     fields: dict[str, Any] = {}
-    for name in _REQUEST_FIELDS:
-        value = getattr(request, name)
+    for name, value in zip(_REQUEST_FIELDS, _REQUEST_VALUES(request), strict=True):
         if type(value) in _PLAIN:
-            pass
+            fields[name] = value
         elif isinstance(value, enum.Enum):
-            value = value.value
+            fields[name] = value.value
         elif isinstance(value, (bytes, bytearray)):
-            value = {"bytes": len(value), "sha256": hashlib.sha256(value).hexdigest()}
+            fields[name] = {"bytes": len(value), "sha256": hashlib.sha256(value).hexdigest()}
         elif isinstance(value, os.PathLike):
-            value = os.fspath(value)
-        fields[name] = value
-    return _CANONICAL.encode(fields)
+            fields[name] = os.fspath(value)
+        else:
+            fields[name] = value
+    return fields
 
 
 def canonical_json(value: Any) -> str:
