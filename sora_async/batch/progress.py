@@ -139,16 +139,16 @@ class Tracker:
         """Item ``index`` is now in ``phase``; ``start`` is its seeded phase if not tracked yet."""
         if 0 <= index < self.total and self._ended[index]:
             return  # an item reaches one final phase per run
-        old = self._phase.get(index, start)
         if phase is not Phase.RUNNING and self._progress:
             self._progress.pop(index, None)
         if phase in _FINAL:  # not phase.is_final: a property call, four times a task
-            self._phase.pop(index, None)
+            old = self._phase.pop(index, start)
             self._finished += 1
             self._ended_at.append(self._clock())
             if 0 <= index < self.total:
                 self._ended[index] = 1
         else:
+            old = self._phase.get(index, start)
             self._phase[index] = phase
         if old is not phase:
             self._counts[old] -= 1

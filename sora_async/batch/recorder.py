@@ -92,16 +92,16 @@ class Recorder:
         self.fetching: dict[int, tuple[list[str], list[tuple[str, int, str]]]] = {}
         #: Task ids the journal could not take, by index: shown at every exit.
         self.held = held
-        #: The handler of each event kind but CREATED (see on_event).
+        #: The handler of each event kind but CREATED and CREATING (see on_event).
         self._handlers: dict[EventKind, Callable[[int, TaskEvent], Awaitable[None] | None]] = {
             kind: getattr(self, f"_{kind.value}")
             for kind in EventKind
-            if kind is not EventKind.CREATED
+            if kind not in (EventKind.CREATED, EventKind.CREATING)
         }
 
-    async def _write(self, call: Any, *args: Any, **kwargs: Any) -> Any:
-        """One journal write through the run's group commit; returns once it is fsync'd."""
-        return await self.writer.write(functools.partial(call, *args, **kwargs))
+    def _write(self, call: Any, *args: Any, **kwargs: Any) -> Awaitable[Any]:
+        """One journal write through the run's group commit; done once it is fsync'd."""
+        return self.writer.write(functools.partial(call, *args, **kwargs))
 
     def _post(
         self,
@@ -145,6 +145,9 @@ class Recorder:
         if index in self.held:
             self._held_event(index, event)
             return None
+        if kind is EventKind.CREATING:
+            # It handles its refusals: not wrapped in _awaited (a frame, two calls a task).
+            return self._creating(index, event)
         try:
             # One handler per kind, named after it: _creating, _rate_limited, _progress, ...
             outcome: Awaitable[None] | None = self._handlers[kind](index, event)
@@ -192,7 +195,10 @@ class Recorder:
             # The request as registered: the run's jobs are made from the journal's rows.
             journal.record_intent(index, None, None, price)
 
-        await self.writer.write(intent)
+        try:
+            await self.writer.write(intent)
+        except JournalError as exc:
+            self._refused(EventKind.CREATING, index, exc)  # raises: this create must not be sent
         self.intents.add(index)
         self.tracker.move(index, Phase.CREATING)
 
@@ -204,7 +210,9 @@ class Recorder:
         for delay in (*JOURNAL_RETRY_DELAYS, None):
             try:
                 # Awaited: the lifecycle starts polling the task only once this returns.
-                await self._write(self.journal.record_created, index, event.task_id)
+                await self.writer.write(
+                    functools.partial(self.journal.record_created, index, event.task_id)
+                )
                 return
             except JournalTransitionError as exc:
                 logger.warning("journal: %s", exc)

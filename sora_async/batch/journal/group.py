@@ -43,31 +43,15 @@ __all__ = ["GroupCommit"]
 T = TypeVar("T")
 
 
-class _Call:
-    __slots__ = ("call", "done", "fsync", "then")
-
-    def __init__(
-        self,
-        call: Callable[[], Any],
-        fsync: bool,
-        then: Callable[[bool, Any], None] | None = None,
-        done: asyncio.Future[Any] | None = None,
-    ) -> None:
-        self.call = call
-        self.fsync = fsync
-        self.then = then
-        #: What an awaiting caller waits on (a plain future: this runs twice a task).
-        self.done = done
-
-    def settle(self, ok: bool, value: Any) -> None:
-        if self.then is not None:
-            self.then(ok, value)
-        done = self.done
-        if done is not None and not done.done():  # done: its caller was cancelled
-            if ok:
-                done.set_result(value)
-            else:
-                done.set_exception(value)
+#: A queued write or read: the call, whether its group must fsync, what a poster is told
+#: (``then(ok, value)``) and what an awaiting caller waits on. A tuple, not an object: four
+#: of them a task, and an object's __init__ is a call.
+_Call = tuple[
+    Callable[[], Any],
+    bool,
+    "Callable[[bool, Any], None] | None",
+    "asyncio.Future[Any] | None",
+]
 
 
 class GroupCommit:
@@ -77,6 +61,7 @@ class GroupCommit:
         self.journal = journal
         self._writes: list[_Call] = []
         self._reads: list[_Call] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
         #: Set while the writer waits for something to do; the next caller wakes it.
         self._waiting: asyncio.Future[None] | None = None
         self._stopped = False
@@ -87,13 +72,24 @@ class GroupCommit:
         #: Groups committed (each one transaction): for tests and measurements.
         self.groups = 0
 
-    async def write(self, call: Callable[[], T], *, fsync: bool = True) -> T:
-        """Run ``call`` (journal writes) in the next group; return once it is committed (with
-        ``fsync``, on disk: see the module docstring).
+    def write(self, call: Callable[[], T], *, fsync: bool = True) -> asyncio.Future[T]:
+        """Run ``call`` (journal writes) in the next group; the future it returns is done once
+        that group is committed (with ``fsync``, on disk: see the module docstring).
 
-        Raises what the call raised, or the group's JournalError when its commit failed.
+        The future raises what the call raised, or the group's JournalError when its commit
+        failed. A plain function, not a coroutine: twice a task, each awaiting frame is a call
+        at the start and another at the wake-up.
         """
-        return await self._submit(call, fsync, self._writes)  # type: ignore[no-any-return]
+        if self._stopped:
+            raise JournalError(f"the journal {self.journal.path} is no longer written")
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        done: asyncio.Future[T] = loop.create_future()
+        self._writes.append((call, fsync, None, done))
+        if self._waiting is not None:
+            self._wake()
+        return done
 
     def post(self, call: Callable[[], Any], then: Callable[[bool, Any], None]) -> None:
         """Queue ``call`` (journal writes that need no fsync) for the next group and return at
@@ -104,23 +100,24 @@ class GroupCommit:
         if not self._posted:
             self._idle = anyio.Event()
         self._posted += 1
-        self._writes.append(_Call(call, False, then))
-        self._wake()
+        self._writes.append((call, False, then, None))
+        if self._waiting is not None:
+            self._wake()
 
     async def settle(self) -> None:
         """Wait for every posted write, then make what they wrote power-cut safe."""
         await self._idle.wait()
-        await self._submit(self.journal.sync, False, self._reads)
+        await self._submit(self.journal.sync, self._reads)
 
     async def read(self, call: Callable[[], T]) -> T:
         """Run ``call`` (journal reads) off the event loop, between two groups."""
-        return await self._submit(call, False, self._reads)  # type: ignore[no-any-return]
+        return await self._submit(call, self._reads)  # type: ignore[no-any-return]
 
-    async def _submit(self, call: Callable[[], Any], fsync: bool, queue: list[_Call]) -> Any:
+    async def _submit(self, call: Callable[[], Any], queue: list[_Call]) -> Any:
         if self._stopped:
             raise JournalError(f"the journal {self.journal.path} is no longer written")
         done = asyncio.get_running_loop().create_future()
-        queue.append(_Call(call, fsync, done=done))
+        queue.append((call, False, None, done))
         self._wake()
         return await done
 
@@ -132,11 +129,17 @@ class GroupCommit:
                 waiting.set_result(None)
 
     def _settle(self, pending: _Call, ok: bool, value: Any) -> None:
-        if pending.then is not None:  # a posted write: one fewer to wait for
+        _, _, then, done = pending
+        if then is not None:  # a posted write: one fewer to wait for
             self._posted -= 1
             if not self._posted:
                 self._idle.set()
-        pending.settle(ok, value)
+            then(ok, value)
+        elif done is not None and not done.done():  # done: its caller was cancelled
+            if ok:
+                done.set_result(value)
+            else:
+                done.set_exception(value)
 
     async def run(self) -> None:
         """Commit groups until cancelled; on the way out, what is still queued fails."""
@@ -166,13 +169,13 @@ class GroupCommit:
     def _flush(self, writes: list[_Call], reads: list[_Call]) -> list[tuple[bool, Any]]:
         outcomes: list[tuple[bool, Any]] = []
         if writes:
-            calls = [pending.call for pending in writes]
-            fsync = any(pending.fsync for pending in writes)
+            calls = [pending[0] for pending in writes]
+            fsync = any(pending[1] for pending in writes)
             outcomes = self.journal.run_group(calls, fsync=fsync)
             self.groups += 1
         for pending in reads:
             try:
-                outcomes.append((True, pending.call()))
+                outcomes.append((True, pending[0]()))
             except Exception as exc:
                 outcomes.append((False, exc))
         return outcomes
