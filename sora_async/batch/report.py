@@ -21,7 +21,7 @@ from ..errors import ConfigurationError
 from .home import locate_journal
 from .journal import JournalError, read_rows
 
-__all__ = ["INDEX_NAME", "print_report", "summarise", "write_index"]
+__all__ = ["INDEX_NAME", "manifest_rows", "print_report", "summarise", "write_index"]
 
 INDEX_NAME = "index.html"
 _MANIFEST_NAME = "manifest.jsonl"
@@ -44,14 +44,16 @@ def _rows(out: Path, journal_flag: Path | None) -> tuple[Iterator[dict[str, Any]
             "pass the batch's --out directory (and --journal PATH if it had one)"
         )
 
-    def from_manifest() -> Iterator[dict[str, Any]]:
-        with manifest.open(encoding="utf-8") as lines:
-            for line in lines:
-                row = json.loads(line)
-                if isinstance(row, dict):
-                    yield row
+    return manifest_rows(manifest), f"manifest {manifest} (the journal is in use)"
 
-    return from_manifest(), f"manifest {manifest} (the journal is in use)"
+
+def manifest_rows(manifest: Path) -> Iterator[dict[str, Any]]:
+    """The rows of a ``manifest.jsonl``, read a line at a time."""
+    with manifest.open(encoding="utf-8") as lines:
+        for line in lines:
+            row = json.loads(line)
+            if isinstance(row, dict):
+                yield row
 
 
 def _spent(row: Mapping[str, Any]) -> int:
@@ -131,20 +133,31 @@ _ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;",
 
 
 def _card(row: Mapping[str, Any]) -> str:
+    # One f-string, not a list of parts: a card a task.
     get = row.get
+    index = get("index")
     state = str(get("state")).translate(_ESCAPES)
-    parts = [f'<article id="item-{int(get("index") or 0)}">']
-    for name in get("files") or []:
-        src = quote(str(name)).translate(_ESCAPES)
-        parts.append(f'<video src="{src}" controls preload="metadata"></video>')
-    parts.append(f"<p>{str(get('prompt') or '').translate(_ESCAPES)}</p>")
-    parts.append(f'<p><span class="state {state}">{state}</span></p>')
+    files = get("files")
+    videos = (
+        "".join(
+            [
+                f'<video src="{quote(str(name)).translate(_ESCAPES)}" controls '
+                'preload="metadata"></video>'
+                for name in files
+            ]
+        )
+        if files
+        else ""
+    )
     problem = get("error") or get("note")
-    if problem:
-        parts.append(f'<p class="error">{str(problem).translate(_ESCAPES)}</p>')
-    meta = f"#{get('index')} · {get('task_id') or 'no task'}"
-    parts.append(f'<p class="meta">{meta.translate(_ESCAPES)}</p></article>\n')
-    return "".join(parts)
+    shown = f'<p class="error">{str(problem).translate(_ESCAPES)}</p>' if problem else ""
+    meta = f"#{index} · {get('task_id') or 'no task'}".translate(_ESCAPES)
+    return (
+        f'<article id="item-{int(index or 0)}">{videos}'
+        f"<p>{str(get('prompt') or '').translate(_ESCAPES)}</p>"
+        f'<p><span class="state {state}">{state}</span></p>{shown}'
+        f'<p class="meta">{meta}</p></article>\n'
+    )
 
 
 def write_index(out: Path, rows: Iterable[Mapping[str, Any]], title: str) -> Path:

@@ -209,8 +209,7 @@ class _Batch:
         finally:
             # Every exit writes the manifest, and shows the task ids the journal lacks.
             self.console.display.stop()
-            summary.write_manifest()
-            summary.write_index()
+            summary.write_index(after_manifest=summary.write_manifest())
             summary.report_held()
         return summary.finish(
             fatal=self.fatal,

@@ -15,13 +15,12 @@ from .feed import READ_CHUNK
 from .journal import ItemState, Journal, JournalError, JournalItem
 from .options import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from .plan import LIVE, TO_CREATE, Plan
-from .report import INDEX_NAME, write_index
+from .report import INDEX_NAME, manifest_rows, write_index
 
 __all__ = ["MANIFEST_NAME", "Summary", "write_manifest"]
 
 MANIFEST_NAME = "manifest.jsonl"
 _S = ItemState
-_MANIFEST_HEAD = ("index", "line", "prompt", "task_id", "state", "files", "error", "refunded")
 #: json.dumps(row, ensure_ascii=False), without a new encoder for each of a big batch's rows.
 _ENCODE = json.JSONEncoder(ensure_ascii=False).encode
 
@@ -47,15 +46,30 @@ def write_manifest(
     held = held or {}
 
     def rows() -> Iterator[str]:
+        known = len(lines)
         for row in _stream(journal, total):
             index = row["index"]
-            row["line"] = lines[index] if index < len(lines) else None
-            row["note"] = notes.get(index)
             if row["task_id"] is None and index in held:
                 row["task_id"] = held[index]
-            ordered = {key: row[key] for key in _MANIFEST_HEAD}
-            ordered.update(row)
-            yield _ENCODE(ordered) + "\n"
+            # The manifest's first keys, then the row's others in their order, then the note:
+            # one dict display (a comprehension and an update are two calls a row).
+            yield (
+                _ENCODE(
+                    {
+                        "index": index,
+                        "line": lines[index] if index < known else None,
+                        "prompt": row["prompt"],
+                        "task_id": row["task_id"],
+                        "state": row["state"],
+                        "files": row["files"],
+                        "error": row["error"],
+                        "refunded": row["refunded"],
+                        **row,
+                        "note": notes.get(index),
+                    }
+                )
+                + "\n"
+            )
 
     write_lines_atomically(path, rows())
 
@@ -92,9 +106,10 @@ class Summary:
         #: Items by journal state, as finish() found them.
         self.final_counts: dict[str, int] = {}
 
-    def write_manifest(self) -> None:
+    def write_manifest(self) -> bool:
+        """Rewrite the manifest from the journal; whether it was written."""
         if self.journal.closed:
-            return
+            return False
         try:
             write_manifest(
                 self.journal,
@@ -106,9 +121,16 @@ class Summary:
             )
         except OSError as exc:
             self.console.warn(f"cannot write {self.manifest_path}: {exc.strerror or exc}")
+            return False
+        return True
 
-    def write_index(self) -> None:
-        """``DIR/index.html``: every video of the batch with its prompt and state."""
+    def write_index(self, *, after_manifest: bool = False) -> None:
+        """``DIR/index.html``: every video of the batch with its prompt and state.
+
+        ``after_manifest``: the manifest was just written from the journal, notes and held
+        task ids as they are: its rows are read back (a JSON line each) rather than the
+        journal's again (a query, a row and its files, its expiry and its URLs each).
+        """
         journal = self.journal
         if journal.closed:
             return
@@ -122,7 +144,8 @@ class Summary:
                 yield row
 
         try:
-            write_index(self.out, rows(), f"sora-async batch: {self.input_path.name}")
+            source = manifest_rows(self.manifest_path) if after_manifest else rows()
+            write_index(self.out, source, f"sora-async batch: {self.input_path.name}")
         except (OSError, JournalError) as exc:
             self.console.warn(f"cannot write {self.out / INDEX_NAME}: {exc}")
 
