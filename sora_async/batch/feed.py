@@ -67,6 +67,8 @@ class Feed:
         self.prices: dict[int, int | None] = {}
         #: Files an earlier run recorded whole for the items still downloading.
         self.recorded: dict[int, tuple[FileRecord, ...]] = {}
+        #: The states the policy creates (a set: a job a task is checked against it).
+        self._create_states = frozenset(policy.states)
 
     async def jobs(self) -> AsyncIterator[Job]:
         # The tasks that exist first: they hold account slots already, so a create sent
@@ -102,7 +104,7 @@ class Feed:
 
     def _to_create(self, row: ItemRow) -> Job | None:
         index, state = row.index, row.state
-        if state in LIVE or not self.policy.will_create(state):
+        if state in LIVE or state not in self._create_states:
             return None
         request = request_from_json(row.request_json)
         price = self.price(request)
@@ -119,6 +121,8 @@ class Feed:
     def recorded_file(self, result: TaskResult, path: Path) -> DownloadedFile | None:
         """A file an earlier run recorded whole (it stopped after recording it but before the
         item was done): it is kept, not fetched again."""
+        if not self.recorded:  # a new batch: no call a file
+            return None
         records = self.recorded.get(result.key)
         if not records:
             return None

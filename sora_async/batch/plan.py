@@ -204,7 +204,14 @@ class Planner:
             except SoraError as exc:
                 # Everything prepare() raises is about this request; nothing was sent.
                 raise BatchInputError(reader.path, line, str(exc)) from None
-            self._count(client, whole, request, _S.PENDING)
+            # The whole input as if new: every item to create (_count, without its branches).
+            whole.total += 1
+            whole.to_create += 1
+            price = client.estimate_credits(request)
+            if price is None:
+                whole.unpriced += 1
+            else:
+                whole.estimate += price
             if index % CHECKPOINT_EVERY == 0:
                 await anyio.lowlevel.checkpoint()
         assert reader.fingerprint is not None

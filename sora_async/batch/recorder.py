@@ -182,7 +182,7 @@ class Recorder:
         if index in self.intents:
             return  # already recorded for this create
         journal = self.journal
-        again = self.second_payments.pop(index, None)
+        again = self.second_payments.pop(index, None) if self.second_payments else None
         resubmit, retry = again is _S.UNKNOWN, again is _S.FAILED
         price = self.prices.pop(index) if index in self.prices else self.price(event.request)
 

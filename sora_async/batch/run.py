@@ -47,7 +47,7 @@ import anyio.to_thread
 
 from ..download import video_filename
 from ..errors import SoraError
-from ..models import TaskResult, VideoRequest
+from ..models import TaskResult
 from .console import Console
 from .feed import Feed
 from .journal import GroupCommit, Journal, JournalError
@@ -227,7 +227,7 @@ class _Batch:
             total=self.planner.total,
             out=self.out,
             policy=self.planner.policy,
-            price=self._price,
+            price=self.client.estimate_credits,
             max_credits=self.options.max_credits,
             notes=self.notes,
         )
@@ -238,7 +238,7 @@ class _Batch:
             tracker=tracker,
             out=self.out,
             control=self,
-            price=self._price,
+            price=self.client.estimate_credits,
             prices=feed.prices,
             second_payments=feed.second_payments,
             notes=self.notes,
@@ -278,9 +278,6 @@ class _Batch:
                     group.cancel_scope.cancel()
         if failure is not None:
             raise failure
-
-    def _price(self, request: VideoRequest) -> int | None:
-        return self.client.estimate_credits(request)
 
     def _filename(self, result: TaskResult, index: int, count: int) -> str:
         assert result.task_id is not None
