@@ -310,7 +310,7 @@ class Recorder:
             self._download_failed(index, result, result.download_error, urls, files)
             return
         if len(files) == len(result.files):  # each file announced: their names are at hand
-            names = ", ".join([path for path, _, _ in files])
+            names = files[0][0] if len(files) == 1 else ", ".join([path for path, _, _ in files])
         else:
             names = ", ".join([self._relative(f) for f in result.files])
 

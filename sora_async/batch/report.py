@@ -146,11 +146,16 @@ def _src(name: Any) -> str:
 
 
 def _card(row: Mapping[str, Any]) -> str:
-    # One f-string, not a list of parts: a card a task.
-    get = row.get
-    index = get("index")
-    state = str(get("state")).translate(_ESCAPES)
-    files = get("files")
+    # One f-string, not a list of parts, and a manifest row's keys read without a call each:
+    # a card a task.
+    try:
+        index, state, files = row["index"], row["state"], row["files"]
+        prompt, error, task_id = row["prompt"], row["error"], row["task_id"]
+    except KeyError:  # not a whole manifest row: what it lacks is shown as unset
+        get = row.get
+        index, state, files = get("index"), get("state"), get("files")
+        prompt, error, task_id = get("prompt"), get("error"), get("task_id")
+    state = str(state).translate(_ESCAPES)
     videos = (
         "".join(
             [f'<video src="{_src(name)}" controls preload="metadata"></video>' for name in files]
@@ -158,12 +163,12 @@ def _card(row: Mapping[str, Any]) -> str:
         if files
         else ""
     )
-    problem = get("error") or get("note")
+    problem = error or row.get("note")
     shown = f'<p class="error">{str(problem).translate(_ESCAPES)}</p>' if problem else ""
-    meta = f"#{index} · {get('task_id') or 'no task'}".translate(_ESCAPES)
+    meta = f"#{index} · {task_id or 'no task'}".translate(_ESCAPES)
     return (
         f'<article id="item-{int(index or 0)}">{videos}'
-        f"<p>{str(get('prompt') or '').translate(_ESCAPES)}</p>"
+        f"<p>{str(prompt or '').translate(_ESCAPES)}</p>"
         f'<p><span class="state {state}">{state}</span></p>{shown}'
         f'<p class="meta">{meta}</p></article>\n'
     )
