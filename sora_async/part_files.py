@@ -31,6 +31,10 @@ _FOLDERS = 64
 #: each step is one dict or set operation, whole under the GIL.
 _known: OrderedDict[str, set[str]] = OrderedDict()
 
+if hasattr(os, "register_at_fork"):
+    # A forked child lists again: other processes may have made .parts since the listing.
+    os.register_at_fork(after_in_child=_known.clear)
+
 
 def may_exist(part: str, folder: str) -> bool:
     """Whether ``part`` (in ``folder``) may be on disk: True unless the folder's listing

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import hashlib
+import os
 import re
 import socket
 import traceback
@@ -19,6 +20,7 @@ from aiohttp.test_utils import TestServer
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sora_async import part_files
 from sora_async.calls import Endpoint
 from sora_async.config import Secret
 from sora_async.diskthread import DiskThread, set_disk_thread
@@ -605,3 +607,18 @@ async def test_a_part_this_process_left_is_resumed_by_its_next_download(
     assert ranges == [None, f"bytes={half}-"]
     assert_whole(result, dest, PAYLOAD)
     assert result.resumed is True
+
+
+def test_a_forked_child_lists_a_folder_again(tmp_path: Path) -> None:
+    """A listing made before a fork may miss .parts other processes made since: the child
+    looks on disk until it lists the folder itself."""
+    folder = str(tmp_path)
+    part = os.path.join(folder, "a.mp4.part")
+    part_files.learn(folder)
+    assert not part_files.may_exist(part, folder)
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child's answer is its exit status
+        os._exit(0 if part_files.may_exist(part, folder) else 1)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert not part_files.may_exist(part, folder)  # the parent's listing stands
