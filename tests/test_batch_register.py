@@ -11,7 +11,7 @@ import pytest
 
 from sora_async.batch.input import BatchInputError, InputReader
 from sora_async.batch.journal import request_to_json
-from sora_async.batch.plan import RequestJsons
+from sora_async.batch.request_jsons import RequestJsons
 
 
 def registered(source: Path, defaults: dict[str, Any] | None = None) -> list[tuple[str, str]]:
